@@ -1,0 +1,361 @@
+//! `BlockSpec` and `ArchSpec`: a convolutional network as plain data.
+//!
+//! The network layout follows EfficientNet (Tan & Le, 2019, §4 and Table 1) and the MnasNet
+//! factorized hierarchical space (Tan et al., 2019, §4.1): a 3×3 stride-2 stem, a list of blocks
+//! each repeating one layer `repeats` times (only the first layer strides or changes the channel
+//! count), a 1×1 head convolution, global average pooling, dropout and a linear classifier.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SpaceError};
+
+/// The largest channel count, repeat count and resolution accepted. They keep every cost in
+/// `u64` far from overflow and catch typos such as `o24000`.
+pub const MAX_CHANNELS: u32 = 16_384;
+pub const MAX_REPEATS: u32 = 64;
+pub const MAX_RESOLUTION: u32 = 4_096;
+pub const MAX_EXPANSION: u32 = 16;
+
+/// The operator a block repeats (MnasNet §4.1, "ConvOp").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Regular k×k convolution, batch norm, SiLU (block-string prefix `cn_`).
+    Conv,
+    /// Depthwise-separable convolution as in MobileNetV1: depthwise k×k, BN, SiLU, optional SE,
+    /// pointwise 1×1, BN, SiLU (prefix `ds_`).
+    DepthwiseSeparable,
+    /// Mobile inverted bottleneck (MobileNetV2/EfficientNet): optional 1×1 expansion, depthwise
+    /// k×k, optional SE, linear 1×1 projection (the default; prefix `ir_` is accepted).
+    MBConv,
+}
+
+impl Op {
+    /// The block-string prefix; MBConv has none in the TF style.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Op::Conv => "cn",
+            Op::DepthwiseSeparable => "ds",
+            Op::MBConv => "ir",
+        }
+    }
+
+    /// A short human name with the expansion for MBConv (`MBConv6`).
+    pub fn display_name(self, expansion: u32) -> String {
+        match self {
+            Op::Conv => "Conv".to_owned(),
+            Op::DepthwiseSeparable => "DSConv".to_owned(),
+            Op::MBConv => format!("MBConv{expansion}"),
+        }
+    }
+}
+
+/// The residual connection of a block (MnasNet §4.1, "SkipOp").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// No residual connection (`noskip`).
+    None,
+    /// Identity residual on every layer whose input and output shapes agree (the default).
+    Identity,
+    /// Identity where shapes agree; where the first layer strides or changes channels, the
+    /// shortcut is a k=s, s=s average pool followed by a 1×1 convolution and BN when the channel
+    /// count changes (`poolskip`).
+    Pool,
+}
+
+/// One block: `repeats` layers of one operator. Only the first layer uses `stride` and maps
+/// `in_channels` to `out_channels`; the others are stride 1, `out_channels` to `out_channels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSpec {
+    pub op: Op,
+    pub repeats: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    /// Expansion ratio of the MBConv hidden width; always 1 for the other operators.
+    pub expansion: u32,
+    pub in_channels: u32,
+    pub out_channels: u32,
+    /// Squeeze-and-excitation ratio of the block's input channels; 0 means no SE.
+    pub se_ratio: f64,
+    pub skip: Skip,
+}
+
+impl BlockSpec {
+    /// The channels of layer `layer` (0-based) of this block: (input, output).
+    pub fn layer_channels(&self, layer: u32) -> (u32, u32) {
+        if layer == 0 {
+            (self.in_channels, self.out_channels)
+        } else {
+            (self.out_channels, self.out_channels)
+        }
+    }
+
+    /// The stride of layer `layer` (0-based).
+    pub fn layer_stride(&self, layer: u32) -> u32 {
+        if layer == 0 {
+            self.stride
+        } else {
+            1
+        }
+    }
+
+    /// Width of the squeeze in SE as the reference builders compute it (`max(1, int(c_in × r))`),
+    /// or `None` without SE.
+    pub fn se_channels(&self, layer_in: u32) -> Option<u32> {
+        (self.se_ratio > 0.0).then(|| ((f64::from(layer_in) * self.se_ratio) as u32).max(1))
+    }
+
+    /// Hidden width of an MBConv layer with input `c_in` (`c_in × e`); `c_in` for the others.
+    pub fn hidden_channels(&self, layer_in: u32) -> u32 {
+        match self.op {
+            Op::MBConv => layer_in * self.expansion,
+            Op::Conv | Op::DepthwiseSeparable => layer_in,
+        }
+    }
+
+    /// What kind of shortcut a layer gets.
+    pub fn layer_shortcut(&self, layer: u32) -> Shortcut {
+        let (c_in, c_out) = self.layer_channels(layer);
+        let shapes_agree = self.layer_stride(layer) == 1 && c_in == c_out;
+        match self.skip {
+            Skip::None => Shortcut::None,
+            Skip::Identity if shapes_agree => Shortcut::Identity,
+            Skip::Identity => Shortcut::None,
+            Skip::Pool if shapes_agree => Shortcut::Identity,
+            Skip::Pool => Shortcut::Pool { project: c_in != c_out },
+        }
+    }
+
+    /// Checks every field; the error names the field and the value.
+    pub fn validate(&self) -> Result<()> {
+        let name = crate::codec::format_block(self);
+        let bad = |reason: String| Err(SpaceError::BlockString { block: name.clone(), reason });
+        if !(1..=7).contains(&self.kernel) || self.kernel % 2 == 0 {
+            return bad(format!("kernel {} in token \"k{}\" (kernels are odd, 1 to 7)", self.kernel, self.kernel));
+        }
+        if !(1..=2).contains(&self.stride) {
+            return bad(format!("stride {} in token \"s{}\" (strides are 1 or 2)", self.stride, self.stride));
+        }
+        if !(1..=MAX_REPEATS).contains(&self.repeats) {
+            return bad(format!("repeats {} in token \"r{}\" (1 to {MAX_REPEATS})", self.repeats, self.repeats));
+        }
+        for (token, value) in [("i", self.in_channels), ("o", self.out_channels)] {
+            if !(1..=MAX_CHANNELS).contains(&value) {
+                return bad(format!("channels {value} in token \"{token}{value}\" (1 to {MAX_CHANNELS})"));
+            }
+        }
+        match self.op {
+            Op::MBConv if !(1..=MAX_EXPANSION).contains(&self.expansion) => {
+                return bad(format!("expansion {} in token \"e{}\" (1 to {MAX_EXPANSION})", self.expansion, self.expansion));
+            }
+            Op::Conv | Op::DepthwiseSeparable if self.expansion != 1 => {
+                return bad(format!("expansion {} in token \"e{}\": only MBConv blocks expand", self.expansion, self.expansion));
+            }
+            _ => {}
+        }
+        if !(self.se_ratio.is_finite() && (0.0..=1.0).contains(&self.se_ratio)) {
+            return bad(format!("SE ratio {} in token \"se{}\" (0 to 1)", self.se_ratio, self.se_ratio));
+        }
+        Ok(())
+    }
+}
+
+/// The shortcut a single layer gets, derived from its block's `Skip` and shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortcut {
+    None,
+    Identity,
+    /// Average pool (kernel = stride = the layer's stride) and, with `project`, a 1×1 conv + BN.
+    Pool { project: bool },
+}
+
+/// A whole network: stem, blocks, head and classifier, with the input it is built for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ArchSpecData", into = "ArchSpecData")]
+pub struct ArchSpec {
+    pub input_channels: u32,
+    pub resolution: u32,
+    pub num_classes: u32,
+    pub stem_channels: u32,
+    pub blocks: Vec<BlockSpec>,
+    pub head_channels: u32,
+    pub dropout: f64,
+    pub drop_connect: f64,
+}
+
+/// Defaults shared by every preset and by architectures given as bare block strings.
+pub mod defaults {
+    pub const INPUT_CHANNELS: u32 = 3;
+    pub const RESOLUTION: u32 = 224;
+    pub const NUM_CLASSES: u32 = 1000;
+    pub const STEM_CHANNELS: u32 = 32;
+    pub const HEAD_CHANNELS: u32 = 1280;
+    pub const DROPOUT: f64 = 0.2;
+    pub const DROP_CONNECT: f64 = 0.2;
+}
+
+impl ArchSpec {
+    /// An architecture with the EfficientNet defaults around the given blocks.
+    pub fn from_blocks(blocks: Vec<BlockSpec>) -> Result<Self> {
+        let arch = ArchSpec {
+            input_channels: defaults::INPUT_CHANNELS,
+            resolution: defaults::RESOLUTION,
+            num_classes: defaults::NUM_CLASSES,
+            stem_channels: defaults::STEM_CHANNELS,
+            blocks,
+            head_channels: defaults::HEAD_CHANNELS,
+            dropout: defaults::DROPOUT,
+            drop_connect: defaults::DROP_CONNECT,
+        };
+        arch.validate()?;
+        Ok(arch)
+    }
+
+    /// Checks every field and that each block's input is the previous block's output.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |field: &str, value: u32, max: u32| {
+            if (1..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(SpaceError::invalid(field, format!("{value} is out of range (1 to {max})")))
+            }
+        };
+        positive("input_channels", self.input_channels, MAX_CHANNELS)?;
+        positive("resolution", self.resolution, MAX_RESOLUTION)?;
+        positive("num_classes", self.num_classes, 1_000_000)?;
+        positive("stem_channels", self.stem_channels, MAX_CHANNELS)?;
+        positive("head_channels", self.head_channels, MAX_CHANNELS)?;
+        for (field, value) in [("dropout", self.dropout), ("drop_connect", self.drop_connect)] {
+            if !(value.is_finite() && (0.0..1.0).contains(&value)) {
+                return Err(SpaceError::invalid(field, format!("{value} is out of range (0 to below 1)")));
+            }
+        }
+        if self.blocks.is_empty() {
+            return Err(SpaceError::invalid("blocks", "an architecture needs at least one block"));
+        }
+        let mut channels = self.stem_channels;
+        for (index, block) in self.blocks.iter().enumerate() {
+            block.validate()?;
+            if block.in_channels != channels {
+                return Err(SpaceError::invalid(
+                    format!("blocks[{index}]"),
+                    format!(
+                        "block {:?} takes {} input channels but the previous layer gives {channels}",
+                        crate::codec::format_block(block),
+                        block.in_channels
+                    ),
+                ));
+            }
+            channels = block.out_channels;
+        }
+        Ok(())
+    }
+
+    /// Total number of layers over all blocks.
+    pub fn num_layers(&self) -> u32 {
+        self.blocks.iter().map(|b| b.repeats).sum()
+    }
+
+    /// The channel count entering the head.
+    pub fn last_block_channels(&self) -> u32 {
+        self.blocks.last().map_or(self.stem_channels, |b| b.out_channels)
+    }
+
+    /// The block strings in the TF style, one per block.
+    pub fn block_strings(&self) -> Vec<String> {
+        self.blocks.iter().map(crate::codec::format_block).collect()
+    }
+}
+
+/// Convolution output size with the symmetric `(k - 1) / 2` padding torchvision uses.
+pub fn conv_output_size(input: u32, kernel: u32, stride: u32) -> u32 {
+    let padding = (kernel - 1) / 2;
+    (input + 2 * padding - kernel) / stride + 1
+}
+
+/// The serialised form: blocks travel as block strings, the lingua franca of the project.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchSpecData {
+    #[serde(default = "default_input_channels")]
+    input_channels: u32,
+    #[serde(default = "default_resolution")]
+    resolution: u32,
+    #[serde(default = "default_num_classes")]
+    num_classes: u32,
+    #[serde(default = "default_stem_channels")]
+    stem_channels: u32,
+    blocks: Vec<String>,
+    #[serde(default = "default_head_channels")]
+    head_channels: u32,
+    #[serde(default = "default_dropout")]
+    dropout: f64,
+    #[serde(default = "default_drop_connect")]
+    drop_connect: f64,
+}
+
+fn default_input_channels() -> u32 {
+    defaults::INPUT_CHANNELS
+}
+fn default_resolution() -> u32 {
+    defaults::RESOLUTION
+}
+fn default_num_classes() -> u32 {
+    defaults::NUM_CLASSES
+}
+fn default_stem_channels() -> u32 {
+    defaults::STEM_CHANNELS
+}
+fn default_head_channels() -> u32 {
+    defaults::HEAD_CHANNELS
+}
+fn default_dropout() -> f64 {
+    defaults::DROPOUT
+}
+fn default_drop_connect() -> f64 {
+    defaults::DROP_CONNECT
+}
+
+impl TryFrom<ArchSpecData> for ArchSpec {
+    type Error = SpaceError;
+
+    fn try_from(data: ArchSpecData) -> Result<Self> {
+        let blocks = crate::codec::parse_block_chain(data.blocks.iter().map(String::as_str), data.stem_channels)?;
+        let arch = ArchSpec {
+            input_channels: data.input_channels,
+            resolution: data.resolution,
+            num_classes: data.num_classes,
+            stem_channels: data.stem_channels,
+            blocks,
+            head_channels: data.head_channels,
+            dropout: data.dropout,
+            drop_connect: data.drop_connect,
+        };
+        arch.validate()?;
+        Ok(arch)
+    }
+}
+
+impl From<ArchSpec> for ArchSpecData {
+    fn from(arch: ArchSpec) -> Self {
+        ArchSpecData {
+            input_channels: arch.input_channels,
+            resolution: arch.resolution,
+            num_classes: arch.num_classes,
+            stem_channels: arch.stem_channels,
+            blocks: arch.block_strings(),
+            head_channels: arch.head_channels,
+            dropout: arch.dropout,
+            drop_connect: arch.drop_connect,
+        }
+    }
+}
+
+impl fmt::Display for BlockSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::codec::format_block(self))
+    }
+}

@@ -1,0 +1,248 @@
+//! The block-string codec: the TF EfficientNet/MnasNet notation (`r2_k3_s22_e6_i16_o24_se0.25`)
+//! with timm's operator prefixes (`ds_`, `cn_`, `ir_`) and channel token (`c24`).
+//!
+//! Tokens, separated by `_`, in any order after the optional prefix:
+//! `rN` repeats, `kN` kernel, `sN` or `sNN` stride, `eN` expansion, `iN` input channels,
+//! `oN`/`cN` output channels, `seX` SE ratio, `noskip` (no residual), `poolskip` (pooling
+//! shortcut). Printing always gives the canonical TF form: MBConv without prefix, stride as
+//! `s22`, `e` only for MBConv, `se` only when non-zero.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::arch::{ArchSpec, BlockSpec, Op, Skip};
+use crate::error::{Result, SpaceError};
+
+/// Prints a block in the canonical TF style.
+pub fn format_block(block: &BlockSpec) -> String {
+    let mut out = String::new();
+    if block.op != Op::MBConv {
+        out.push_str(block.op.prefix());
+        out.push('_');
+    }
+    out.push_str(&format!("r{}_k{}_s{}{}", block.repeats, block.kernel, block.stride, block.stride));
+    if block.op == Op::MBConv {
+        out.push_str(&format!("_e{}", block.expansion));
+    }
+    out.push_str(&format!("_i{}_o{}", block.in_channels, block.out_channels));
+    if block.se_ratio != 0.0 {
+        out.push_str(&format!("_se{}", block.se_ratio));
+    }
+    match block.skip {
+        Skip::Identity => {}
+        Skip::None => out.push_str("_noskip"),
+        Skip::Pool => out.push_str("_poolskip"),
+    }
+    out
+}
+
+/// Parses one block string. `default_in` supplies the input channels when the string has no
+/// `i` token (timm style); without either, it is an error.
+pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
+    let err = |reason: String| SpaceError::BlockString { block: text.to_owned(), reason };
+    let text_trimmed = text.trim();
+    if text_trimmed.is_empty() {
+        return Err(err("empty block string".to_owned()));
+    }
+    let mut tokens = text_trimmed.split('_').peekable();
+    let mut op = Op::MBConv;
+    if let Some(&first) = tokens.peek() {
+        let prefix = match first {
+            "ir" => Some(Op::MBConv),
+            "ds" => Some(Op::DepthwiseSeparable),
+            "cn" => Some(Op::Conv),
+            _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
+                return Err(err(format!("unknown operator prefix {first:?} (known: ir, ds, cn)")));
+            }
+            _ => None,
+        };
+        if let Some(prefix) = prefix {
+            op = prefix;
+            tokens.next();
+        }
+    }
+
+    let (mut repeats, mut kernel, mut stride, mut expansion) = (None, None, None, None);
+    let (mut in_channels, mut out_channels, mut se_ratio, mut skip) = (None, None, None, None);
+    for token in tokens {
+        let number = |digits: &str| -> Result<u32> {
+            digits.parse::<u32>().map_err(|_| err(format!("token {token:?} needs a whole number after its letter")))
+        };
+        let set = |slot: &mut Option<u32>, value: u32| -> Result<()> {
+            if slot.replace(value).is_some() {
+                return Err(err(format!("token {token:?} repeats a field given before")));
+            }
+            Ok(())
+        };
+        if let Some(ratio) = token.strip_prefix("se") {
+            let value: f64 = ratio.parse().map_err(|_| err(format!("token {token:?} needs a number after \"se\"")))?;
+            if se_ratio.replace(value).is_some() {
+                return Err(err(format!("token {token:?} repeats a field given before")));
+            }
+        } else if token == "noskip" || token == "poolskip" {
+            let value = if token == "noskip" { Skip::None } else { Skip::Pool };
+            if skip.replace(value).is_some() {
+                return Err(err(format!("token {token:?} repeats a field given before")));
+            }
+        } else if let Some(digits) = token.strip_prefix('s') {
+            // TF writes the stride once per axis (`s22`); both must agree.
+            let value = match digits.len() {
+                1 => number(digits)?,
+                2 if digits[..1] == digits[1..] => number(&digits[..1])?,
+                2 => return Err(err(format!("token {token:?}: strides must be equal on both axes"))),
+                _ => return Err(err(format!("token {token:?} is not a stride (s1, s2, s11 or s22)"))),
+            };
+            set(&mut stride, value)?;
+        } else {
+            let mut chars = token.chars();
+            let letter = chars.next();
+            let digits = chars.as_str();
+            let slot = match letter {
+                Some('r') => &mut repeats,
+                Some('k') => &mut kernel,
+                Some('e') => &mut expansion,
+                Some('i') => &mut in_channels,
+                Some('o' | 'c') => &mut out_channels,
+                _ => return Err(err(format!("unknown token {token:?}"))),
+            };
+            set(slot, number(digits)?)?;
+        }
+    }
+
+    let need = |value: Option<u32>, what: &str| value.ok_or_else(|| err(format!("missing {what}")));
+    let block = BlockSpec {
+        op,
+        repeats: need(repeats, "repeat count (rN)")?,
+        kernel: need(kernel, "kernel (kN)")?,
+        stride: stride.unwrap_or(1),
+        expansion: expansion.unwrap_or(1),
+        in_channels: need(in_channels.or(default_in), "input channels (iN)")?,
+        out_channels: need(out_channels, "output channels (oN or cN)")?,
+        se_ratio: se_ratio.unwrap_or(0.0),
+        skip: skip.unwrap_or(Skip::Identity),
+    };
+    // Report the text as the user wrote it, not as it would print.
+    block.validate().map_err(|e| match e {
+        SpaceError::BlockString { reason, .. } => SpaceError::BlockString { block: text.to_owned(), reason },
+        other => other,
+    })?;
+    Ok(block)
+}
+
+/// Parses a chain of block strings; a block without `i` takes the previous block's output
+/// (the stem's for the first).
+pub fn parse_block_chain<'a>(texts: impl IntoIterator<Item = &'a str>, stem_channels: u32) -> Result<Vec<BlockSpec>> {
+    let mut channels = stem_channels;
+    let mut blocks = Vec::new();
+    for text in texts {
+        let block = parse_block(text, Some(channels))?;
+        channels = block.out_channels;
+        blocks.push(block);
+    }
+    Ok(blocks)
+}
+
+/// Resolves what a user may pass as an architecture: a preset name, a JSON file, or a
+/// comma-separated list of block strings (with the EfficientNet defaults around them).
+pub fn parse_arch(spec: &str) -> Result<ArchSpec> {
+    let spec = spec.trim();
+    if let Some(arch) = crate::presets::preset(spec) {
+        return Ok(arch);
+    }
+    let looks_like_path = spec.ends_with(".json") || Path::new(spec).is_file();
+    if looks_like_path {
+        return arch_from_file(Path::new(spec));
+    }
+    if spec.contains('_') {
+        return ArchSpec::from_blocks(parse_block_chain(spec.split(','), crate::arch::defaults::STEM_CHANNELS)?);
+    }
+    Err(SpaceError::UnknownPreset(spec.to_owned()))
+}
+
+/// Reads an architecture from a JSON file (the format `effnas arch --json` and
+/// `serde_json::to_string(&arch)` write).
+pub fn arch_from_file(path: &Path) -> Result<ArchSpec> {
+    let file_err = |reason: String| SpaceError::File { path: path.to_owned(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))
+}
+
+/// The canonical text of an architecture: every field that changes the network, in a fixed
+/// order, blocks in canonical block strings. Two specs describe the same network exactly when
+/// their canonical forms are equal.
+pub fn canonical(arch: &ArchSpec) -> String {
+    format!(
+        "in{}_res{}_cls{}_stem{}_head{}_do{}_dc{}:{}",
+        arch.input_channels,
+        arch.resolution,
+        arch.num_classes,
+        arch.stem_channels,
+        arch.head_channels,
+        arch.dropout,
+        arch.drop_connect,
+        arch.block_strings().join(",")
+    )
+}
+
+/// A stable 16-hex-digit hash of the canonical form (the first 64 bits of its SHA-256).
+pub fn arch_hash(arch: &ArchSpec) -> String {
+    let digest = Sha256::digest(canonical(arch).as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf_and_timm_spellings_agree() {
+        let tf = parse_block("r2_k3_s22_e6_i16_o24_se0.25", None).unwrap();
+        let timm = parse_block("ir_r2_k3_s2_e6_c24_se0.25", Some(16)).unwrap();
+        assert_eq!(tf, timm);
+        assert_eq!(format_block(&timm), "r2_k3_s22_e6_i16_o24_se0.25");
+    }
+
+    #[test]
+    fn prefixes_and_skips_round_trip() {
+        for text in ["ds_r1_k3_s11_i32_o16_se0.25", "cn_r2_k5_s22_i16_o24_noskip", "r3_k5_s22_e3_i24_o40_poolskip"] {
+            let block = parse_block(text, None).unwrap();
+            assert_eq!(format_block(&block), text);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_token() {
+        let cases = [
+            ("r2_k4_s22_e6_i16_o24", "k4"),
+            ("r2_k3_s33_e6_i16_o24", "s3"),
+            ("r2_k3_s22_e6_i16_o0", "o0"),
+            ("r2_k3_s22_e6_i16_o24_se1.5", "se1.5"),
+            ("r2_k3_s22_e6_i16_o24_zz9", "zz9"),
+            ("xx_r2_k3_s22_e6_i16_o24", "xx"),
+            ("r2_k3_s21_e6_i16_o24", "s21"),
+            ("r2_kx_s22_e6_i16_o24", "kx"),
+            ("cn_r2_k3_s22_e6_i16_o24", "e6"),
+        ];
+        for (text, token) in cases {
+            match parse_block(text, None) {
+                Err(SpaceError::BlockString { block, reason }) => {
+                    assert_eq!(block, text);
+                    assert!(reason.contains(token), "{text}: {reason}");
+                }
+                other => panic!("{text}: expected a block-string error, got {other:?}"),
+            }
+        }
+        assert!(parse_block("r2_k3_s22_e6_o24", None).unwrap_err().to_string().contains("input channels"));
+    }
+
+    #[test]
+    fn hash_is_stable_and_distinguishes() {
+        let b0 = crate::presets::preset("b0").unwrap();
+        let mut other = b0.clone();
+        other.blocks[3].kernel = 5;
+        assert_eq!(arch_hash(&b0), arch_hash(&b0.clone()));
+        assert_ne!(arch_hash(&b0), arch_hash(&other));
+        assert_eq!(arch_hash(&b0).len(), 16);
+    }
+}

@@ -1,0 +1,1 @@
+//! The experiment database (filled in by the store issue).
