@@ -1,1 +1,60 @@
-fn main() {}
+//! `effnas`: search and scale convolutional networks as the EfficientNet paper did.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod table;
+
+/// Search and scale convolutional networks the EfficientNet way: MnasNet-style architecture
+/// search with proxy training, then compound scaling.
+#[derive(Debug, Parser)]
+#[command(name = "effnas", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show an architecture: per-block table, parameters and multiply-adds.
+    Arch(commands::arch::Args),
+    /// Describe a search space: size, choices, samples, membership.
+    Space(commands::space::Args),
+    /// Compound-scale a base network by α, β, γ over φ, next to the official EfficientNet table.
+    Scale(commands::scale::Args),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Logs go to stderr so stdout stays clean for tables and JSON.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Arch(args) => commands::arch::run(args),
+        Command::Space(args) => commands::space::run(args),
+        Command::Scale(args) => commands::scale::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -160,12 +160,17 @@ pub fn parse_arch(spec: &str) -> Result<ArchSpec> {
     Err(SpaceError::UnknownPreset(spec.to_owned()))
 }
 
-/// Reads an architecture from a JSON file (the format `effnas arch --json` and
-/// `serde_json::to_string(&arch)` write).
+/// Reads an architecture from a JSON file: a serialised `ArchSpec`, or the output of
+/// `effnas arch --json` (which carries the spec under `"spec"`).
 pub fn arch_from_file(path: &Path) -> Result<ArchSpec> {
     let file_err = |reason: String| SpaceError::File { path: path.to_owned(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+    let spec = match value.get("spec") {
+        Some(spec) if value.get("blocks").is_some_and(|b| b.is_array()) && value.get("params").is_some() => spec.clone(),
+        _ => value,
+    };
+    serde_json::from_value(spec).map_err(|e| file_err(e.to_string()))
 }
 
 /// The canonical text of an architecture: every field that changes the network, in a fixed

@@ -120,7 +120,7 @@ impl BlockChoices {
     /// The index of the block's value for each decision, or which decision has no such choice.
     fn encode(&self, block: &BlockSpec) -> std::result::Result<[usize; 6], String> {
         let position = |found: Option<usize>, decision: Decision, value: String| {
-            found.ok_or_else(|| format!("{} {value} is not among the {}", decision.name(), decision.name()))
+            found.ok_or_else(|| format!("{value} is not among its {} choices", decision.name()))
         };
         let op = OpChoice { op: block.op, expansion: block.expansion };
         if block.stride != self.stride {

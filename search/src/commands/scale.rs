@@ -1,0 +1,229 @@
+//! `effnas scale`: compound scaling of a base network over φ (EfficientNet §3.3), next to the
+//! official EfficientNet-B0…B7 table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use effnas_space::presets::EFFICIENTNET;
+use effnas_space::{cost, presets, scale, ArchSpec, Compound, Multipliers};
+use serde_json::json;
+
+use crate::table::{human_count, Table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Depth coefficient α (layers grow by α^φ).
+    #[arg(long, default_value_t = Compound::EFFICIENTNET.alpha)]
+    pub alpha: f64,
+    /// Width coefficient β (channels grow by β^φ).
+    #[arg(long, default_value_t = Compound::EFFICIENTNET.beta)]
+    pub beta: f64,
+    /// Resolution coefficient γ (resolution grows by γ^φ).
+    #[arg(long, default_value_t = Compound::EFFICIENTNET.gamma)]
+    pub gamma: f64,
+    /// The φ values: a comma-separated list (1,2,3 or 0.5,1.5) and/or inclusive integer ranges (0..7).
+    #[arg(long, default_value = "0..7")]
+    pub phi: String,
+    /// The base network (a preset, block strings or a JSON file).
+    #[arg(long, default_value = "efficientnet-b0")]
+    pub base: String,
+    /// Write each scaled architecture as DIR/phi-<φ>.json (a SPEC for `effnas arch` and `effnas train`).
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `0..7`, `1,2,3`, `0.5,1` or a mix into a list of φ values.
+pub fn parse_phi_list(text: &str) -> Result<Vec<f64>> {
+    let mut values = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some((from, to)) = item.split_once("..") {
+            let from: u32 = from.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
+            let to: u32 = to.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
+            if from > to || to > 64 {
+                bail!("--phi: range {item:?} must go upwards and stay at most 64");
+            }
+            values.extend((from..=to).map(f64::from));
+        } else {
+            let value: f64 = item.parse().with_context(|| format!("--phi: {item:?} is not a number"))?;
+            if !(value.is_finite() && (-8.0..=64.0).contains(&value)) {
+                bail!("--phi: {item:?} is out of range (-8 to 64)");
+            }
+            values.push(value);
+        }
+    }
+    if values.is_empty() {
+        bail!("--phi: no values given");
+    }
+    Ok(values)
+}
+
+/// One row of the scaling table.
+pub struct ScaledRow {
+    pub phi: f64,
+    pub multipliers: Multipliers,
+    pub arch: ArchSpec,
+    pub params: u64,
+    pub flops: u64,
+    pub flops_ratio: f64,
+}
+
+/// Scales `base` for every φ.
+pub fn scale_family(base: &ArchSpec, coefficients: Compound, phis: &[f64]) -> Result<Vec<ScaledRow>> {
+    let base_flops = cost(base).macs as f64;
+    phis.iter()
+        .map(|&phi| {
+            let multipliers = Multipliers::compound(coefficients, phi);
+            let arch = scale(base, multipliers).with_context(|| format!("scaling at φ = {phi}"))?;
+            let c = cost(&arch);
+            Ok(ScaledRow { phi, multipliers, params: c.params, flops: c.macs, flops_ratio: c.macs as f64 / base_flops, arch })
+        })
+        .collect()
+}
+
+fn official_row(phi: f64) -> Option<(usize, ArchSpec)> {
+    if phi.fract() != 0.0 || phi < 0.0 {
+        return None;
+    }
+    let index = phi as usize;
+    presets::efficientnet(index).map(|arch| (index, arch))
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    for (name, value) in [("--alpha", args.alpha), ("--beta", args.beta), ("--gamma", args.gamma)] {
+        if !(value.is_finite() && value >= 1.0 && value <= 4.0) {
+            bail!("{name} {value} is out of range (1 to 4: compound scaling never shrinks a dimension)");
+        }
+    }
+    let coefficients = Compound { alpha: args.alpha, beta: args.beta, gamma: args.gamma };
+    let phis = parse_phi_list(&args.phi)?;
+    let base = super::arch::resolve(&args.base, None, None, None)?;
+    let rows = scale_family(&base, coefficients, &phis)?;
+
+    if let Some(dir) = &args.save {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for row in &rows {
+            let path = dir.join(format!("phi-{}.json", row.phi));
+            std::fs::write(&path, serde_json::to_string_pretty(&row.arch)?).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let official = official_row(row.phi).map(|(index, arch)| {
+                    let c = cost(&arch);
+                    let paper = &EFFICIENTNET[index];
+                    json!({
+                        "name": paper.name,
+                        "width": paper.width,
+                        "depth": paper.depth,
+                        "resolution": paper.resolution,
+                        "params": c.params,
+                        "flops": c.macs,
+                        "paper_params": paper.paper_params,
+                        "paper_flops": paper.paper_flops,
+                        "paper_top1": paper.paper_top1,
+                    })
+                });
+                json!({
+                    "phi": row.phi,
+                    "depth": row.multipliers.depth,
+                    "width": row.multipliers.width,
+                    "resolution_multiplier": row.multipliers.resolution,
+                    "resolution": row.arch.resolution,
+                    "params": row.params,
+                    "flops": row.flops,
+                    "flops_ratio": row.flops_ratio,
+                    "constraint_ratio": coefficients.flops_factor().powf(row.phi),
+                    "two_to_phi": 2f64.powf(row.phi),
+                    "blocks": row.arch.block_strings(),
+                    "official": official,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    println!(
+        "compound scaling of {} with α = {}, β = {}, γ = {} (α·β²·γ² = {:.3})\n",
+        args.base,
+        args.alpha,
+        args.beta,
+        args.gamma,
+        coefficients.flops_factor()
+    );
+    let mut table = Table::new([
+        "φ", "depth", "width", "res", "params", "mult-adds", "× base", "2^φ", "official", "res", "params", "mult-adds", "paper",
+    ]);
+    for row in &rows {
+        let official = official_row(row.phi);
+        let (name, res, params, flops, paper) = match &official {
+            Some((index, arch)) => {
+                let c = cost(arch);
+                let paper = &EFFICIENTNET[*index];
+                (
+                    format!("B{index}"),
+                    arch.resolution.to_string(),
+                    human_count(c.params),
+                    human_count(c.macs),
+                    format!("{}M/{}B", paper.paper_params / 1e6, paper.paper_flops / 1e9),
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        table.row([
+            format!("{}", row.phi),
+            format!("{:.3}", row.multipliers.depth),
+            format!("{:.3}", row.multipliers.width),
+            row.arch.resolution.to_string(),
+            human_count(row.params),
+            human_count(row.flops),
+            format!("{:.2}", row.flops_ratio),
+            format!("{:.0}", 2f64.powf(row.phi)),
+            name,
+            res,
+            params,
+            flops,
+            paper,
+        ]);
+    }
+    print!("{}", table.render());
+    println!(
+        "\nLeft: pure compound scaling (channels rounded to multiples of 8, layers rounded up, resolution to the\n\
+         nearest pixel). Right: the official EfficientNet coefficients, costed by the same model; \"paper\" is\n\
+         Table 2 (params/FLOPS). The official models were tuned by hand, so they are not exactly α^φ, β^φ, γ^φ."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_lists_and_ranges_parse() {
+        assert_eq!(parse_phi_list("0..3").unwrap(), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(parse_phi_list("1, 2.5,4..5").unwrap(), vec![1.0, 2.5, 4.0, 5.0]);
+        for bad in ["", "a", "3..1", "1..x", "nan", "100"] {
+            assert!(parse_phi_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flops_grow_close_to_the_constraint() {
+        let base = presets::efficientnet_b0();
+        let rows = scale_family(&base, Compound::EFFICIENTNET, &[0.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(rows[0].flops_ratio, 1.0);
+        for row in &rows[1..] {
+            // (α·β²·γ²)^φ ≈ 1.92^φ; rounding moves the exact figure by a few percent.
+            let expected = Compound::EFFICIENTNET.flops_factor().powf(row.phi);
+            assert!((row.flops_ratio / expected - 1.0).abs() < 0.15, "φ {}: {} vs {expected}", row.phi, row.flops_ratio);
+        }
+    }
+}
