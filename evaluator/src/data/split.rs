@@ -107,6 +107,12 @@ impl ImageSet {
     /// budget from the returned training part with [`ImageSet::take`], never before splitting.
     /// `validation` may be 0 (an empty validation set) but must leave at least one training image.
     pub fn split_validation(&self, validation: usize, seed: u64) -> Result<(ImageSet, ImageSet), DataError> {
+        let (kept, held_out) = self.split_indices(validation, seed)?;
+        Ok((self.subset(&kept)?, self.subset(&held_out)?))
+    }
+
+    /// The indices behind [`ImageSet::split_validation`]: `(train, validation)`, each ascending.
+    pub fn split_indices(&self, validation: usize, seed: u64) -> Result<(Vec<i64>, Vec<i64>), DataError> {
         let len = self.len();
         if validation >= len {
             return Err(DataError::InvalidArgument(format!(
@@ -115,7 +121,7 @@ impl ImageSet {
         }
         let order = stratified_order(&self.label_values()?, &mut validation_rng(seed));
         let (held_out, kept) = order.split_at(validation);
-        Ok((self.subset(&sorted(kept))?, self.subset(&sorted(held_out))?))
+        Ok((sorted(kept), sorted(held_out)))
     }
 
     /// The proxy's image budget: at most `n` images chosen by `seed`, stratified by class (each
@@ -123,14 +129,19 @@ impl ImageSet {
     /// the same seed a smaller budget is a subset of a larger one. When `n` is at least the set's
     /// size, the whole set (sharing its tensors). `n` must be at least 1.
     pub fn take(&self, n: usize, seed: u64) -> Result<ImageSet, DataError> {
+        if n >= self.len() && n > 0 {
+            return Ok(self.shallow_clone());
+        }
+        self.subset(&self.take_indices(n, seed)?)
+    }
+
+    /// The indices behind [`ImageSet::take`], ascending.
+    pub fn take_indices(&self, n: usize, seed: u64) -> Result<Vec<i64>, DataError> {
         if n == 0 {
             return Err(DataError::InvalidArgument("an image budget must be at least 1 image".into()));
         }
-        if n >= self.len() {
-            return Ok(self.shallow_clone());
-        }
         let order = stratified_order(&self.label_values()?, &mut budget_rng(seed));
-        self.subset(&sorted(&order[..n]))
+        Ok(sorted(&order[..n.min(order.len())]))
     }
 }
 
