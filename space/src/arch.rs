@@ -131,8 +131,9 @@ impl BlockSpec {
 
     /// Checks every field; the error names the field and the value.
     pub fn validate(&self) -> Result<()> {
-        let name = crate::codec::format_block(self);
-        let bad = |reason: String| Err(SpaceError::BlockString { block: name.clone(), reason });
+        // The block's text is only needed for an error; formatting it eagerly would dominate
+        // the cost of validating sampled candidates.
+        let bad = |reason: String| Err(SpaceError::BlockString { block: crate::codec::format_block(self), reason });
         if !(1..=7).contains(&self.kernel) || self.kernel % 2 == 0 {
             return bad(format!("kernel {} in token \"k{}\" (kernels are odd, 1 to 7)", self.kernel, self.kernel));
         }
