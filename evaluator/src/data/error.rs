@@ -14,7 +14,11 @@ pub enum DataError {
 
     /// A named data set (such as `fashion-mnist`) is not installed where it is expected.
     #[error("data set '{name}' not found at {path}: {hint}")]
-    NamedMissing { name: String, path: PathBuf, hint: &'static str },
+    NamedMissing {
+        name: String,
+        path: PathBuf,
+        hint: &'static str,
+    },
 
     /// A folder that holds none of the formats effnas reads.
     #[error(
@@ -24,20 +28,35 @@ pub enum DataError {
     UnknownFormat { path: PathBuf },
 
     /// Reading a file or listing a folder failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {}", one_line(.source))]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A gzip-compressed file whose stream is corrupt or cut short.
-    #[error("{path}: corrupt or truncated gzip stream: {source}")]
-    Gzip { path: PathBuf, source: std::io::Error },
+    #[error("{path}: corrupt or truncated gzip stream: {}", one_line(.source))]
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// An IDX file whose first four bytes are not the magic number its role requires.
     #[error("{path}: expected magic {expected}, found {found} ({what})")]
-    BadMagic { path: PathBuf, expected: u32, found: u32, what: &'static str },
+    BadMagic {
+        path: PathBuf,
+        expected: u32,
+        found: u32,
+        what: &'static str,
+    },
 
     /// A file shorter than its header (or its record size) says it must be.
     #[error("{path}: truncated: expected {expected} bytes, found {found}")]
-    Truncated { path: PathBuf, expected: u64, found: u64 },
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
 
     /// A file whose content is structurally wrong in some other way (trailing bytes, zero images, …).
     #[error("{path}: {reason}")]
@@ -45,11 +64,21 @@ pub enum DataError {
 
     /// A label not below the number of classes.
     #[error("{path}: label {label} of image {index} is out of range for {num_classes} classes")]
-    LabelOutOfRange { path: PathBuf, index: usize, label: i64, num_classes: u32 },
+    LabelOutOfRange {
+        path: PathBuf,
+        index: usize,
+        label: i64,
+        num_classes: u32,
+    },
 
     /// An images file and its labels file that disagree on the number of items.
     #[error("{images_path} holds {images} images but {labels_path} holds {labels} labels")]
-    CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
+    CountMismatch {
+        images_path: PathBuf,
+        images: usize,
+        labels_path: PathBuf,
+        labels: usize,
+    },
 
     /// Parts of one data set that do not fit together (image sizes of train and test, class folders).
     #[error("{path}: {reason}")]
@@ -64,16 +93,22 @@ pub enum DataError {
     NoImages { path: PathBuf },
 
     /// An image file that the decoder rejects.
-    #[error("{path}: cannot decode image: {source}")]
-    Undecodable { path: PathBuf, source: image::ImageError },
+    #[error("{path}: cannot decode image: {}", one_line(.source))]
+    Undecodable {
+        path: PathBuf,
+        source: image::ImageError,
+    },
 
     /// A split, budget or subset that cannot be made from the set it is asked of.
     #[error("{0}")]
     InvalidArgument(String),
 
     /// A libtorch operation failed (out of memory, or a tensor that breaks `ImageSet`'s invariants).
-    #[error("{context}: {source}")]
-    Torch { context: String, source: tch::TchError },
+    #[error("{context}: {}", one_line(.source))]
+    Torch {
+        context: String,
+        source: tch::TchError,
+    },
 }
 
 impl DataError {
@@ -90,4 +125,16 @@ impl DataError {
         let context = context.into();
         move |source| DataError::Torch { context, source }
     }
+}
+
+/// A message on one line: some decoders and libtorch end theirs with newlines or a backtrace.
+fn one_line(error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Exception raised from")) // libtorch's C++ backtrace
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }

@@ -25,8 +25,18 @@ pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Fashion-MNIST's class names, in label order (Xiao, Rasul and Vollgraf, 2017, table 1).
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 const TRAIN_PREFIXES: &[&str] = &["train"];
 const TEST_PREFIXES: &[&str] = &["t10k", "test"];
@@ -38,7 +48,10 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
         let mut inflated = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut inflated)
-            .map_err(|source| DataError::Gzip { path: path.to_path_buf(), source })?;
+            .map_err(|source| DataError::Gzip {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(inflated)
     } else {
         Ok(raw)
@@ -67,24 +80,47 @@ fn read_idx(path: &Path, expected_magic: u32, what: &'static str) -> Result<Idx,
     let bytes = read_maybe_gzip(path)?;
     let found_len = bytes.len() as u64;
     if bytes.len() < 4 {
-        return Err(DataError::Truncated { path: path.into(), expected: 4, found: found_len });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: 4,
+            found: found_len,
+        });
     }
     let magic = be_u32(&bytes, 0);
     if magic != expected_magic {
-        return Err(DataError::BadMagic { path: path.into(), expected: expected_magic, found: magic, what });
+        return Err(DataError::BadMagic {
+            path: path.into(),
+            expected: expected_magic,
+            found: magic,
+            what,
+        });
     }
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(DataError::Truncated { path: path.into(), expected: header as u64, found: found_len });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected: header as u64,
+            found: found_len,
+        });
     }
-    let dims: Vec<usize> = (0..ndims).map(|d| be_u32(&bytes, 4 + 4 * d) as usize).collect();
-    let elements = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        DataError::Malformed { path: path.into(), reason: format!("header dimensions {dims:?} overflow") }
-    })?;
+    let dims: Vec<usize> = (0..ndims)
+        .map(|d| be_u32(&bytes, 4 + 4 * d) as usize)
+        .collect();
+    let elements = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| DataError::Malformed {
+            path: path.into(),
+            reason: format!("header dimensions {dims:?} overflow"),
+        })?;
     let expected = (header + elements) as u64;
     if found_len < expected {
-        return Err(DataError::Truncated { path: path.into(), expected, found: found_len });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected,
+            found: found_len,
+        });
     }
     if found_len > expected {
         return Err(DataError::Malformed {
@@ -96,9 +132,16 @@ fn read_idx(path: &Path, expected_magic: u32, what: &'static str) -> Result<Idx,
         });
     }
     if dims[0] == 0 {
-        return Err(DataError::Malformed { path: path.into(), reason: "holds no items".into() });
+        return Err(DataError::Malformed {
+            path: path.into(),
+            reason: "holds no items".into(),
+        });
     }
-    Ok(Idx { dims, bytes, offset: header })
+    Ok(Idx {
+        dims,
+        bytes,
+        offset: header,
+    })
 }
 
 /// The images file and the labels file of one split.
@@ -129,8 +172,12 @@ fn find_pair(dir: &Path, prefixes: &[&str]) -> Result<Option<IdxPair>, DataError
     match (images, labels) {
         (Some(images), Some(labels)) => Ok(Some(IdxPair { images, labels })),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(DataError::Missing { path: dir.join(format!("{}-labels-idx1-ubyte[.gz]", prefixes[0])) }),
-        (None, Some(_)) => Err(DataError::Missing { path: dir.join(format!("{}-images-idx3-ubyte[.gz]", prefixes[0])) }),
+        (Some(_), None) => Err(DataError::Missing {
+            path: dir.join(format!("{}-labels-idx1-ubyte[.gz]", prefixes[0])),
+        }),
+        (None, Some(_)) => Err(DataError::Missing {
+            path: dir.join(format!("{}-images-idx3-ubyte[.gz]", prefixes[0])),
+        }),
     }
 }
 
@@ -151,9 +198,15 @@ fn read_split(pair: &IdxPair) -> Result<(Tensor, Vec<u8>), DataError> {
             labels: labels.dims[0],
         });
     }
-    let shape = [images.dims[0] as i64, 1, images.dims[1] as i64, images.dims[2] as i64];
-    let tensor = Tensor::f_from_data_size(images.data(), &shape, Kind::Uint8)
-        .map_err(DataError::torch(format!("{}: copying images", pair.images.display())))?;
+    let shape = [
+        images.dims[0] as i64,
+        1,
+        images.dims[1] as i64,
+        images.dims[2] as i64,
+    ];
+    let tensor = Tensor::f_from_data_size(images.data(), &shape, Kind::Uint8).map_err(
+        DataError::torch(format!("{}: copying images", pair.images.display())),
+    )?;
     Ok((tensor, labels.data().to_vec()))
 }
 
@@ -178,9 +231,13 @@ fn widen(labels: &[u8]) -> Vec<i64> {
 /// With `class_names` given (Fashion-MNIST), labels must be below their count. Without, the
 /// classes are `0…K-1` with K one more than the largest training label, and test labels must be
 /// below K.
-pub(crate) fn load_dir(dir: &Path, class_names: Option<Vec<String>>) -> Result<(ImageSet, Option<ImageSet>), DataError> {
-    let train_pair = find_pair(dir, TRAIN_PREFIXES)?
-        .ok_or_else(|| DataError::Missing { path: dir.join("train-images-idx3-ubyte[.gz]") })?;
+pub(crate) fn load_dir(
+    dir: &Path,
+    class_names: Option<Vec<String>>,
+) -> Result<(ImageSet, Option<ImageSet>), DataError> {
+    let train_pair = find_pair(dir, TRAIN_PREFIXES)?.ok_or_else(|| DataError::Missing {
+        path: dir.join("train-images-idx3-ubyte[.gz]"),
+    })?;
     let test_pair = find_pair(dir, TEST_PREFIXES)?;
 
     let (train_images, train_labels) = read_split(&train_pair)?;
