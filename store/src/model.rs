@@ -1,0 +1,414 @@
+//! The values that go into and come out of the store.
+
+use std::fmt;
+use std::str::FromStr;
+
+use effnas_space::ArchSpec;
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+
+/// The id of a run (`runs.id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+/// The id of a trial (`trials.id`), unique across runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct TrialId(pub i64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for TrialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Declares a text-valued enum stored as its lowercase name, with `as_str`, `Display` and
+/// `FromStr`, so the database, the CLI and JSON spell it the same way.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = StoreError;
+
+            fn from_str(text: &str) -> Result<Self> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(StoreError::invalid(
+                        stringify!($name),
+                        format!("unknown value {other:?} (known: {})", [$($text),+].join(", ")),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// What produced a run.
+    RunKind {
+        /// An architecture search (`effnas search`).
+        Search = "search",
+        /// The compound-scaling grid search (`effnas compound`).
+        Compound = "compound",
+        /// Single trainings recorded by hand (`effnas train --db`).
+        Manual = "manual",
+    }
+}
+
+text_enum! {
+    /// Where a run is in its life.
+    RunStatus {
+        Running = "running",
+        Complete = "complete",
+        Failed = "failed",
+        /// Stopped before it finished (Ctrl-C, a crash noticed on resume); resumable.
+        Interrupted = "interrupted",
+    }
+}
+
+text_enum! {
+    /// Where a trial is in its life: pending → running → complete or failed; a running trial
+    /// whose heartbeat stops goes back to pending.
+    TrialState {
+        Pending = "pending",
+        Running = "running",
+        Complete = "complete",
+        Failed = "failed",
+    }
+}
+
+impl RunStatus {
+    /// Complete, failed and interrupted runs have an end time.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Running)
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub name: String,
+    pub kind: RunKind,
+    /// The run's whole configuration (space, strategy, proxy settings…), kept for `--resume`
+    /// and for people reading the database later.
+    pub config: serde_json::Value,
+    pub seed: Option<u64>,
+    /// The effnas version (and commit, when known) that ran it.
+    pub code_version: String,
+}
+
+impl NewRun {
+    /// A run with an empty configuration, no seed and this crate's version.
+    pub fn new(name: impl Into<String>, kind: RunKind) -> Self {
+        NewRun {
+            name: name.into(),
+            kind,
+            config: serde_json::Value::Object(Default::default()),
+            seed: None,
+            code_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// A run as stored, with counts of its trials.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: RunId,
+    pub name: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    pub config: serde_json::Value,
+    pub seed: Option<u64>,
+    pub code_version: String,
+    /// When the run was created (stored UTC text, see [`crate::time`]).
+    pub started: String,
+    pub finished: Option<String>,
+    pub trials_pending: u64,
+    pub trials_running: u64,
+    pub trials_done: u64,
+    pub trials_failed: u64,
+    pub trials_total: u64,
+    pub best_reward: Option<f64>,
+    /// When the last trial finished, if any did.
+    pub last_trial_finished: Option<String>,
+}
+
+impl Run {
+    /// Wall-clock seconds from start to finish; for an unfinished run, to its last finished
+    /// trial (so a run whose process died does not appear to run forever).
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let end = self.finished.as_deref().or(self.last_trial_finished.as_deref())?;
+        crate::time::seconds_between(&self.started, end)
+    }
+}
+
+/// A trial to queue: an architecture to train under one set of proxy settings.
+#[derive(Debug, Clone)]
+pub struct NewTrial {
+    pub arch: ArchSpec,
+    /// Identifies the proxy settings (data set, epochs, images, resolution, seed…). A result is
+    /// reused for another trial only when arch hash and proxy key both match. The evaluator
+    /// builds it; the store treats it as opaque text.
+    pub proxy_key: String,
+    /// The controller step (RL batch, evolution generation, grid index) that proposed it.
+    pub step: Option<i64>,
+}
+
+impl NewTrial {
+    pub fn new(arch: ArchSpec, proxy_key: impl Into<String>) -> Self {
+        NewTrial { arch, proxy_key: proxy_key.into(), step: None }
+    }
+
+    pub fn at_step(mut self, step: i64) -> Self {
+        self.step = Some(step);
+        self
+    }
+}
+
+/// The measured result of a trial.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct TrialMetrics {
+    /// Validation accuracy, a fraction in [0, 1].
+    pub accuracy: f64,
+    /// Final validation loss.
+    pub loss: f64,
+    pub params: u64,
+    /// Multiply-adds ("FLOPS" in the EfficientNet and MnasNet papers).
+    pub flops: u64,
+    /// `ACC × (FLOPS / T)^w` or the latency-based variant.
+    pub reward: f64,
+    /// Measured inference latency in milliseconds, when measured.
+    pub latency_ms: Option<f64>,
+    /// Training wall-clock seconds.
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// Anything else worth keeping (compound α, β, γ, φ; device; data set size).
+    pub extra: Option<serde_json::Value>,
+}
+
+/// One epoch of a trial's training curve.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct EpochMetrics {
+    /// 0-based epoch number.
+    pub epoch: u32,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub learning_rate: Option<f64>,
+    /// Seconds this epoch took.
+    pub seconds: Option<f64>,
+}
+
+/// A trial as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trial {
+    pub id: TrialId,
+    pub run_id: RunId,
+    pub state: TrialState,
+    /// The architecture as JSON (what `serde_json::to_string(&ArchSpec)` writes); see
+    /// [`Trial::arch`].
+    pub arch_json: String,
+    /// `effnas_space::arch_hash` of the architecture.
+    pub arch_hash: String,
+    /// The block strings, one per block.
+    pub blocks: Vec<String>,
+    pub resolution: u32,
+    pub proxy_key: String,
+    pub step: Option<i64>,
+    pub worker: Option<String>,
+    /// How many times a worker has claimed it.
+    pub attempts: u32,
+    pub created: String,
+    pub started: Option<String>,
+    pub heartbeat: Option<String>,
+    pub finished: Option<String>,
+    pub accuracy: Option<f64>,
+    pub loss: Option<f64>,
+    /// From the cost model when queued; as measured once complete.
+    pub params: u64,
+    pub flops: u64,
+    pub reward: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub seconds: Option<f64>,
+    pub images_per_second: Option<f64>,
+    pub extra: Option<serde_json::Value>,
+    pub error: Option<String>,
+    /// The trial whose result this one copied, when the search reused a measurement.
+    pub reused_from: Option<TrialId>,
+}
+
+impl Trial {
+    /// The architecture, parsed and validated.
+    pub fn arch(&self) -> Result<ArchSpec> {
+        serde_json::from_str(&self.arch_json).map_err(|e| StoreError::corrupt(format!("architecture of trial {}", self.id), e))
+    }
+}
+
+/// A trial handed to a worker by [`crate::Store::claim_trial`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTrial {
+    pub id: TrialId,
+    pub run_id: RunId,
+    pub arch: ArchSpec,
+    pub arch_hash: String,
+    pub proxy_key: String,
+    /// 1 on the first claim, 2 after one requeue, …
+    pub attempt: u32,
+}
+
+/// Which trials [`crate::Store::trials`] returns, and in what order.
+#[derive(Debug, Clone, Default)]
+pub struct TrialFilter {
+    pub state: Option<TrialState>,
+    pub max_flops: Option<u64>,
+    pub min_accuracy: Option<f64>,
+    pub sort: TrialSort,
+    /// At most this many (after sorting).
+    pub limit: Option<u64>,
+}
+
+/// Trial orderings. Best first for reward and accuracy, smallest first for cost and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrialSort {
+    /// In the order they were queued.
+    #[default]
+    Id,
+    Reward,
+    Accuracy,
+    Flops,
+    Params,
+    /// Training seconds.
+    Time,
+}
+
+impl TrialSort {
+    /// The fixed SQL for each ordering: sort keys are never taken from user text.
+    pub(crate) fn order_by(self) -> &'static str {
+        // `x IS NULL` first keeps unmeasured trials last on every backend.
+        match self {
+            TrialSort::Id => "id ASC",
+            TrialSort::Reward => "reward IS NULL, reward DESC, id ASC",
+            TrialSort::Accuracy => "accuracy IS NULL, accuracy DESC, id ASC",
+            TrialSort::Flops => "flops ASC, id ASC",
+            TrialSort::Params => "params ASC, id ASC",
+            TrialSort::Time => "seconds IS NULL, seconds ASC, id ASC",
+        }
+    }
+}
+
+/// Trials put back or given up by [`crate::Store::requeue_stale`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Back to pending, for another worker to claim.
+    pub pending: Vec<TrialId>,
+    /// Failed, because they had already used up their attempts (likely the trial itself kills
+    /// its worker, e.g. by running the machine out of memory).
+    pub failed: Vec<TrialId>,
+}
+
+/// A controller checkpoint: everything needed to resume the controller exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub run_id: RunId,
+    pub step: i64,
+    /// The controller's own state, opaque to the store.
+    pub state: serde_json::Value,
+    /// Large binary state (policy weights), when the controller has any.
+    pub blob: Option<Vec<u8>>,
+    pub created: String,
+}
+
+/// A point of the compound-scaling grid (EfficientNet §3.3) to record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewCompoundPoint {
+    /// Depth multiplier base α.
+    pub alpha: f64,
+    /// Width multiplier base β.
+    pub beta: f64,
+    /// Resolution multiplier base γ.
+    pub gamma: f64,
+    pub phi: f64,
+    /// The trial that trains the scaled network, once queued.
+    pub trial_id: Option<TrialId>,
+}
+
+/// A compound grid point as stored, with its trial's result when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompoundPoint {
+    pub id: i64,
+    pub run_id: RunId,
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub phi: f64,
+    /// α·β²·γ², the FLOPS growth per unit of φ (≈ 2 on the paper's grid).
+    pub flops_factor: f64,
+    pub trial_id: Option<TrialId>,
+    pub trial_state: Option<TrialState>,
+    pub accuracy: Option<f64>,
+    pub reward: Option<f64>,
+    pub params: Option<u64>,
+    pub flops: Option<u64>,
+    pub created: String,
+}
+
+/// A scaled model (B1…B7 or any φ) to record.
+#[derive(Debug, Clone)]
+pub struct NewScaledModel {
+    pub name: String,
+    pub phi: f64,
+    pub width: f64,
+    pub depth: f64,
+    pub resolution_multiplier: f64,
+    /// The scaled architecture (its resolution and dropout are stored in their own columns too).
+    pub arch: ArchSpec,
+}
+
+/// A scaled model as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaledModel {
+    pub id: i64,
+    pub run_id: RunId,
+    pub name: String,
+    pub phi: f64,
+    pub width: f64,
+    pub depth: f64,
+    pub resolution_multiplier: f64,
+    pub resolution: u32,
+    pub dropout: f64,
+    pub arch_json: String,
+    pub arch_hash: String,
+    pub blocks: Vec<String>,
+    pub params: u64,
+    pub flops: u64,
+    pub created: String,
+}

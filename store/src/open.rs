@@ -1,0 +1,294 @@
+//! Opening a database: where it is, connection settings, schema checks and migrations.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migration, MigrationSource, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::{Result, StoreError};
+use crate::Store;
+
+/// The schema, one timestamped SQL file per version (see `store/SCHEMA.md`).
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long a write waits for another process's write to finish before failing with
+    /// [`StoreError::Locked`].
+    pub busy_timeout: Duration,
+    /// Connections in the pool (an in-memory database always uses one).
+    pub max_connections: u32,
+    /// Create the file when it does not exist (otherwise [`StoreError::Missing`]).
+    pub create: bool,
+    /// When the file is not writable, open it read-only instead of failing; queries work as
+    /// long as the schema is current.
+    pub read_only_fallback: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { busy_timeout: Duration::from_secs(10), max_connections: 4, create: true, read_only_fallback: false }
+    }
+}
+
+impl OpenOptions {
+    /// For reading an existing database: never creates a file, and falls back to read-only.
+    pub fn existing() -> Self {
+        OpenOptions { create: false, read_only_fallback: true, ..OpenOptions::default() }
+    }
+}
+
+/// Where the database lives, as parsed from what the user gave.
+enum Target {
+    Memory,
+    File(PathBuf),
+}
+
+fn parse_target(text: &str) -> Result<Target> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(StoreError::invalid("database", "empty path"));
+    }
+    if trimmed == ":memory:" || trimmed == "sqlite::memory:" || trimmed == "sqlite://:memory:" {
+        return Ok(Target::Memory);
+    }
+    if let Some(rest) = trimmed.strip_prefix("sqlite:") {
+        // `sqlite://path`, `sqlite:path`; query parameters are not supported (settings are ours).
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.contains('?') {
+            return Err(StoreError::UnsupportedUrl(text.to_owned()));
+        }
+        return Ok(Target::File(PathBuf::from(path)));
+    }
+    if trimmed.contains("://") {
+        return Err(StoreError::UnsupportedUrl(text.to_owned()));
+    }
+    Ok(Target::File(PathBuf::from(text)))
+}
+
+/// Checks a database path before SQLite sees it, so common mistakes get a message that says
+/// what is wrong. Returns whether the file must be opened read-only.
+fn check_file(path: &Path, options: &OpenOptions) -> Result<bool> {
+    let location = path.display().to_string();
+    let open_err = |reason: String| StoreError::Open { location: location.clone(), reason };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(open_err("it is a directory".to_owned())),
+        Ok(meta) => {
+            let mut header = Vec::with_capacity(16);
+            std::fs::File::open(path)
+                .and_then(|file| file.take(16).read_to_end(&mut header))
+                .map_err(|e| open_err(e.to_string()))?;
+            // SQLite treats an empty file as an empty database.
+            if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
+                return Err(StoreError::NotADatabase { location });
+            }
+            if meta.permissions().readonly() {
+                if options.read_only_fallback {
+                    return Ok(true);
+                }
+                return Err(StoreError::ReadOnly { location, reason: "the file is not writable".to_owned() });
+            }
+            Ok(false)
+        }
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            if !options.create {
+                return Err(StoreError::Missing { location });
+            }
+            let parent = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            match std::fs::metadata(parent) {
+                Ok(meta) if meta.is_dir() => Ok(false),
+                Ok(_) => Err(open_err(format!("{} is not a directory", parent.display()))),
+                Err(_) => Err(open_err(format!("directory {} does not exist", parent.display()))),
+            }
+        }
+        Err(e) => Err(open_err(e.to_string())),
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `target`, a file path or an `sqlite://`
+    /// URL, and brings its schema up to date. SQLite runs in WAL mode with foreign keys on and
+    /// a 10 s busy timeout, so several processes can share one file.
+    pub async fn open(target: &str) -> Result<Store> {
+        Store::open_with(target, &OpenOptions::default()).await
+    }
+
+    /// Opens a database that must already exist (for queries): a mistyped path is an error,
+    /// not a new empty file, and a read-only file is opened read-only.
+    pub async fn open_existing(target: &str) -> Result<Store> {
+        Store::open_with(target, &OpenOptions::existing()).await
+    }
+
+    /// A private in-memory database, for tests and dry runs.
+    pub async fn open_in_memory() -> Result<Store> {
+        Store::open_with(":memory:", &OpenOptions::default()).await
+    }
+
+    /// Opens with explicit options.
+    pub async fn open_with(target: &str, options: &OpenOptions) -> Result<Store> {
+        let store = Store::connect(target, options).await?;
+        store.check_schema_owner().await?;
+        if store.read_only {
+            let (found, known) = (store.schema_version().await?, latest_version());
+            if found > known {
+                return Err(StoreError::NewerSchema { location: store.location.to_string(), found, known });
+            }
+            if found < known {
+                return Err(StoreError::ReadOnly {
+                    location: store.location.to_string(),
+                    reason: format!("its schema (version {found}) needs upgrading to {known}; copy it somewhere writable"),
+                });
+            }
+            return Ok(store);
+        }
+        store.migrate(&MIGRATOR).await?;
+        Ok(store)
+    }
+
+    /// Creates or opens a database migrated only up to `version` (inclusive). For tests of
+    /// schema upgrades; not for normal use.
+    #[doc(hidden)]
+    pub async fn open_at_schema_version(target: &str, version: i64) -> Result<Store> {
+        let store = Store::connect(target, &OpenOptions::default()).await?;
+        let migrations: Vec<Migration> = MIGRATOR.iter().filter(|m| m.version <= version).cloned().collect();
+        let migrator = Migrator::new(Prefix(migrations))
+            .await
+            .map_err(|e| StoreError::Migration { location: store.location.to_string(), reason: e.to_string() })?;
+        store.migrate(&migrator).await?;
+        Ok(store)
+    }
+
+    async fn connect(target: &str, options: &OpenOptions) -> Result<Store> {
+        let (connect, location, read_only, max_connections) = match parse_target(target)? {
+            Target::Memory => (SqliteConnectOptions::from_str("sqlite::memory:"), ":memory:".to_owned(), false, 1),
+            Target::File(path) => {
+                let read_only = check_file(&path, options)?;
+                let connect = SqliteConnectOptions::new().filename(&path).create_if_missing(options.create).read_only(read_only);
+                (Ok(connect), path.display().to_string(), read_only, options.max_connections.max(1))
+            }
+        };
+        let location: Arc<str> = location.into();
+        let mut connect = connect
+            .map_err(|e| StoreError::from_sqlx(&location, e))?
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout)
+            .synchronous(SqliteSynchronous::Normal);
+        if !read_only {
+            // WAL lets readers run while one process writes; a read-only handle cannot switch it.
+            connect = connect.journal_mode(SqliteJournalMode::Wal);
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            // An in-memory database lives only as long as its one connection.
+            .min_connections(u32::from(max_connections == 1 && &*location == ":memory:"))
+            .idle_timeout((&*location != ":memory:").then_some(Duration::from_secs(600)))
+            .max_lifetime(None)
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::from_sqlx(&location, e))?;
+        Ok(Store { pool, location, read_only })
+    }
+
+    /// Refuses an SQLite file that holds some other program's tables, so that opening the
+    /// wrong file never adds effnas tables to it.
+    async fn check_schema_owner(&self) -> Result<()> {
+        let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        let ours = tables.iter().any(|t| t == "_sqlx_migrations");
+        if !ours && !tables.is_empty() {
+            return Err(StoreError::Open {
+                location: self.location.to_string(),
+                reason: format!("not an effnas database (it holds tables {})", tables.join(", ")),
+            });
+        }
+        Ok(())
+    }
+
+    /// The highest schema version applied to this database (0 for a new one).
+    pub async fn schema_version(&self) -> Result<i64> {
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn migrate(&self, migrator: &Migrator) -> Result<()> {
+        let found = self.schema_version().await?;
+        let known = latest_version();
+        if found > known {
+            return Err(StoreError::NewerSchema { location: self.location.to_string(), found, known });
+        }
+        // Several processes may open a new file at once; one applies each migration and the
+        // others fail on it, then find it applied when they look again.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(MigrateError::VersionMissing(version)) => {
+                    return Err(StoreError::NewerSchema { location: self.location.to_string(), found: version, known });
+                }
+                Err(MigrateError::VersionMismatch(version)) => {
+                    return Err(StoreError::Migration {
+                        location: self.location.to_string(),
+                        reason: format!("schema version {version} in the database differs from this build's; it was written by a different effnas"),
+                    });
+                }
+                Err(error) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, %error, "migration failed, likely raced by another process; looking again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(MigrateError::Execute(e)) => return Err(self.db_error(e)),
+                Err(MigrateError::ExecuteMigration(e, version)) => {
+                    return Err(match self.db_error(e) {
+                        StoreError::Database { source, .. } => StoreError::Migration {
+                            location: self.location.to_string(),
+                            reason: format!("version {version}: {source}"),
+                        },
+                        specific => specific,
+                    });
+                }
+                Err(other) => return Err(StoreError::Migration { location: self.location.to_string(), reason: other.to_string() }),
+            }
+        }
+    }
+}
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// A fixed list of migrations as a migration source.
+#[derive(Debug)]
+struct Prefix(Vec<Migration>);
+
+impl MigrationSource<'static> for Prefix {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 'static>> {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
