@@ -1,0 +1,414 @@
+//! The recurrent policy of NASNet/MnasNet (Zoph et al., 2018; Tan et al., 2019, §3): an LSTM
+//! emits the space's decisions one token at a time, each from a softmax over that decision's
+//! choices, the previous token fed back through an embedding. It is trained on batches of
+//! rewards with PPO's clipped objective (as MnasNet) or with REINFORCE, against an exponential
+//! moving-average baseline, with an entropy bonus.
+//!
+//! The policy runs in libtorch on the CPU, but all randomness (initial weights, sampling) comes
+//! from a seeded ChaCha stream, not libtorch's global generator, so a run is deterministic even
+//! while evaluator threads use libtorch at the same time. Adam is written out here so that its
+//! moments are part of the checkpoint and a resumed run continues exactly.
+
+use effnas_space::SearchSpace;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+use super::{check_tokens, from_state, Controller, ControllerError, Observation, Result, RngState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RlAlgorithm {
+    Ppo,
+    Reinforce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlConfig {
+    pub algorithm: RlAlgorithm,
+    /// LSTM hidden units.
+    pub hidden: i64,
+    /// Token embedding width.
+    pub embedding: i64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Observations per policy update.
+    pub batch_size: usize,
+    /// Gradient steps per batch (PPO; REINFORCE takes one).
+    pub epochs: usize,
+    /// PPO clipping range ε.
+    pub clip: f64,
+    /// Weight of the entropy bonus.
+    pub entropy_weight: f64,
+    /// Decay of the moving-average reward baseline.
+    pub baseline_decay: f64,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        RlConfig {
+            algorithm: RlAlgorithm::Ppo,
+            hidden: 64,
+            embedding: 32,
+            learning_rate: 0.02,
+            batch_size: 16,
+            epochs: 4,
+            clip: 0.2,
+            entropy_weight: 0.005,
+            baseline_decay: 0.9,
+        }
+    }
+}
+
+/// The policy's weights in a fixed order, with Adam's moments.
+struct Policy {
+    /// [start + every token of every position, E]
+    embedding: Tensor,
+    /// [4H, E]
+    input_weight: Tensor,
+    /// [4H, H]
+    hidden_weight: Tensor,
+    /// [4H]
+    gate_bias: Tensor,
+    /// [Σ choices, H]: the output layers of every position, stacked.
+    head_weight: Tensor,
+    /// [Σ choices]
+    head_bias: Tensor,
+}
+
+impl Policy {
+    fn parameters(&self) -> [&Tensor; 6] {
+        [&self.embedding, &self.input_weight, &self.hidden_weight, &self.gate_bias, &self.head_weight, &self.head_bias]
+    }
+}
+
+/// The checkpoint form: weights and moments as flat lists.
+#[derive(Serialize, Deserialize)]
+struct RlState {
+    rng: RngState,
+    weights: Vec<Vec<f32>>,
+    first_moments: Vec<Vec<f32>>,
+    second_moments: Vec<Vec<f32>>,
+    adam_steps: i64,
+    baseline: Option<f64>,
+    buffer: Vec<Observation>,
+    updates: usize,
+}
+
+pub struct RlController {
+    space: SearchSpace,
+    config: RlConfig,
+    seed: u64,
+    rng: ChaCha8Rng,
+    /// Choices at each position and where each position's tokens start in the stacked tables.
+    counts: Vec<i64>,
+    offsets: Vec<i64>,
+    policy: Policy,
+    first_moments: Vec<Tensor>,
+    second_moments: Vec<Tensor>,
+    adam_steps: i64,
+    baseline: Option<f64>,
+    buffer: Vec<Observation>,
+    updates: usize,
+}
+
+fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(tensor.f_flatten(0, -1)?.f_to_kind(Kind::Float)?)?)
+}
+
+impl RlController {
+    pub fn new(space: SearchSpace, config: RlConfig, seed: u64) -> Result<Self> {
+        let counts: Vec<i64> = space.choice_counts().iter().map(|&n| n as i64).collect();
+        let offsets: Vec<i64> = counts.iter().scan(0, |acc, &n| {
+            let start = *acc;
+            *acc += n;
+            Some(start)
+        }).collect();
+        let total: i64 = counts.iter().sum();
+        let (h, e) = (config.hidden.max(1), config.embedding.max(1));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // NASNet initialises the controller uniformly in [-0.1, 0.1].
+        let mut uniform = |shape: &[i64]| -> Result<Tensor> {
+            let n: i64 = shape.iter().product();
+            let values: Vec<f32> = (0..n).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+            Ok(Tensor::from_slice(&values).f_view(shape)?.set_requires_grad(true))
+        };
+        let policy = Policy {
+            embedding: uniform(&[total + 1, e])?,
+            input_weight: uniform(&[4 * h, e])?,
+            hidden_weight: uniform(&[4 * h, h])?,
+            gate_bias: uniform(&[4 * h])?,
+            head_weight: uniform(&[total, h])?,
+            head_bias: uniform(&[total])?,
+        };
+        let zeros = |p: &Tensor| p.f_zeros_like().map_err(ControllerError::from);
+        let first_moments = policy.parameters().into_iter().map(zeros).collect::<Result<Vec<_>>>()?;
+        let second_moments = policy.parameters().into_iter().map(zeros).collect::<Result<Vec<_>>>()?;
+        Ok(RlController {
+            space,
+            config,
+            seed,
+            rng,
+            counts,
+            offsets,
+            policy,
+            first_moments,
+            second_moments,
+            adam_steps: 0,
+            baseline: None,
+            buffer: Vec::new(),
+            updates: 0,
+        })
+    }
+
+    /// Policy updates done so far.
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
+    /// One LSTM step: returns the new (h, c).
+    fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+        let p = &self.policy;
+        let gates = x.f_matmul(&p.input_weight.f_tr()?)?.f_add(&h.f_matmul(&p.hidden_weight.f_tr()?)?)?.f_add(&p.gate_bias)?;
+        let chunks = gates.f_chunk(4, 1)?;
+        let (i, f, g, o) = (chunks[0].f_sigmoid()?, chunks[1].f_sigmoid()?, chunks[2].f_tanh()?, chunks[3].f_sigmoid()?);
+        let c = f.f_mul(c)?.f_add(&i.f_mul(&g)?)?;
+        let h = o.f_mul(&c.f_tanh()?)?;
+        Ok((h, c))
+    }
+
+    fn logits(&self, position: usize, h: &Tensor) -> Result<Tensor> {
+        let (start, n) = (self.offsets[position], self.counts[position]);
+        let weight = self.policy.head_weight.f_narrow(0, start, n)?;
+        let bias = self.policy.head_bias.f_narrow(0, start, n)?;
+        Ok(h.f_matmul(&weight.f_tr()?)?.f_add(&bias)?)
+    }
+
+    fn embed(&self, position: Option<usize>, tokens: &Tensor) -> Result<Tensor> {
+        // Row 0 is the start token; position p's token t is row offset[p] + t + 1.
+        let rows = match position {
+            None => tokens.f_zeros_like()?,
+            Some(p) => tokens.f_add_scalar(self.offsets[p] + 1)?,
+        };
+        Ok(self.policy.embedding.f_index_select(0, &rows)?)
+    }
+
+    fn initial_state(&self, batch: i64) -> Result<(Tensor, Tensor)> {
+        let h = Tensor::f_zeros([batch, self.config.hidden.max(1)], (Kind::Float, tch::Device::Cpu))?;
+        Ok((h.f_zeros_like()?, h))
+    }
+
+    /// Log-probability and entropy of each sequence under the current policy.
+    fn evaluate(&self, sequences: &[Vec<usize>]) -> Result<(Tensor, Tensor)> {
+        let batch = sequences.len() as i64;
+        let (mut h, mut c) = self.initial_state(batch)?;
+        let mut x = self.embed(None, &Tensor::f_zeros([batch], (Kind::Int64, tch::Device::Cpu))?)?;
+        let mut log_prob = Tensor::f_zeros([batch], (Kind::Float, tch::Device::Cpu))?;
+        let mut entropy = log_prob.f_zeros_like()?;
+        for position in 0..self.counts.len() {
+            (h, c) = self.step(&x, &h, &c)?;
+            let log_p = self.logits(position, &h)?.f_log_softmax(1, Kind::Float)?;
+            let taken: Vec<i64> = sequences.iter().map(|s| s[position] as i64).collect();
+            let taken = Tensor::from_slice(&taken);
+            log_prob = log_prob.f_add(&log_p.f_gather(1, &taken.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?)?;
+            entropy = entropy.f_sub(&log_p.f_exp()?.f_mul(&log_p)?.f_sum_dim_intlist(1, false, Kind::Float)?)?;
+            x = self.embed(Some(position), &taken)?;
+        }
+        Ok((log_prob, entropy))
+    }
+
+    fn sample(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
+        let _no_grad = tch::no_grad_guard();
+        let batch = n as i64;
+        let (mut h, mut c) = self.initial_state(batch)?;
+        let mut x = self.embed(None, &Tensor::f_zeros([batch], (Kind::Int64, tch::Device::Cpu))?)?;
+        let mut sequences = vec![Vec::with_capacity(self.counts.len()); n];
+        for position in 0..self.counts.len() {
+            (h, c) = self.step(&x, &h, &c)?;
+            let probs = to_vec(&self.logits(position, &h)?.f_softmax(1, Kind::Float)?)?;
+            let width = self.counts[position] as usize;
+            let mut taken = Vec::with_capacity(n);
+            for (row, sequence) in probs.chunks(width).zip(sequences.iter_mut()) {
+                let mut draw: f32 = self.rng.random();
+                let mut choice = width - 1;
+                for (index, &p) in row.iter().enumerate() {
+                    if draw < p {
+                        choice = index;
+                        break;
+                    }
+                    draw -= p;
+                }
+                sequence.push(choice);
+                taken.push(choice as i64);
+            }
+            x = self.embed(Some(position), &Tensor::from_slice(&taken))?;
+        }
+        Ok(sequences)
+    }
+
+    fn adam_step(&mut self) -> Result<()> {
+        let _no_grad = tch::no_grad_guard();
+        let (beta1, beta2, eps) = (0.9, 0.999, 1e-8);
+        self.adam_steps += 1;
+        let correction1 = 1.0 - f64::powi(beta1, self.adam_steps as i32);
+        let correction2 = 1.0 - f64::powi(beta2, self.adam_steps as i32);
+        let parameters = self.policy.parameters();
+        for (index, parameter) in parameters.into_iter().enumerate() {
+            let grad = parameter.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let m = self.first_moments[index].f_mul_scalar(beta1)?.f_add(&grad.f_mul_scalar(1.0 - beta1)?)?;
+            let v = self.second_moments[index].f_mul_scalar(beta2)?.f_add(&grad.f_square()?.f_mul_scalar(1.0 - beta2)?)?;
+            let update = m
+                .f_div_scalar(correction1)?
+                .f_div(&v.f_div_scalar(correction2)?.f_sqrt()?.f_add_scalar(eps)?)?
+                .f_mul_scalar(self.config.learning_rate)?;
+            let mut parameter = parameter.shallow_clone();
+            let _ = parameter.f_sub_(&update)?;
+            let mut grad = grad;
+            let _ = grad.f_zero_()?;
+            self.first_moments[index] = m;
+            self.second_moments[index] = v;
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, batch: Vec<Observation>) -> Result<()> {
+        let rewards: Vec<f64> = batch.iter().map(|o| o.reward.unwrap_or(0.0)).collect();
+        let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        let baseline = self.baseline.unwrap_or(mean);
+        let mut advantages: Vec<f64> = rewards.iter().map(|r| r - baseline).collect();
+        // Rewards of proxies differ in the third decimal; scaling advantages to unit spread keeps
+        // the step size independent of the reward's scale.
+        let spread = (advantages.iter().map(|a| a * a).sum::<f64>() / advantages.len() as f64).sqrt();
+        if spread > 1e-12 {
+            advantages.iter_mut().for_each(|a| *a /= spread);
+        }
+        self.baseline = Some(self.config.baseline_decay * baseline + (1.0 - self.config.baseline_decay) * mean);
+        let advantages = Tensor::from_slice(&advantages.iter().map(|&a| a as f32).collect::<Vec<_>>());
+        let sequences: Vec<Vec<usize>> = batch.into_iter().map(|o| o.tokens).collect();
+
+        let old_log_prob = {
+            let _no_grad = tch::no_grad_guard();
+            self.evaluate(&sequences)?.0
+        };
+        let epochs = match self.config.algorithm {
+            RlAlgorithm::Ppo => self.config.epochs.max(1),
+            RlAlgorithm::Reinforce => 1,
+        };
+        for _ in 0..epochs {
+            let (log_prob, entropy) = self.evaluate(&sequences)?;
+            let objective = match self.config.algorithm {
+                RlAlgorithm::Reinforce => log_prob.f_mul(&advantages)?,
+                RlAlgorithm::Ppo => {
+                    let ratio = log_prob.f_sub(&old_log_prob)?.f_exp()?;
+                    let clipped = ratio.f_clamp(1.0 - self.config.clip, 1.0 + self.config.clip)?;
+                    ratio.f_mul(&advantages)?.f_minimum(&clipped.f_mul(&advantages)?)?
+                }
+            };
+            let loss = objective
+                .f_add(&entropy.f_mul_scalar(self.config.entropy_weight)?)?
+                .f_mean(Kind::Float)?
+                .f_neg()?;
+            loss.f_backward()?;
+            self.adam_step()?;
+        }
+        self.updates += 1;
+        Ok(())
+    }
+
+    /// The policy's most likely architecture, decision by decision (what it has converged to).
+    pub fn greedy(&self) -> Result<Vec<usize>> {
+        let _no_grad = tch::no_grad_guard();
+        let (mut h, mut c) = self.initial_state(1)?;
+        let mut x = self.embed(None, &Tensor::f_zeros([1], (Kind::Int64, tch::Device::Cpu))?)?;
+        let mut tokens = Vec::new();
+        for position in 0..self.counts.len() {
+            (h, c) = self.step(&x, &h, &c)?;
+            let choice = self.logits(position, &h)?.f_argmax(1, false)?.f_int64_value(&[0])?;
+            tokens.push(choice as usize);
+            x = self.embed(Some(position), &Tensor::from_slice(&[choice]))?;
+        }
+        Ok(tokens)
+    }
+}
+
+impl Controller for RlController {
+    fn name(&self) -> &'static str {
+        "rl"
+    }
+
+    fn propose(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.sample(n)
+    }
+
+    fn observe(&mut self, observations: &[Observation]) -> Result<()> {
+        for observation in observations {
+            check_tokens(&self.space, &observation.tokens)?;
+            self.buffer.push(observation.clone());
+            if self.buffer.len() >= self.config.batch_size.max(1) {
+                let batch = std::mem::take(&mut self.buffer);
+                self.update(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Value> {
+        let weights = self.policy.parameters().into_iter().map(to_vec).collect::<Result<Vec<_>>>()?;
+        let first_moments = self.first_moments.iter().map(to_vec).collect::<Result<Vec<_>>>()?;
+        let second_moments = self.second_moments.iter().map(to_vec).collect::<Result<Vec<_>>>()?;
+        serde_json::to_value(RlState {
+            rng: RngState::capture(self.seed, &self.rng),
+            weights,
+            first_moments,
+            second_moments,
+            adam_steps: self.adam_steps,
+            baseline: self.baseline,
+            buffer: self.buffer.clone(),
+            updates: self.updates,
+        })
+        .map_err(|e| ControllerError::BadState(e.to_string()))
+    }
+
+    fn restore(&mut self, state: &Value) -> Result<()> {
+        let state: RlState = from_state(state)?;
+        let sizes: Vec<i64> = self.policy.parameters().iter().map(|p| p.numel() as i64).collect();
+        let fits = |lists: &[Vec<f32>]| lists.len() == sizes.len() && lists.iter().zip(&sizes).all(|(l, &n)| l.len() as i64 == n);
+        if !(fits(&state.weights) && fits(&state.first_moments) && fits(&state.second_moments)) {
+            return Err(ControllerError::BadState("policy sizes differ (another space or RL configuration)".into()));
+        }
+        for observation in &state.buffer {
+            check_tokens(&self.space, &observation.tokens)?;
+        }
+        {
+            let _no_grad = tch::no_grad_guard();
+            for (parameter, values) in self.policy.parameters().into_iter().zip(&state.weights) {
+                let mut parameter = parameter.shallow_clone();
+                parameter.f_copy_(&Tensor::from_slice(values).f_view_as(&parameter)?)?;
+            }
+        }
+        let load = |lists: &[Vec<f32>]| -> Result<Vec<Tensor>> {
+            lists
+                .iter()
+                .zip(self.policy.parameters())
+                .map(|(values, p)| Ok(Tensor::from_slice(values).f_view_as(p)?))
+                .collect()
+        };
+        self.first_moments = load(&state.first_moments)?;
+        self.second_moments = load(&state.second_moments)?;
+        self.seed = state.rng.seed;
+        self.rng = state.rng.rebuild()?;
+        self.adam_steps = state.adam_steps;
+        self.baseline = state.baseline;
+        self.buffer = state.buffer;
+        self.updates = state.updates;
+        Ok(())
+    }
+}
