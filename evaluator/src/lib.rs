@@ -1,4 +1,20 @@
 //! libtorch evaluator.
+//!
+//! - [`model`]: `ArchSpec` → tch network with torchvision-compatible names; checkpoints.
+//! - [`train`]: the proxy trainer (MnasNet §4: short training on a held-out split).
+//! - [`score`]: the reward `ACC × (X / T)^w` with soft or hard constraint.
+//! - [`pool`]: K workers per device training proxies concurrently.
+//! - [`device`]: device parsing, availability and CPU thread budgets.
+
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod optim;
+pub mod pool;
+pub mod score;
+pub mod train;
+
+pub use error::EvalError;
 
 #[cfg(test)]
 mod tests {
