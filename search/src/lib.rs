@@ -3,3 +3,4 @@
 
 pub mod controller;
 pub mod oracle;
+pub mod orchestrator;

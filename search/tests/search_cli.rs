@@ -1,0 +1,203 @@
+//! `effnas search` as a user runs it: on the oracle, on real Fashion-MNIST proxies, killed and
+//! resumed, and refusing bad input before touching the database.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn effnas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = effnas(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+fn trials(db: &str, run: &str) -> Vec<Value> {
+    json(&["trials", "--db", db, "--run", run, "--json"]).as_array().cloned().expect("a list")
+}
+
+/// Tiny real proxies: a few hundred Fashion-MNIST images, one epoch, 16 px.
+const TINY_PROXY: [&str; 10] =
+    ["--train-images", "256", "--validation-images", "128", "--epochs", "1", "--resolution", "16", "--batch-size", "64"];
+
+#[test]
+fn oracle_search_ends_with_exactly_the_requested_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("oracle.db");
+    let db = db.to_str().expect("path");
+    for strategy in ["random", "evolution", "rl"] {
+        let summary = json(&[
+            "search", "--db", db, "--evaluator", "oracle", "--strategy", strategy, "--trials", "60", "--workers", "4", "--seed", "2",
+            "--name", strategy, "--json",
+        ]);
+        assert_eq!(summary["status"], "complete");
+        let run = summary["run"].to_string();
+        let rows = trials(db, &run);
+        assert_eq!(rows.len(), 60, "{strategy}");
+        assert!(rows.iter().all(|t| t["state"] == "complete"), "{strategy}");
+        assert!(summary["best_reward"].as_f64().is_some_and(|r| r > 0.5 && r <= 1.0));
+    }
+    let runs = json(&["runs", "--db", db, "--json"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn max_flops_rejects_before_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("limit.db");
+    let db = db.to_str().expect("path");
+    let summary = json(&[
+        "search", "--db", db, "--evaluator", "oracle", "--strategy", "random", "--trials", "40", "--max-flops", "300e6", "--json",
+    ]);
+    let rows = trials(db, &summary["run"].to_string());
+    assert_eq!(rows.len(), 40);
+    for row in &rows {
+        let over = row["flops"].as_f64().expect("flops") > 300e6;
+        assert_eq!(over, row["state"] == "failed", "{row}");
+    }
+    assert!(rows.iter().any(|r| r["state"] == "failed") && rows.iter().any(|r| r["state"] == "complete"));
+}
+
+fn wait_for_complete(db: &str, at_least: usize, deadline: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if Path::new(db).exists() {
+            let out = effnas(&["trials", "--db", db, "--run", "1", "--state", "complete", "--json"]);
+            if out.status.success() {
+                let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+                if rows.as_array().is_some_and(|r| r.len() >= at_least) {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no {at_least} complete trials within {deadline:?}");
+}
+
+/// Real training on Fashion-MNIST, killed with SIGKILL mid-run, then resumed: the run ends
+/// with exactly the requested number of finished trials, each architecture trained once.
+#[test]
+fn a_killed_search_resumes_to_exactly_n_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("killed.db");
+    let db = db.to_str().expect("path");
+    let mut args = vec!["search", "--db", db, "--strategy", "evolution", "--trials", "8", "--seed", "4", "--workers", "2"];
+    args.extend(TINY_PROXY);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_effnas"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("effnas starts");
+    wait_for_complete(db, 2, Duration::from_secs(120));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    let before = trials(db, "1");
+    let done_before: Vec<i64> =
+        before.iter().filter(|t| t["state"] == "complete").map(|t| t["id"].as_i64().expect("id")).collect();
+    assert!(done_before.len() >= 2 && done_before.len() < 8, "{}", done_before.len());
+
+    let resumed = effnas(&["search", "--db", db, "--resume", "1", "--json"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let after = trials(db, "1");
+    assert_eq!(after.len(), 8, "exactly N trials");
+    assert!(after.iter().all(|t| t["state"] == "complete" || t["state"] == "failed"));
+    // Completed trials were kept as they were.
+    for id in done_before {
+        assert!(after.iter().any(|t| t["id"].as_i64() == Some(id) && t["state"] == "complete"));
+    }
+    // Every result is a real measurement: an accuracy, a training time and a throughput.
+    for trial in after.iter().filter(|t| t["state"] == "complete") {
+        assert!(trial["accuracy"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{trial}");
+    }
+
+    let finished = effnas(&["search", "--db", db, "--resume", "1"]);
+    assert_eq!(finished.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&finished.stderr).contains("finished"));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_a_resumable_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("interrupted.db");
+    let db = db.to_str().expect("path");
+    let mut args = vec!["search", "--db", db, "--strategy", "random", "--trials", "6", "--seed", "5"];
+    args.extend(TINY_PROXY);
+    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("effnas starts");
+    wait_for_complete(db, 1, Duration::from_secs(120));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("effnas ends");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--resume 1"));
+    let runs = json(&["runs", "--db", db, "--json"]);
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert!(trials(db, "1").iter().all(|t| t["state"] != "running"), "nothing left running");
+
+    assert!(effnas(&["search", "--db", db, "--resume", "1"]).status.success());
+    assert_eq!(trials(db, "1").len(), 6);
+}
+
+/// A failure: exit code 2, one line naming the culprit, and the database untouched.
+fn refused(db: &str, args: &[&str], needle: &str) {
+    let mut full = vec!["search", "--db", db];
+    full.extend(args);
+    let out = effnas(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle:?}");
+}
+
+#[test]
+fn bad_input_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("untouched.db");
+    let db = db.to_str().expect("path");
+    refused(db, &["--trials", "0"], "--trials");
+    refused(db, &["--workers", "0"], "--workers");
+    refused(db, &["--space", "nowhere"], "nowhere");
+    let bad_space = dir.path().join("bad-space.json");
+    std::fs::write(&bad_space, "{ not json").expect("write");
+    refused(db, &["--space", bad_space.to_str().expect("path")], "bad-space.json");
+    refused(db, &["--device", "cuda:7"], "cuda:7");
+    refused(db, &["--dataset", "/no/such/data"], "/no/such/data");
+    assert!(!Path::new(db).exists(), "no database was created by refused runs");
+
+    // An existing database stays as it was.
+    json(&["search", "--db", db, "--evaluator", "oracle", "--trials", "3", "--json"]);
+    refused(db, &["--resume", "7"], "7");
+    refused(db, &["--resume", "1; DROP TABLE trials"], "DROP");
+    assert_eq!(json(&["runs", "--db", db, "--json"]).as_array().map(Vec::len), Some(1));
+    assert_eq!(trials(db, "1").len(), 3);
+
+    // A database path that cannot be created (its parent is a file).
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a folder").expect("write");
+    let below_file = file.join("x.db");
+    refused(below_file.to_str().expect("path"), &["--evaluator", "oracle", "--trials", "2"], "x.db");
+
+    let read_only = dir.path().join("ro");
+    std::fs::create_dir(&read_only).expect("mkdir");
+    let unwritable = read_only.join("x.db");
+    let mut permissions = std::fs::metadata(&read_only).expect("metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o500);
+    std::fs::set_permissions(&read_only, permissions).expect("chmod");
+    // Root ignores directory permissions, so only check where they apply.
+    if std::fs::write(read_only.join("probe"), b"x").is_err() {
+        refused(unwritable.to_str().expect("path"), &["--evaluator", "oracle", "--trials", "2"], "x.db");
+    }
+}
