@@ -26,6 +26,7 @@ mod extras;
 mod model;
 mod open;
 mod pareto;
+mod retention;
 mod runs;
 pub mod time;
 mod trials;
