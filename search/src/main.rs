@@ -28,6 +28,18 @@ enum Command {
     Space(commands::space::Args),
     /// Compound-scale a base network by α, β, γ over φ, next to the official EfficientNet table.
     Scale(commands::scale::Args),
+    /// List the runs in a database: status, trial counts, best reward, duration.
+    Runs(commands::runs::Args),
+    /// List a run's trials, filtered and sorted.
+    Trials(commands::trials::Args),
+    /// Show one trial in full: architecture, cost, metrics, training curve, error.
+    Show(commands::show::Args),
+    /// List a run's Pareto-optimal trials (accuracy up, multiply-adds down).
+    Pareto(commands::pareto::Args),
+    /// Export every trial of a run as CSV or JSON.
+    Export(commands::export::Args),
+    /// Plot a run: reward over trials with the best so far, accuracy vs multiply-adds with the Pareto front.
+    Plot(commands::plot::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -49,6 +61,12 @@ fn main() -> ExitCode {
         Command::Arch(args) => commands::arch::run(args),
         Command::Space(args) => commands::space::run(args),
         Command::Scale(args) => commands::scale::run(args),
+        Command::Runs(args) => commands::runs::run(args),
+        Command::Trials(args) => commands::trials::run(args),
+        Command::Show(args) => commands::show::run(args),
+        Command::Pareto(args) => commands::pareto::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(code) => code,

@@ -82,13 +82,12 @@ impl Store {
 
     /// The checkpoint with the highest step of a run, if any.
     pub async fn latest_checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
-        let row: Option<CheckpointRow> = sqlx::query_as(
-            "SELECT step, state, blob, created_at FROM controller_checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1",
-        )
-        .bind(run.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        let row: Option<CheckpointRow> =
+            sqlx::query_as("SELECT step, state, blob, created_at FROM controller_checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1")
+                .bind(run.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.db_error(e))?;
         row.map(|r| {
             Ok(Checkpoint {
                 run_id: run,
@@ -163,7 +162,9 @@ impl Store {
     /// Records a scaled model with its cost from the cost model. Returns its id.
     #[instrument(skip_all, fields(run = %run, name = %model.name), err)]
     pub async fn add_scaled_model(&self, run: RunId, model: &NewScaledModel) -> Result<i64> {
-        for (field, value) in [("phi", model.phi), ("width", model.width), ("depth", model.depth), ("resolution_multiplier", model.resolution_multiplier)] {
+        for (field, value) in
+            [("phi", model.phi), ("width", model.width), ("depth", model.depth), ("resolution_multiplier", model.resolution_multiplier)]
+        {
             check_finite(field, value)?;
         }
         model.arch.validate().map_err(|e| StoreError::invalid("architecture", e.to_string()))?;

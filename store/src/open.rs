@@ -85,9 +85,7 @@ fn check_file(path: &Path, options: &OpenOptions) -> Result<bool> {
         Ok(meta) if meta.is_dir() => Err(open_err("it is a directory".to_owned())),
         Ok(meta) => {
             let mut header = Vec::with_capacity(16);
-            std::fs::File::open(path)
-                .and_then(|file| file.take(16).read_to_end(&mut header))
-                .map_err(|e| open_err(e.to_string()))?;
+            std::fs::File::open(path).and_then(|file| file.take(16).read_to_end(&mut header)).map_err(|e| open_err(e.to_string()))?;
             // SQLite treats an empty file as an empty database.
             if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
                 return Err(StoreError::NotADatabase { location });
@@ -205,10 +203,11 @@ impl Store {
     /// Refuses an SQLite file that holds some other program's tables, so that opening the
     /// wrong file never adds effnas tables to it.
     async fn check_schema_owner(&self) -> Result<()> {
-        let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db_error(e))?;
         let ours = tables.iter().any(|t| t == "_sqlx_migrations");
         if !ours && !tables.is_empty() {
             return Err(StoreError::Open {
@@ -253,7 +252,9 @@ impl Store {
                 Err(MigrateError::VersionMismatch(version)) => {
                     return Err(StoreError::Migration {
                         location: self.location.to_string(),
-                        reason: format!("schema version {version} in the database differs from this build's; it was written by a different effnas"),
+                        reason: format!(
+                            "schema version {version} in the database differs from this build's; it was written by a different effnas"
+                        ),
                     });
                 }
                 Err(error) if attempt < 3 => {
@@ -264,10 +265,9 @@ impl Store {
                 Err(MigrateError::Execute(e)) => return Err(self.db_error(e)),
                 Err(MigrateError::ExecuteMigration(e, version)) => {
                     return Err(match self.db_error(e) {
-                        StoreError::Database { source, .. } => StoreError::Migration {
-                            location: self.location.to_string(),
-                            reason: format!("version {version}: {source}"),
-                        },
+                        StoreError::Database { source, .. } => {
+                            StoreError::Migration { location: self.location.to_string(), reason: format!("version {version}: {source}") }
+                        }
                         specific => specific,
                     });
                 }
@@ -291,4 +291,3 @@ impl MigrationSource<'static> for Prefix {
         Box::pin(async move { Ok(self.0) })
     }
 }
-

@@ -5,8 +5,11 @@
 /// and strictly better in one. Equal points are all kept. Items for which `point` gives
 /// `None` (unmeasured) or a NaN accuracy take no part.
 pub fn pareto_front<T>(items: &[T], point: impl Fn(&T) -> Option<(f64, u64)>) -> Vec<usize> {
-    let mut measured: Vec<(usize, f64, u64)> =
-        items.iter().enumerate().filter_map(|(i, item)| point(item).filter(|(acc, _)| !acc.is_nan()).map(|(acc, flops)| (i, acc, flops))).collect();
+    let mut measured: Vec<(usize, f64, u64)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| point(item).filter(|(acc, _)| !acc.is_nan()).map(|(acc, flops)| (i, acc, flops)))
+        .collect();
     // Cheapest first; among equal cost, most accurate first.
     measured.sort_by(|a, b| a.2.cmp(&b.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
     let mut front = Vec::new();
@@ -56,9 +59,8 @@ mod tests {
         };
         for _ in 0..200 {
             let points: Vec<(f64, u64)> = (0..20).map(|_| ((next() % 10) as f64 / 10.0, next() % 10)).collect();
-            let dominated = |j: usize| {
-                points.iter().any(|p| p.0 >= points[j].0 && p.1 <= points[j].1 && (p.0 > points[j].0 || p.1 < points[j].1))
-            };
+            let dominated =
+                |j: usize| points.iter().any(|p| p.0 >= points[j].0 && p.1 <= points[j].1 && (p.0 > points[j].0 || p.1 < points[j].1));
             let mut expected: Vec<usize> = (0..points.len()).filter(|&j| !dominated(j)).collect();
             let mut got = front(&points);
             expected.sort_unstable();

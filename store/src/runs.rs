@@ -40,8 +40,7 @@ SELECT r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.creat
        MAX(t.finished_at) AS last_trial_finished
 FROM runs r LEFT JOIN trials t ON t.run_id = r.id";
 
-const RUN_GROUP: &str =
-    " GROUP BY r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.created_at, r.finished_at";
+const RUN_GROUP: &str = " GROUP BY r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.created_at, r.finished_at";
 
 impl RunRow {
     fn into_run(self) -> Result<Run> {

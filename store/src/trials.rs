@@ -6,9 +6,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
-use crate::model::{
-    ClaimedTrial, EpochMetrics, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId, TrialMetrics, TrialState,
-};
+use crate::model::{ClaimedTrial, EpochMetrics, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId, TrialMetrics, TrialState};
 use crate::{from_sql_int, time, to_sql_int, Store};
 
 /// Every trial column, in the order of [`TrialRow`].
@@ -161,7 +159,13 @@ fn finite_or_null(value: Option<f64>) -> Option<f64> {
     value.filter(|v| v.is_finite())
 }
 
-async fn insert_prepared(conn: &mut SqliteConnection, run: RunId, p: &PreparedTrial<'_>, state: TrialState, now: &str) -> sqlx::Result<i64> {
+async fn insert_prepared(
+    conn: &mut SqliteConnection,
+    run: RunId,
+    p: &PreparedTrial<'_>,
+    state: TrialState,
+    now: &str,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
@@ -181,7 +185,13 @@ async fn insert_prepared(conn: &mut SqliteConnection, run: RunId, p: &PreparedTr
     .await
 }
 
-async fn write_metrics(conn: &mut SqliteConnection, id: i64, metrics: &TrialMetrics, checked: &CheckedMetrics, now: &str) -> sqlx::Result<u64> {
+async fn write_metrics(
+    conn: &mut SqliteConnection,
+    id: i64,
+    metrics: &TrialMetrics,
+    checked: &CheckedMetrics,
+    now: &str,
+) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE trials SET state = 'complete', finished_at = $1, accuracy = $2, loss = $3, params = $4, flops = $5,
                 reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, error = NULL
@@ -267,7 +277,13 @@ impl Store {
     /// Records a trial that was trained outside the queue (`effnas train --db`): inserted
     /// complete, with its metrics and curve, in one transaction.
     #[instrument(skip_all, fields(run = %run), err)]
-    pub async fn insert_completed_trial(&self, run: RunId, trial: &NewTrial, metrics: &TrialMetrics, epochs: &[EpochMetrics]) -> Result<TrialId> {
+    pub async fn insert_completed_trial(
+        &self,
+        run: RunId,
+        trial: &NewTrial,
+        metrics: &TrialMetrics,
+        epochs: &[EpochMetrics],
+    ) -> Result<TrialId> {
         let prepared = prepare(trial)?;
         let checked = check_metrics(metrics)?;
         let now = time::now();
@@ -480,7 +496,8 @@ impl Store {
         if !pending.is_empty() || !failed.is_empty() {
             tracing::info!(requeued = pending.len(), failed = failed.len(), "trials with stale heartbeats");
         }
-        let mut requeued = Requeued { pending: pending.into_iter().map(TrialId).collect(), failed: failed.into_iter().map(TrialId).collect() };
+        let mut requeued =
+            Requeued { pending: pending.into_iter().map(TrialId).collect(), failed: failed.into_iter().map(TrialId).collect() };
         requeued.pending.sort();
         requeued.failed.sort();
         Ok(requeued)
@@ -490,11 +507,12 @@ impl Store {
     /// whose workers are known to be gone; a live worker would lose its trial.
     #[instrument(skip_all, fields(run = %run), err)]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
-        let mut ids: Vec<i64> = sqlx::query_scalar("UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id")
-            .bind(run.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let mut ids: Vec<i64> =
+            sqlx::query_scalar("UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id")
+                .bind(run.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.db_error(e))?;
         ids.sort_unstable();
         Ok(ids.into_iter().map(TrialId).collect())
     }

@@ -32,11 +32,19 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
     assert!(!store.heartbeat(id, "w2").await.unwrap(), "another worker's heartbeat is refused");
 
     for epoch in 0..3 {
-        let e = EpochMetrics { epoch, train_loss: Some(2.0 - f64::from(epoch) * 0.5), val_accuracy: Some(0.5 + f64::from(epoch) * 0.1), ..Default::default() };
+        let e = EpochMetrics {
+            epoch,
+            train_loss: Some(2.0 - f64::from(epoch) * 0.5),
+            val_accuracy: Some(0.5 + f64::from(epoch) * 0.1),
+            ..Default::default()
+        };
         store.record_epoch(id, &e).await.unwrap();
     }
     // A diverged value is kept as NULL, not refused.
-    store.record_epoch(id, &EpochMetrics { epoch: 2, train_loss: Some(f64::NAN), val_accuracy: Some(0.7), ..Default::default() }).await.unwrap();
+    store
+        .record_epoch(id, &EpochMetrics { epoch: 2, train_loss: Some(f64::NAN), val_accuracy: Some(0.7), ..Default::default() })
+        .await
+        .unwrap();
     let mut result = metrics(0.75, 123_456);
     result.extra = Some(serde_json::json!({"device": "cpu"}));
     store.complete_trial(id, &result).await.unwrap();
@@ -250,7 +258,9 @@ async fn impossible_values_are_refused_with_the_field_named() {
     let store = db.open().await;
     let run = search_run(&store, "values").await;
     let id = store.insert_trial(run, &trial(1)).await.unwrap();
-    for (bad, field) in [(metrics(93.1, 1), "accuracy"), (metrics(f64::NAN, 1), "accuracy"), (metrics(0.5, 1).with_loss(f64::INFINITY), "loss")] {
+    for (bad, field) in
+        [(metrics(93.1, 1), "accuracy"), (metrics(f64::NAN, 1), "accuracy"), (metrics(0.5, 1).with_loss(f64::INFINITY), "loss")]
+    {
         match store.complete_trial(id, &bad).await {
             Err(StoreError::InvalidValue { field: got, .. }) => assert_eq!(got, field),
             other => panic!("expected InvalidValue for {field}, got {other:?}"),
@@ -283,7 +293,10 @@ async fn a_manual_training_is_recorded_complete_in_one_call() {
     let db = TempDb::new();
     let store = db.open().await;
     let run = store.create_run(&NewRun::new("effnas train b0", RunKind::Manual)).await.unwrap();
-    let curve = [EpochMetrics { epoch: 0, val_accuracy: Some(0.5), ..Default::default() }, EpochMetrics { epoch: 1, val_accuracy: Some(0.6), ..Default::default() }];
+    let curve = [
+        EpochMetrics { epoch: 0, val_accuracy: Some(0.5), ..Default::default() },
+        EpochMetrics { epoch: 1, val_accuracy: Some(0.6), ..Default::default() },
+    ];
     let id = store.insert_completed_trial(run, &trial(0), &metrics(0.6, 1000), &curve).await.unwrap();
     let t = store.trial(id).await.unwrap();
     assert_eq!((t.state, t.accuracy), (TrialState::Complete, Some(0.6)));
@@ -310,7 +323,10 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     let trial_id = store.insert_trial(run, &trial(0)).await.unwrap();
     store.claim_trial(run, "w").await.unwrap();
     store.complete_trial(trial_id, &metrics(0.7, 800)).await.unwrap();
-    store.add_compound_point(run, &NewCompoundPoint { alpha: 1.2, beta: 1.1, gamma: 1.15, phi: 1.0, trial_id: Some(trial_id) }).await.unwrap();
+    store
+        .add_compound_point(run, &NewCompoundPoint { alpha: 1.2, beta: 1.1, gamma: 1.15, phi: 1.0, trial_id: Some(trial_id) })
+        .await
+        .unwrap();
     store.add_compound_point(run, &NewCompoundPoint { alpha: 1.4, beta: 1.0, gamma: 1.2, phi: 1.0, trial_id: None }).await.unwrap();
     let grid = store.compound_points(run).await.unwrap();
     assert_eq!(grid.len(), 2);
@@ -320,7 +336,8 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
 
     let b1 = effnas_space::presets::preset("b1").unwrap();
     let cost = effnas_space::cost(&b1);
-    let model = NewScaledModel { name: "b1".into(), phi: 1.0, width: 1.0, depth: 1.1, resolution_multiplier: 240.0 / 224.0, arch: b1.clone() };
+    let model =
+        NewScaledModel { name: "b1".into(), phi: 1.0, width: 1.0, depth: 1.1, resolution_multiplier: 240.0 / 224.0, arch: b1.clone() };
     store.add_scaled_model(run, &model).await.unwrap();
     let scaled = store.scaled_models(run).await.unwrap();
     assert_eq!((scaled[0].params, scaled[0].flops, scaled[0].resolution), (cost.params, cost.macs, 240));

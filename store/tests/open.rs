@@ -216,7 +216,8 @@ async fn schema_md_documents_every_table_and_column() {
         let start = doc.find(&heading).unwrap_or_else(|| panic!("SCHEMA.md has no section {heading}"));
         let section = &doc[start + heading.len()..];
         let section = &section[..section.find("\n### ").unwrap_or(section.len())];
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)").bind(&table).fetch_all(&mut conn).await.unwrap();
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1)").bind(&table).fetch_all(&mut conn).await.unwrap();
         for column in columns {
             assert!(section.contains(&format!("| `{column}` |")), "SCHEMA.md, table {table}: column {column} is not documented");
         }

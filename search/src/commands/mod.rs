@@ -1,5 +1,11 @@
 //! One module per `effnas` command, each with its clap `Args` and a `run`.
 
 pub mod arch;
+pub mod export;
+pub mod pareto;
+pub mod plot;
+pub mod runs;
 pub mod scale;
+pub mod show;
 pub mod space;
+pub mod trials;

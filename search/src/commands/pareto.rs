@@ -1,0 +1,59 @@
+//! `effnas pareto`: the trials no other trial beats on both accuracy (higher) and
+//! multiply-adds (lower) — the trade-off curve the search explores (MnasNet §3).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use effnas_store::{pareto_front, Trial, TrialFilter, TrialState};
+
+use super::runs::{block_on, open, select_run, DbArg};
+use super::trials::{trial_json, trial_table, BLOCKS_LEGEND};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The run: its id or name (default: the newest run).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Print JSON (a list of objects, cheapest first) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The complete trials on the accuracy / multiply-adds front, cheapest first.
+pub fn front(trials: &[Trial]) -> Vec<&Trial> {
+    pareto_front(trials, |t| (t.state == TrialState::Complete).then_some(t.accuracy.map(|a| (a, t.flops))).flatten())
+        .into_iter()
+        .map(|i| &trials[i])
+        .collect()
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let (run, trials) = block_on(async {
+        let store = open(&args.db).await?;
+        let run = select_run(&store, args.run.as_deref()).await?;
+        let filter = TrialFilter { state: Some(TrialState::Complete), ..TrialFilter::default() };
+        let trials = store.trials(run.id, &filter).await?;
+        store.close().await;
+        Ok((run, trials))
+    })?;
+    let front: Vec<Trial> = front(&trials).into_iter().cloned().collect();
+    if args.json {
+        let rows: Vec<_> = front.iter().map(|t| trial_json(t, false)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "run {} ({}): {} of {} complete trials are Pareto-optimal (accuracy up, multiply-adds down)",
+            run.id,
+            run.name,
+            front.len(),
+            trials.len()
+        );
+        if !front.is_empty() {
+            print!("{}", trial_table(&front));
+            println!("{BLOCKS_LEGEND}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,140 @@
+//! `effnas runs`: every run in the database, one line each. Also the helpers the other query
+//! commands (`trials`, `show`, `pareto`, `export`, `plot`) share: opening the database and
+//! picking a run.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use effnas_store::{Run, Store};
+use serde_json::json;
+
+use crate::table::Table;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Print JSON (a list of objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The database flag every query command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArg {
+    /// The experiment database: an SQLite file path or an sqlite:// URL.
+    #[arg(long, value_name = "DB", default_value = "effnas.db")]
+    pub db: String,
+}
+
+/// Runs an async query on a small runtime of its own: the commands are short and sequential.
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(future)
+}
+
+/// Opens an existing database for queries (never creates one; read-only files work).
+pub async fn open(db: &DbArg) -> Result<Store> {
+    Ok(Store::open_existing(&db.db).await?)
+}
+
+/// The run a user named by id or name, or the newest run when they named none.
+pub async fn select_run(store: &Store, selector: Option<&str>) -> Result<Run> {
+    match selector {
+        Some(selector) => Ok(store.find_run(selector).await?),
+        None => store.latest_run().await?.with_context(|| format!("{} holds no runs yet", store.location())),
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let runs = block_on(async {
+        let store = open(&args.db).await?;
+        let runs = store.runs().await?;
+        store.close().await;
+        Ok(runs)
+    })?;
+    if args.json {
+        let rows: Vec<_> = runs.iter().map(run_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if runs.is_empty() {
+        println!("no runs in {}", args.db.db);
+    } else {
+        let mut table = Table::new(["id", "name", "kind", "status", "done", "failed", "total", "best reward", "started", "duration"]);
+        for r in &runs {
+            table.row([
+                r.id.to_string(),
+                r.name.clone(),
+                r.kind.to_string(),
+                r.status.to_string(),
+                r.trials_done.to_string(),
+                r.trials_failed.to_string(),
+                r.trials_total.to_string(),
+                r.best_reward.map_or("-".to_owned(), |v| format!("{v:.4}")),
+                short_time(&r.started),
+                r.duration_seconds().map_or("-".to_owned(), human_duration),
+            ]);
+        }
+        print!("{}", table.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run as JSON: the table's columns in snake_case, plus the rest of the row.
+pub fn run_json(r: &Run) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "kind": r.kind,
+        "status": r.status,
+        "trials_done": r.trials_done,
+        "trials_failed": r.trials_failed,
+        "trials_pending": r.trials_pending,
+        "trials_running": r.trials_running,
+        "trials_total": r.trials_total,
+        "best_reward": r.best_reward,
+        "started": r.started,
+        "finished": r.finished,
+        "duration_seconds": r.duration_seconds(),
+        "seed": r.seed,
+        "code_version": r.code_version,
+        "config": r.config,
+    })
+}
+
+/// `2025-11-25T18:33:07.125Z` → `2025-11-25 18:33` (UTC).
+pub fn short_time(stored: &str) -> String {
+    match (stored.get(..10), stored.get(11..16)) {
+        (Some(day), Some(minute)) => format!("{day} {minute}"),
+        _ => stored.to_owned(),
+    }
+}
+
+/// `42.0` → `42s`, `250.0` → `4m10s`, `7384.0` → `2h03m`.
+pub fn human_duration(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as u64;
+    let (hours, minutes, secs) = (total / 3600, total / 60 % 60, total % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes:02}m")
+    } else if minutes > 0 {
+        format!("{minutes}m{secs:02}s")
+    } else if seconds < 10.0 {
+        format!("{:.1}s", seconds.max(0.0))
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_read_well() {
+        assert_eq!(human_duration(4.31), "4.3s");
+        assert_eq!(human_duration(42.0), "42s");
+        assert_eq!(human_duration(250.0), "4m10s");
+        assert_eq!(human_duration(7384.0), "2h03m");
+        assert_eq!(short_time("2025-11-25T18:33:07.125Z"), "2025-11-25 18:33");
+    }
+}

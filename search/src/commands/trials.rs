@@ -1,0 +1,286 @@
+//! `effnas trials`: the trials of a run as a table, filtered and sorted. Also the trial
+//! rendering that `pareto` and `export` share: abbreviated blocks, reference-model matching,
+//! the JSON form.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use effnas_space::{presets, ArchSpec, Op, Skip};
+use effnas_store::{Trial, TrialFilter, TrialSort, TrialState};
+use serde_json::json;
+
+use super::runs::{block_on, open, select_run, DbArg};
+use crate::table::{human_count, Table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The run: its id or name (default: the newest run).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only trials in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// Only the best K trials (by --sort, which then defaults to reward).
+    #[arg(long, value_name = "K")]
+    pub top: Option<u64>,
+    /// Order: best reward or accuracy first, fewest multiply-adds or parameters first, or
+    /// shortest training first (default: the order they were queued).
+    #[arg(long, value_enum)]
+    pub sort: Option<SortArg>,
+    /// Only trials with at most this many multiply-adds (400M, 0.4G, 4e8, 400000000).
+    #[arg(long, value_name = "F", value_parser = parse_count)]
+    pub max_flops: Option<u64>,
+    /// Only trials at least this accurate: a fraction (0.9) or a percentage (90%).
+    #[arg(long, value_name = "A", value_parser = parse_accuracy)]
+    pub min_accuracy: Option<f64>,
+    /// Print JSON (a list of objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Trial states as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    Pending,
+    Running,
+    Complete,
+    Failed,
+}
+
+impl From<StateArg> for TrialState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Pending => TrialState::Pending,
+            StateArg::Running => TrialState::Running,
+            StateArg::Complete => TrialState::Complete,
+            StateArg::Failed => TrialState::Failed,
+        }
+    }
+}
+
+/// Trial orderings as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    Reward,
+    Accuracy,
+    Flops,
+    Params,
+    Time,
+}
+
+impl From<SortArg> for TrialSort {
+    fn from(sort: SortArg) -> Self {
+        match sort {
+            SortArg::Reward => TrialSort::Reward,
+            SortArg::Accuracy => TrialSort::Accuracy,
+            SortArg::Flops => TrialSort::Flops,
+            SortArg::Params => TrialSort::Params,
+            SortArg::Time => TrialSort::Time,
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let filter = TrialFilter {
+        state: args.state.map(Into::into),
+        max_flops: args.max_flops,
+        min_accuracy: args.min_accuracy,
+        sort: match (args.sort, args.top) {
+            (Some(sort), _) => sort.into(),
+            (None, Some(_)) => TrialSort::Reward,
+            (None, None) => TrialSort::Id,
+        },
+        limit: args.top,
+    };
+    let (run, trials) = block_on(async {
+        let store = open(&args.db).await?;
+        let run = select_run(&store, args.run.as_deref()).await?;
+        let trials = store.trials(run.id, &filter).await?;
+        store.close().await;
+        Ok((run, trials))
+    })?;
+    if args.json {
+        let rows: Vec<_> = trials.iter().map(|t| trial_json(t, false)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("run {} ({}): {} of {} trials", run.id, run.name, trials.len(), run.trials_total);
+        if !trials.is_empty() {
+            print!("{}", trial_table(&trials));
+            println!("{BLOCKS_LEGEND}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Explains the abbreviated blocks under every table that shows them.
+pub const BLOCKS_LEGEND: &str =
+    "blocks: one per stage, e=expansion k=kernel r=repeats c=channels (+se, noskip/poolskip marked); full strings: effnas show ID";
+
+/// The human table of trials: what `trials` and `pareto` print.
+pub fn trial_table(trials: &[Trial]) -> String {
+    let mut table = Table::new(["id", "state", "accuracy", "flops", "params", "reward", "time", "blocks"]);
+    for t in trials {
+        let arch = t.arch().ok();
+        let blocks = match arch.as_ref().and_then(reference_model) {
+            Some(name) => format!("= {name}"),
+            None => arch.as_ref().map_or_else(|| t.blocks.join(","), abbreviate_blocks),
+        };
+        table.row([
+            t.id.to_string(),
+            t.state.to_string(),
+            t.accuracy.map_or("-".to_owned(), |a| format!("{:.2}%", a * 100.0)),
+            human_count(t.flops),
+            human_count(t.params),
+            t.reward.map_or("-".to_owned(), |r| format!("{r:.4}")),
+            t.seconds.map_or("-".to_owned(), super::runs::human_duration),
+            blocks,
+        ]);
+    }
+    table.render()
+}
+
+/// A short form of the blocks for tables: `e6k5r3c40+` per stage (MBConv with expansion 6,
+/// kernel 5, 3 layers, 40 output channels, `+` for squeeze-and-excitation); `cn`/`ds` for
+/// regular and depthwise-separable convolutions; `!` for no skip, `^` for a pooling skip.
+/// Strides are left out: in the MnasNet space they are fixed per stage.
+pub fn abbreviate_blocks(arch: &ArchSpec) -> String {
+    arch.blocks
+        .iter()
+        .map(|b| {
+            let op = match b.op {
+                Op::MBConv => format!("e{}", b.expansion),
+                Op::Conv => "cn".to_owned(),
+                Op::DepthwiseSeparable => "ds".to_owned(),
+            };
+            let se = if b.se_ratio > 0.0 { "+" } else { "" };
+            let skip = match b.skip {
+                Skip::Identity => "",
+                Skip::None => "!",
+                Skip::Pool => "^",
+            };
+            format!("{op}k{}r{}c{}{se}{skip}", b.kernel, b.repeats, b.out_channels)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Reference networks worth recognising in a search: the paper's B0 and MnasNet-A1, and the
+/// MobileNetV2 base of the space.
+pub const REFERENCE_MODELS: [(&str, &str); 3] =
+    [("efficientnet-b0", "EfficientNet-B0"), ("mnasnet-a1", "MnasNet-A1"), ("mobilenet-v2", "MobileNetV2")];
+
+/// The reference network this architecture is, if any. A proxy trains at its own resolution,
+/// class count and input channels, so those (and dropout, a training setting) are ignored:
+/// the structure — stem, blocks, head — must match exactly.
+pub fn reference_model(arch: &ArchSpec) -> Option<&'static str> {
+    REFERENCE_MODELS.iter().find_map(|&(preset, label)| {
+        let reference = presets::preset(preset)?;
+        let same = reference.stem_channels == arch.stem_channels
+            && reference.head_channels == arch.head_channels
+            && reference.blocks == arch.blocks;
+        same.then_some(label)
+    })
+}
+
+/// One trial as JSON. Keys are the table's columns in snake_case (`blocks` in full), plus
+/// the rest of the row; `full` adds the architecture and extras (for `export`).
+pub fn trial_json(t: &Trial, full: bool) -> serde_json::Value {
+    let arch = t.arch().ok();
+    let mut value = json!({
+        "id": t.id,
+        "run_id": t.run_id,
+        "state": t.state,
+        "accuracy": t.accuracy,
+        "flops": t.flops,
+        "params": t.params,
+        "reward": t.reward,
+        "seconds": t.seconds,
+        "blocks": t.blocks,
+        "reference": arch.as_ref().and_then(reference_model),
+        "loss": t.loss,
+        "latency_ms": t.latency_ms,
+        "images_per_second": t.images_per_second,
+        "resolution": t.resolution,
+        "arch_hash": t.arch_hash,
+        "proxy_key": t.proxy_key,
+        "step": t.step,
+        "worker": t.worker,
+        "attempts": t.attempts,
+        "created": t.created,
+        "started": t.started,
+        "finished": t.finished,
+        "error": t.error,
+        "reused_from": t.reused_from,
+    });
+    if full {
+        value["extra"] = t.extra.clone().unwrap_or(serde_json::Value::Null);
+        value["arch"] = serde_json::from_str(&t.arch_json).unwrap_or(serde_json::Value::Null);
+    }
+    value
+}
+
+/// `400M`, `0.4G`, `1.5K`, `4e8`, `400000000` → a count.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&trimmed[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&trimmed[..i], 1e6),
+        Some((i, 'g' | 'G' | 'b' | 'B')) => (&trimmed[..i], 1e9),
+        _ => (trimmed, 1.0),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a count (examples: 400M, 0.4G, 4e8)"))?;
+    let count = value * scale;
+    if !count.is_finite() || count < 0.0 || count > u64::MAX as f64 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(count.round() as u64)
+}
+
+/// `0.9` or `90%` → 0.9.
+pub fn parse_accuracy(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    let value = match trimmed.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => trimmed.parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not an accuracy (a fraction such as 0.9, or 90%)"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(format!("{text:?} is outside 0..1: give a fraction (0.9) or a percentage (90%)"));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_accuracies_parse_with_units() {
+        assert_eq!(parse_count("400M"), Ok(400_000_000));
+        assert_eq!(parse_count("0.4G"), Ok(400_000_000));
+        assert_eq!(parse_count("4e8"), Ok(400_000_000));
+        assert_eq!(parse_count("1.5k"), Ok(1500));
+        assert!(parse_count("lots").is_err());
+        assert!(parse_count("-1M").is_err());
+        assert_eq!(parse_accuracy("0.9"), Ok(0.9));
+        assert_eq!(parse_accuracy("90%"), Ok(0.9));
+        assert!(parse_accuracy("90").is_err());
+    }
+
+    #[test]
+    fn blocks_abbreviate_and_references_are_recognised_at_any_resolution() {
+        let mut b0 = presets::preset("b0").expect("b0");
+        assert!(abbreviate_blocks(&b0).starts_with("e1k3r1c16+ e6k3r2c24+ e6k5r2c40+"));
+        b0.resolution = 32;
+        b0.num_classes = 10;
+        b0.input_channels = 1;
+        assert_eq!(reference_model(&b0), Some("EfficientNet-B0"));
+        let a1 = presets::preset("mnasnet-a1").expect("a1");
+        assert_eq!(reference_model(&a1), Some("MnasNet-A1"));
+        assert!(abbreviate_blocks(&a1).starts_with("e1k3r1c16! "));
+        b0.blocks[2].kernel = 3;
+        assert_eq!(reference_model(&b0), None);
+    }
+}
