@@ -19,5 +19,5 @@ pub use arch::{ArchSpec, BlockSpec, Op, Shortcut, Skip};
 pub use codec::{arch_hash, canonical, format_block, parse_arch, parse_block};
 pub use cost::{cost, cost_breakdown, Cost, CostBreakdown};
 pub use error::SpaceError;
-pub use scaling::{round_channels, round_repeats, scale, Compound, Multipliers};
+pub use scaling::{compound_grid, round_channels, round_repeats, scale, Compound, GridSpec, Multipliers};
 pub use search_space::{BlockChoices, OpChoice, SearchSpace};

@@ -101,6 +101,78 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
     Ok(arch)
 }
 
+/// The grid of compound coefficients to try (EfficientNet §3.3, step 2): α, β, γ ≥ 1 on a
+/// regular grid, kept where `|α·β²·γ² − 2| ≤ tolerance`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    pub alpha: (f64, f64),
+    pub beta: (f64, f64),
+    pub gamma: (f64, f64),
+    pub step: f64,
+    pub tolerance: f64,
+}
+
+impl Default for GridSpec {
+    /// α in [1, 2], β and γ in [1, 1.5], step 0.05, tolerance 0.1.
+    fn default() -> Self {
+        GridSpec { alpha: (1.0, 2.0), beta: (1.0, 1.5), gamma: (1.0, 1.5), step: 0.05, tolerance: 0.1 }
+    }
+}
+
+/// The grid values of one axis, computed from integer steps so that 1 + 3 × 0.1 is 1.3 and
+/// not 1.3000000000000003.
+fn axis(name: &str, (low, high): (f64, f64), step: f64) -> Result<Vec<f64>> {
+    if !(low.is_finite() && high.is_finite() && low >= 1.0 && high >= low && high <= 4.0) {
+        return Err(SpaceError::invalid(
+            format!("{name} range"),
+            format!("{low}:{high} must satisfy 1 ≤ low ≤ high ≤ 4 (compound scaling never shrinks a dimension)"),
+        ));
+    }
+    let steps = ((high - low) / step + 1e-9).floor() as u64;
+    if steps > 10_000 {
+        return Err(SpaceError::invalid("step", format!("{step} makes {steps} values on the {name} axis")));
+    }
+    Ok((0..=steps).map(|i| ((low + i as f64 * step) * 1e9).round() / 1e9).collect())
+}
+
+/// Every grid point that satisfies the constraint, α fastest-growing last (sorted by α, β, γ).
+/// An empty grid is an error that says why.
+pub fn compound_grid(spec: &GridSpec) -> Result<Vec<Compound>> {
+    if !(spec.step.is_finite() && spec.step > 0.0) {
+        return Err(SpaceError::invalid("step", format!("{} must be a positive number", spec.step)));
+    }
+    if !(spec.tolerance.is_finite() && spec.tolerance >= 0.0) {
+        return Err(SpaceError::invalid("tolerance", format!("{} must be a non-negative number", spec.tolerance)));
+    }
+    let (alphas, betas, gammas) = (axis("alpha", spec.alpha, spec.step)?, axis("beta", spec.beta, spec.step)?, axis("gamma", spec.gamma, spec.step)?);
+    let mut points = Vec::new();
+    let (mut lowest, mut highest) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &alpha in &alphas {
+        for &beta in &betas {
+            for &gamma in &gammas {
+                let point = Compound { alpha, beta, gamma };
+                let factor = point.flops_factor();
+                lowest = lowest.min(factor);
+                highest = highest.max(factor);
+                // A hair of slack so that points exactly on the boundary are kept despite rounding.
+                if (factor - 2.0).abs() <= spec.tolerance + 1e-9 {
+                    points.push(point);
+                }
+            }
+        }
+    }
+    if points.is_empty() {
+        return Err(SpaceError::invalid(
+            "grid",
+            format!(
+                "no point has |α·β²·γ² − 2| ≤ {}: over these ranges α·β²·γ² runs from {lowest:.3} to {highest:.3}",
+                spec.tolerance
+            ),
+        ));
+    }
+    Ok(points)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +196,40 @@ mod tests {
         assert_eq!(round_repeats(3, 1.2), 4);
         assert_eq!(round_repeats(1, 3.1), 4);
         assert_eq!(round_repeats(4, 1.0), 4);
+    }
+
+    /// Counts computed independently with exact rational arithmetic (Python `fractions`) over
+    /// the reference grid: α in [1, 2], β and γ in [1, 1.5], step 0.1. The public example
+    /// kept `|α·β²·γ² − 2| < 0.1` (20 points); one more point lies exactly on 0.1.
+    #[test]
+    fn reference_grid_counts() {
+        let reference = GridSpec { step: 0.1, tolerance: 0.1, ..GridSpec::default() };
+        assert_eq!(compound_grid(&reference).unwrap().len(), 21);
+        assert_eq!(compound_grid(&GridSpec { tolerance: 0.0999, ..reference }).unwrap().len(), 20);
+        assert_eq!(compound_grid(&GridSpec::default()).unwrap().len(), 109);
+        let first = compound_grid(&reference).unwrap()[0];
+        assert_eq!((first.alpha, first.beta, first.gamma), (1.0, 1.0, 1.4));
+    }
+
+    #[test]
+    fn every_grid_point_satisfies_the_constraint() {
+        let spec = GridSpec { step: 0.01, tolerance: 0.05, ..GridSpec::default() };
+        let points = compound_grid(&spec).unwrap();
+        assert!(points.len() > 100);
+        for p in points {
+            assert!(p.alpha >= 1.0 && p.beta >= 1.0 && p.gamma >= 1.0);
+            assert!((p.flops_factor() - 2.0).abs() <= 0.05 + 1e-9, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn empty_grids_say_why() {
+        let message = compound_grid(&GridSpec { alpha: (1.0, 1.1), beta: (1.0, 1.1), gamma: (1.0, 1.1), ..GridSpec::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("runs from 1.000 to 1.611"), "{message}");
+        assert!(compound_grid(&GridSpec { alpha: (0.5, 2.0), ..GridSpec::default() }).unwrap_err().to_string().contains("alpha"));
+        assert!(compound_grid(&GridSpec { step: 0.0, ..GridSpec::default() }).is_err());
     }
 
     #[test]
