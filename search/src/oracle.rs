@@ -77,6 +77,41 @@ fn block_credit(target: &BlockSpec, block: &BlockSpec) -> f64 {
         + layers.max(0.0)
 }
 
+/// The oracle of the compound stage: a synthetic accuracy of a scaled network as a function of
+/// how much deeper, wider and larger its input is than the base, read off the architecture
+/// (total layers, head channels, resolution). It peaks at the paper's α = 1.2, β = 1.1,
+/// γ = 1.15 at φ = 1: `0.5 + 0.45 · exp(−‖(d, w, r) − (1.2, 1.1, 1.15)‖² / 0.1)`, so the grid
+/// point whose rounded ratios come nearest those coefficients is the known winner.
+#[derive(Debug, Clone)]
+pub struct CompoundOracle {
+    base: ArchSpec,
+}
+
+/// Where the compound oracle peaks.
+pub const COMPOUND_OPTIMUM: (f64, f64, f64) = (1.2, 1.1, 1.15);
+
+impl CompoundOracle {
+    pub fn new(base: ArchSpec) -> Self {
+        CompoundOracle { base }
+    }
+
+    /// The depth, width and resolution of `arch` relative to the base.
+    pub fn ratios(&self, arch: &ArchSpec) -> (f64, f64, f64) {
+        (
+            f64::from(arch.num_layers()) / f64::from(self.base.num_layers().max(1)),
+            f64::from(arch.head_channels) / f64::from(self.base.head_channels.max(1)),
+            f64::from(arch.resolution) / f64::from(self.base.resolution.max(1)),
+        )
+    }
+
+    pub fn accuracy(&self, arch: &ArchSpec) -> f64 {
+        let (d, w, r) = self.ratios(arch);
+        let (a, b, g) = COMPOUND_OPTIMUM;
+        let distance = (d - a).powi(2) + (w - b).powi(2) + (r - g).powi(2);
+        0.5 + (TARGET_ACCURACY - 0.5) * (-distance / 0.1).exp()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::controller::{Controller, ControllerError, Observation, Strategy};
-use crate::oracle::Oracle;
+use crate::oracle::{CompoundOracle, Oracle};
 
 /// Why a search stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -87,14 +87,27 @@ pub trait Evaluator {
 
 /// The oracle as an evaluator: instant, deterministic scores (see [`crate::oracle`]).
 pub struct OracleEvaluator {
-    oracle: Oracle,
+    scorer: OracleScorer,
     ready: VecDeque<Evaluation>,
     capacity: usize,
 }
 
+enum OracleScorer {
+    /// Similarity to a target member of the searched space.
+    Member(Oracle),
+    /// How close a scaled network is to the compound optimum.
+    Compound(CompoundOracle),
+}
+
 impl OracleEvaluator {
+    /// For a search over `space`.
     pub fn new(space: &SearchSpace, capacity: usize) -> Self {
-        OracleEvaluator { oracle: Oracle::for_space(space), ready: VecDeque::new(), capacity: capacity.max(1) }
+        OracleEvaluator { scorer: OracleScorer::Member(Oracle::for_space(space)), ready: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// For the compound grid around `base`.
+    pub fn for_compound(base: ArchSpec, capacity: usize) -> Self {
+        OracleEvaluator { scorer: OracleScorer::Compound(CompoundOracle::new(base)), ready: VecDeque::new(), capacity: capacity.max(1) }
     }
 }
 
@@ -104,13 +117,13 @@ impl Evaluator for OracleEvaluator {
     }
 
     fn submit(&mut self, trial: TrialId, arch: &ArchSpec) -> Result<()> {
-        let accuracy = self.oracle.accuracy(arch);
-        let measured = Measured {
-            accuracy,
-            loss: 1.0 - accuracy,
-            extra: json!({"evaluator": "oracle", "similarity": self.oracle.similarity(arch)}),
-            ..Measured::default()
+        let (accuracy, extra) = match &self.scorer {
+            OracleScorer::Member(oracle) => {
+                (oracle.accuracy(arch), json!({"evaluator": "oracle", "similarity": oracle.similarity(arch)}))
+            }
+            OracleScorer::Compound(oracle) => (oracle.accuracy(arch), json!({"evaluator": "oracle"})),
         };
+        let measured = Measured { accuracy, loss: 1.0 - accuracy, extra, ..Measured::default() };
         self.ready.push_back(Evaluation { trial, outcome: Ok(measured) });
         Ok(())
     }
@@ -118,6 +131,94 @@ impl Evaluator for OracleEvaluator {
     fn next(&mut self, _timeout: Duration) -> Result<Option<Evaluation>> {
         Ok(self.ready.pop_front())
     }
+}
+
+/// Records a measured trial: the curve, then the metrics with the searched model's own cost
+/// and the reward computed from it. Returns the reward.
+pub fn complete_trial(store: &BlockingStore, trial: TrialId, arch: &ArchSpec, measured: &Measured, objective: &Objective) -> Result<f64> {
+    let c = cost(arch);
+    let reward = objective.reward(measured.accuracy, c.macs as f64);
+    for epoch in &measured.epochs {
+        store.block_on(store.store().record_epoch(trial, epoch))?;
+    }
+    let metrics = TrialMetrics {
+        accuracy: measured.accuracy,
+        loss: measured.loss,
+        params: c.params,
+        flops: c.macs,
+        reward,
+        latency_ms: measured.latency_ms,
+        seconds: measured.seconds,
+        images_per_second: measured.images_per_second,
+        extra: Some(measured.extra.clone()),
+    };
+    store.block_on(store.store().complete_trial(trial, &metrics))?;
+    Ok(reward)
+}
+
+/// Trains every queued trial of a run that needs no controller (a compound grid): claims
+/// pending trials as the evaluator has room and records results until none is left, or until
+/// `stop` is raised (then in-flight trials go back to pending and the run is interrupted).
+pub fn drain_queue(
+    store: &BlockingStore,
+    run: RunId,
+    evaluator: &mut dyn Evaluator,
+    objective: &Objective,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(&Event),
+) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let requeued = store.block_on(store.store().requeue_running(run))?;
+    if !requeued.is_empty() {
+        tracing::info!(count = requeued.len(), "trials that were in flight go back to the queue");
+    }
+    store.block_on(store.store().set_run_status(run, RunStatus::Running))?;
+    let mut in_flight: HashMap<TrialId, ArchSpec> = HashMap::new();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            store.block_on(store.store().requeue_running(run))?;
+            store.block_on(store.store().set_run_status(run, RunStatus::Interrupted))?;
+            summary.interrupted = true;
+            return Ok(summary);
+        }
+        while in_flight.len() < evaluator.capacity() {
+            let Some(claimed) = store.block_on(store.store().claim_trial(run, "orchestrator"))? else {
+                break;
+            };
+            evaluator.submit(claimed.id, &claimed.arch)?;
+            in_flight.insert(claimed.id, claimed.arch);
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let Some(evaluation) = evaluator.next(Duration::from_millis(200))? else {
+            continue;
+        };
+        let Some(arch) = in_flight.remove(&evaluation.trial) else {
+            continue;
+        };
+        match evaluation.outcome {
+            Ok(measured) => {
+                let reward = complete_trial(store, evaluation.trial, &arch, &measured, objective)?;
+                summary.completed += 1;
+                summary.trained += 1;
+                on_event(&Event::Finished {
+                    trial: evaluation.trial,
+                    reward: Some(reward),
+                    accuracy: Some(measured.accuracy),
+                    images_per_second: Some(measured.images_per_second),
+                    note: String::new(),
+                });
+            }
+            Err(reason) => {
+                store.block_on(store.store().fail_trial(evaluation.trial, &reason))?;
+                summary.failed += 1;
+                on_event(&Event::Finished { trial: evaluation.trial, reward: None, accuracy: None, images_per_second: None, note: reason });
+            }
+        }
+    }
+    store.block_on(store.store().set_run_status(run, RunStatus::Complete))?;
+    Ok(summary)
 }
 
 /// Progress events for a display.
@@ -356,23 +457,7 @@ impl<'a> Search<'a> {
         let mut observations = Vec::new();
         match evaluation.outcome {
             Ok(measured) => {
-                let c = cost(&arch);
-                let reward = self.plan.objective.reward(measured.accuracy, c.macs as f64);
-                for epoch in &measured.epochs {
-                    self.store.block_on(self.store.store().record_epoch(trial.id, epoch))?;
-                }
-                let metrics = TrialMetrics {
-                    accuracy: measured.accuracy,
-                    loss: measured.loss,
-                    params: c.params,
-                    flops: c.macs,
-                    reward,
-                    latency_ms: measured.latency_ms,
-                    seconds: measured.seconds,
-                    images_per_second: measured.images_per_second,
-                    extra: Some(measured.extra),
-                };
-                self.store.block_on(self.store.store().complete_trial(trial.id, &metrics))?;
+                let reward = complete_trial(self.store, trial.id, &arch, &measured, &self.plan.objective)?;
                 self.summary.completed += 1;
                 self.summary.trained += 1;
                 self.note_best(trial.id, Some(reward), &arch, on_event);

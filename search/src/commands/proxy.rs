@@ -61,6 +61,9 @@ pub struct ProxyArgs {
 /// Proxy settings with the data loaded and the devices checked.
 pub struct ResolvedProxy {
     pub args: ProxyArgs,
+    /// The model resolution that trains at `--resolution`; other resolutions scale in
+    /// proportion (a compound point at γ = 1.15 trains at 1.15 × the proxy resolution).
+    pub reference_resolution: u32,
     pub data: ProxyData,
     pub config: ProxyConfig,
     pub devices: Vec<tch::Device>,
@@ -117,7 +120,7 @@ impl ProxyArgs {
             ..ProxyConfig::default()
         };
         config.validate().context("proxy settings")?;
-        Ok(ResolvedProxy { args: self.clone(), data, config, devices })
+        Ok(ResolvedProxy { args: self.clone(), reference_resolution: effnas_space::arch::defaults::RESOLUTION, data, config, devices })
     }
 }
 
@@ -140,10 +143,13 @@ impl ResolvedProxy {
     }
 
     /// The network a proxy trains for a searched architecture: the data's input channels and
-    /// classes, the proxy resolution, and the width and depth multipliers.
+    /// classes, the width and depth multipliers, and the proxy resolution scaled by the
+    /// architecture's resolution over the reference.
     pub fn proxy_arch(&self, arch: &ArchSpec) -> Result<ArchSpec> {
         let scaled = scale(arch, Multipliers { width: self.args.width, depth: self.args.depth, resolution: 1.0 })?;
-        Ok(self.data.adapt(&scaled, Some(self.args.resolution))?)
+        let ratio = f64::from(arch.resolution) / f64::from(self.reference_resolution.max(1));
+        let resolution = (f64::from(self.args.resolution) * ratio).round().max(1.0) as u32;
+        Ok(self.data.adapt(&scaled, Some(resolution))?)
     }
 }
 

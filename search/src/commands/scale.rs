@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use effnas_space::presets::EFFICIENTNET;
 use effnas_space::{cost, presets, scale, ArchSpec, Compound, Multipliers};
+use effnas_store::{BlockingStore, NewScaledModel};
 use serde_json::json;
 
 use crate::table::{human_count, Table};
@@ -31,6 +32,13 @@ pub struct Args {
     /// Write each scaled architecture as DIR/phi-<φ>.json (a SPEC for `effnas arch` and `effnas train`).
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    /// Take α, β, γ and the base from the winner of a compound run (id or name) in --db, and
+    /// record the scaled family in that database.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["alpha", "beta", "gamma", "base"])]
+    pub from_run: Option<String>,
+    /// The experiment database for --from-run.
+    #[arg(long, default_value = "effnas.db")]
+    pub db: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -98,10 +106,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
             bail!("{name} {value} is out of range (1 to 4: compound scaling never shrinks a dimension)");
         }
     }
-    let coefficients = Compound { alpha: args.alpha, beta: args.beta, gamma: args.gamma };
     let phis = parse_phi_list(&args.phi)?;
-    let base = super::arch::resolve(&args.base, None, None, None)?;
+    let (coefficients, base, base_name, source) = match &args.from_run {
+        Some(selector) => {
+            let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
+            let (coefficients, base, base_name, run) = super::compound::winner(&store, selector)?;
+            (coefficients, base, base_name, Some((store, run)))
+        }
+        None => (
+            Compound { alpha: args.alpha, beta: args.beta, gamma: args.gamma },
+            super::arch::resolve(&args.base, None, None, None)?,
+            args.base.clone(),
+            None,
+        ),
+    };
     let rows = scale_family(&base, coefficients, &phis)?;
+    if let Some((store, run)) = &source {
+        for row in &rows {
+            let model = NewScaledModel {
+                name: format!("{base_name}-phi{}", row.phi),
+                phi: row.phi,
+                width: row.multipliers.width,
+                depth: row.multipliers.depth,
+                resolution_multiplier: row.multipliers.resolution,
+                arch: row.arch.clone(),
+            };
+            store.block_on(store.store().add_scaled_model(*run, &model)).context("recording the scaled models")?;
+        }
+    }
 
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -151,12 +183,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     println!(
-        "compound scaling of {} with α = {}, β = {}, γ = {} (α·β²·γ² = {:.3})\n",
-        args.base,
-        args.alpha,
-        args.beta,
-        args.gamma,
-        coefficients.flops_factor()
+        "compound scaling of {} with α = {}, β = {}, γ = {} (α·β²·γ² = {:.3}){}\n",
+        base_name,
+        coefficients.alpha,
+        coefficients.beta,
+        coefficients.gamma,
+        coefficients.flops_factor(),
+        source.as_ref().map_or(String::new(), |(_, run)| format!(", the winner of compound run {run}; recorded as scaled models of that run")),
     );
     let mut table = Table::new([
         "φ", "depth", "width", "res", "params", "mult-adds", "× base", "2^φ", "official", "res", "params", "mult-adds", "paper",

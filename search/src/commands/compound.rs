@@ -1,0 +1,337 @@
+//! `effnas compound`: the compound-scaling grid search (EfficientNet §3.3, step 1): with φ
+//! fixed (1 by default), try α, β, γ ≥ 1 with α·β²·γ² ≈ 2 around a base network, train each
+//! scaled network as a proxy, and rank the points by accuracy.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use effnas_evaluator::score::Objective;
+use effnas_search::orchestrator::{drain_queue, Evaluator, Event, OracleEvaluator};
+use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
+use effnas_store::{BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::proxy::{ProxyArgs, TrainEvaluator};
+use super::search::EvaluatorName;
+use crate::table::{human_count, Table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The experiment database: a SQLite file (created if missing).
+    #[arg(long, default_value = "effnas.db")]
+    pub db: String,
+    /// The base network: a preset, block strings, a JSON spec, or a trial id of this database
+    /// (e.g. the best trial of a search).
+    #[arg(long, default_value = "efficientnet-b0")]
+    pub base: String,
+    /// The compound coefficient φ at which the grid is searched.
+    #[arg(long, default_value_t = 1.0)]
+    pub phi: f64,
+    /// Range of α (depth), LOW:HIGH.
+    #[arg(long, default_value = "1.0:2.0", value_parser = parse_range)]
+    pub alpha_range: (f64, f64),
+    /// Range of β (width), LOW:HIGH.
+    #[arg(long, default_value = "1.0:1.5", value_parser = parse_range)]
+    pub beta_range: (f64, f64),
+    /// Range of γ (resolution), LOW:HIGH.
+    #[arg(long, default_value = "1.0:1.5", value_parser = parse_range)]
+    pub gamma_range: (f64, f64),
+    /// Grid step on every axis.
+    #[arg(long, default_value_t = 0.05)]
+    pub step: f64,
+    /// Keep points with |α·β²·γ² − 2| at most this.
+    #[arg(long, default_value_t = 0.1)]
+    pub tolerance: f64,
+    /// Train at most this many points: those with α·β²·γ² closest to 2.
+    #[arg(long)]
+    pub max_points: Option<usize>,
+    /// Trials trained at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Train proxies, or score with the synthetic compound oracle.
+    #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
+    pub evaluator: EvaluatorName,
+    /// Seed of the proxies.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A name for the run.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue an interrupted compound run (id or name) with its stored configuration.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+    /// Print the ranked points as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range(text: &str) -> Result<(f64, f64), String> {
+    let (low, high) = text.split_once(':').ok_or_else(|| format!("{text:?} is not LOW:HIGH"))?;
+    let low: f64 = low.trim().parse().map_err(|_| format!("{low:?} is not a number"))?;
+    let high: f64 = high.trim().parse().map_err(|_| format!("{high:?} is not a number"))?;
+    Ok((low, high))
+}
+
+/// The stored configuration of a compound run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompoundConfig {
+    base: ArchSpec,
+    base_spec: String,
+    grid: GridSpec,
+    phi: f64,
+    points: Vec<Compound>,
+    evaluator: String,
+    proxy: Option<ProxyArgs>,
+    workers: usize,
+    seed: u64,
+}
+
+/// The points to train: all of the grid, or the `max` closest to the constraint.
+fn choose_points(mut grid: Vec<Compound>, max: Option<usize>) -> Vec<Compound> {
+    if let Some(max) = max {
+        grid.sort_by(|a, b| (a.flops_factor() - 2.0).abs().total_cmp(&(b.flops_factor() - 2.0).abs()));
+        grid.truncate(max);
+        grid.sort_by(|a, b| (a.alpha, a.beta, a.gamma).partial_cmp(&(b.alpha, b.beta, b.gamma)).unwrap_or(std::cmp::Ordering::Equal));
+    }
+    grid
+}
+
+fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
+    if let Ok(id) = spec.trim().parse::<i64>() {
+        let store = store.context("a trial id as --base needs the database")?;
+        let trial = store.block_on(store.store().trial(TrialId(id))).with_context(|| format!("--base {spec}"))?;
+        return trial.arch().with_context(|| format!("--base {spec}"));
+    }
+    parse_arch(spec).with_context(|| format!("--base {spec:?}"))
+}
+
+fn evaluator_for(config: &CompoundConfig) -> Result<Box<dyn Evaluator>> {
+    Ok(match (config.evaluator.as_str(), &config.proxy) {
+        ("oracle", _) => Box::new(OracleEvaluator::for_compound(config.base.clone(), config.workers)),
+        ("train", Some(proxy)) => {
+            let mut resolved = proxy.resolve(config.seed)?;
+            resolved.reference_resolution = config.base.resolution;
+            Box::new(TrainEvaluator::new(resolved, config.workers, Objective::default())?)
+        }
+        (other, _) => bail!("unknown evaluator {other:?} in the run's configuration"),
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let needs_db_for_base = args.base.trim().parse::<i64>().is_ok();
+    let store_early = if args.resume.is_some() || needs_db_for_base {
+        Some(BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?)
+    } else {
+        None
+    };
+
+    let (run_id, config, store) = if let Some(selector) = &args.resume {
+        let store = store_early.context("the database")?;
+        let run = store.block_on(store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
+        if run.kind != RunKind::Compound {
+            bail!("--resume {selector:?}: run {} is a {} run, not a compound run", run.id, run.kind.as_str());
+        }
+        if run.status == RunStatus::Complete {
+            bail!("--resume {selector:?}: run {} has finished; nothing to resume", run.id);
+        }
+        let config: CompoundConfig = serde_json::from_value(run.config.clone()).with_context(|| format!("the configuration of run {}", run.id))?;
+        (run.id, config, store)
+    } else {
+        if args.workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
+            bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
+        }
+        if args.max_points == Some(0) {
+            bail!("--max-points must be at least 1");
+        }
+        let grid = GridSpec { alpha: args.alpha_range, beta: args.beta_range, gamma: args.gamma_range, step: args.step, tolerance: args.tolerance };
+        let all = compound_grid(&grid).context("the compound grid is empty")?;
+        let points = choose_points(all.clone(), args.max_points);
+        eprintln!(
+            "{} grid points have |α·β²·γ² − 2| ≤ {}; training {} at φ = {}",
+            all.len(),
+            args.tolerance,
+            points.len(),
+            args.phi
+        );
+        let base = resolve_base(store_early.as_ref(), &args.base)?;
+        let config = CompoundConfig {
+            base,
+            base_spec: args.base.clone(),
+            grid,
+            phi: args.phi,
+            points,
+            evaluator: if args.evaluator == EvaluatorName::Train { "train" } else { "oracle" }.to_owned(),
+            proxy: (args.evaluator == EvaluatorName::Train).then(|| args.proxy.clone()),
+            workers: args.workers,
+            seed: args.seed,
+        };
+        // Build the evaluator (data, devices) before the database is written.
+        let evaluator = evaluator_for(&config)?;
+        let store = match store_early {
+            Some(store) => store,
+            None => BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?,
+        };
+        let run_id = create_run(&store, &args, &config)?;
+        return finish(&store, run_id, &config, evaluator, args.json);
+    };
+    let evaluator = evaluator_for(&config)?;
+    eprintln!("resuming compound run {run_id}");
+    finish(&store, run_id, &config, evaluator, args.json)
+}
+
+/// Creates the run and queues one trial per point.
+fn create_run(store: &BlockingStore, args: &Args, config: &CompoundConfig) -> Result<RunId> {
+    let mut trials = Vec::with_capacity(config.points.len());
+    for point in &config.points {
+        let arch = scale(&config.base, Multipliers::compound(*point, config.phi))
+            .with_context(|| format!("scaling the base by α {}, β {}, γ {}", point.alpha, point.beta, point.gamma))?;
+        trials.push(NewTrial::new(arch, proxy_key(config)));
+    }
+    let mut new_run = NewRun::new(args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec)), RunKind::Compound);
+    new_run.config = serde_json::to_value(config)?;
+    new_run.seed = Some(config.seed);
+    let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
+    let ids = store.block_on(store.store().insert_trials(run_id, &trials))?;
+    for (point, id) in config.points.iter().zip(ids) {
+        let new_point = NewCompoundPoint { alpha: point.alpha, beta: point.beta, gamma: point.gamma, phi: config.phi, trial_id: Some(id) };
+        store.block_on(store.store().add_compound_point(run_id, &new_point))?;
+    }
+    Ok(run_id)
+}
+
+/// The best point of a finished compound run: its coefficients, the base network and how the
+/// base was given.
+pub fn winner(store: &BlockingStore, selector: &str) -> Result<(Compound, ArchSpec, String, RunId)> {
+    let run = store.block_on(store.store().find_run(selector)).with_context(|| format!("--from-run {selector:?}"))?;
+    if run.kind != RunKind::Compound {
+        bail!("--from-run {selector:?}: run {} is a {} run, not a compound run", run.id, run.kind.as_str());
+    }
+    let config: CompoundConfig = serde_json::from_value(run.config.clone()).with_context(|| format!("the configuration of run {}", run.id))?;
+    let points = store.block_on(store.store().compound_points(run.id))?;
+    let best = points
+        .iter()
+        .filter(|p| p.accuracy.is_some())
+        .max_by(|a, b| a.accuracy.unwrap_or(0.0).total_cmp(&b.accuracy.unwrap_or(0.0)))
+        .with_context(|| format!("--from-run {selector:?}: run {} has no measured point yet", run.id))?;
+    Ok((Compound { alpha: best.alpha, beta: best.beta, gamma: best.gamma }, config.base, config.base_spec, run.id))
+}
+
+fn proxy_key(config: &CompoundConfig) -> String {
+    match (&config.proxy, config.evaluator.as_str()) {
+        (Some(proxy), "train") => format!(
+            "compound:{}:e{}-n{}-r{}-w{}-d{}-s{}",
+            proxy.dataset, proxy.epochs, proxy.train_images, proxy.resolution, proxy.width, proxy.depth, config.seed
+        ),
+        _ => "oracle-compound-v1".to_owned(),
+    }
+}
+
+fn finish(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, mut evaluator: Box<dyn Evaluator>, json: bool) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let points = store.block_on(store.store().compound_points(run_id))?;
+    let done = points.iter().filter(|p| p.trial_state.is_some_and(|s| s.as_str() == "complete" || s.as_str() == "failed")).count();
+    let bar = ProgressBar::new(points.len() as u64).with_position(done as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} compound run {prefix} [{bar:30}] {pos}/{len} points, {elapsed} elapsed, ETA {eta} | {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(run_id.to_string());
+    let mut best: Option<f64> = None;
+    let summary = drain_queue(store, run_id, evaluator.as_mut(), &Objective::default(), &stop, |event| {
+        if let Event::Finished { accuracy, .. } = event {
+            bar.inc(1);
+            if let Some(a) = accuracy {
+                best = Some(best.map_or(*a, |b: f64| b.max(*a)));
+            }
+            bar.set_message(format!("best accuracy {}", best.map_or("-".to_owned(), |b| format!("{:.2}%", b * 100.0))));
+        }
+    })?;
+    bar.finish_and_clear();
+    if summary.interrupted {
+        println!("interrupted: continue with `effnas compound --db {} --resume {run_id}`", store.store().location());
+        return Ok(ExitCode::from(130));
+    }
+    report(store, run_id, config, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The points ranked by accuracy, with how far each FLOPS ratio is from 2^φ.
+fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: bool) -> Result<()> {
+    let mut points: Vec<CompoundPoint> = store.block_on(store.store().compound_points(run_id))?;
+    points.sort_by(|a, b| b.accuracy.unwrap_or(-1.0).total_cmp(&a.accuracy.unwrap_or(-1.0)));
+    let base_flops = cost(&config.base).macs as f64;
+    let intended = 2f64.powf(config.phi);
+    let ratio = |p: &CompoundPoint| p.flops.map(|f| f as f64 / base_flops);
+    if json {
+        let list: Vec<_> = points
+            .iter()
+            .enumerate()
+            .map(|(rank, p)| {
+                json!({
+                    "rank": rank + 1,
+                    "alpha": p.alpha,
+                    "beta": p.beta,
+                    "gamma": p.gamma,
+                    "phi": p.phi,
+                    "flops_factor": p.flops_factor,
+                    "trial": p.trial_id.map(|t| t.0),
+                    "state": p.trial_state.map(|s| s.as_str()),
+                    "accuracy": p.accuracy,
+                    "params": p.params,
+                    "flops": p.flops,
+                    "flops_ratio": ratio(p),
+                    "intended_ratio": intended,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"run": run_id.0, "phi": config.phi, "points": list}))?);
+        return Ok(());
+    }
+    let mut table = Table::new(["rank", "α", "β", "γ", "α·β²·γ²", "trial", "accuracy", "params", "mult-adds", "× base", "vs 2^φ"]);
+    for (rank, p) in points.iter().enumerate() {
+        table.row([
+            (rank + 1).to_string(),
+            format!("{:.2}", p.alpha),
+            format!("{:.2}", p.beta),
+            format!("{:.2}", p.gamma),
+            format!("{:.3}", p.flops_factor),
+            p.trial_id.map_or("-".to_owned(), |t| t.to_string()),
+            p.accuracy.map_or_else(|| p.trial_state.map_or("-", |s| s.as_str()).to_owned(), |a| format!("{:.2}%", a * 100.0)),
+            p.params.map_or("-".to_owned(), human_count),
+            p.flops.map_or("-".to_owned(), human_count),
+            ratio(p).map_or("-".to_owned(), |r| format!("{r:.2}")),
+            ratio(p).map_or("-".to_owned(), |r| format!("{:+.1}%", (r / intended - 1.0) * 100.0)),
+        ]);
+    }
+    println!("compound run {run_id}: {} points around {} at φ = {} (2^φ = {intended:.2})\n", points.len(), config.base_spec, config.phi);
+    print!("{}", table.render());
+    if let Some(winner) = points.first().filter(|p| p.accuracy.is_some()) {
+        println!(
+            "\nwinner: α = {:.2}, β = {:.2}, γ = {:.2} (trial {}); the paper found α = 1.2, β = 1.1, γ = 1.15 on ImageNet.\n\
+             next: `effnas scale --from-run {run_id} --phi 1..7`",
+            winner.alpha,
+            winner.beta,
+            winner.gamma,
+            winner.trial_id.map_or("-".to_owned(), |t| t.to_string()),
+        );
+    }
+    Ok(())
+}
