@@ -62,7 +62,7 @@ fn check_finite(field: &'static str, value: f64) -> Result<()> {
 
 impl Store {
     /// Saves the controller's state after `step` (replacing an earlier save of the same step).
-    #[instrument(skip_all, fields(run = %run, step), err)]
+    #[instrument(skip_all, fields(run = %run, step), err(level = "debug"))]
     pub async fn save_checkpoint(&self, run: RunId, step: i64, state: &serde_json::Value, blob: Option<&[u8]>) -> Result<()> {
         let state = serde_json::to_string(state).map_err(|e| StoreError::invalid("checkpoint state", e.to_string()))?;
         sqlx::query(
@@ -76,7 +76,7 @@ impl Store {
         .bind(time::now())
         .execute(&self.pool)
         .await
-        .map_err(|e| self.db_error(e))?;
+        .map_err(|e| self.run_error(run, e))?;
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// Records a compound-scaling grid point; α·β²·γ² is computed here. Returns its id.
-    #[instrument(skip_all, fields(run = %run), err)]
+    #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn add_compound_point(&self, run: RunId, point: &NewCompoundPoint) -> Result<i64> {
         for (field, value) in [("alpha", point.alpha), ("beta", point.beta), ("gamma", point.gamma), ("phi", point.phi)] {
             check_finite(field, value)?;
@@ -121,7 +121,7 @@ impl Store {
         .bind(time::now())
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| self.db_error(e))
+        .map_err(|e| self.run_error(run, e))
     }
 
     /// The compound grid of a run with each point's trial result, in insertion order.
@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// Records a scaled model with its cost from the cost model. Returns its id.
-    #[instrument(skip_all, fields(run = %run, name = %model.name), err)]
+    #[instrument(skip_all, fields(run = %run, name = %model.name), err(level = "debug"))]
     pub async fn add_scaled_model(&self, run: RunId, model: &NewScaledModel) -> Result<i64> {
         for (field, value) in
             [("phi", model.phi), ("width", model.width), ("depth", model.depth), ("resolution_multiplier", model.resolution_multiplier)]
@@ -191,7 +191,7 @@ impl Store {
         .bind(time::now())
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| self.db_error(e))
+        .map_err(|e| self.run_error(run, e))
     }
 
     /// The scaled models of a run, in insertion order.

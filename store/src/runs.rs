@@ -68,7 +68,7 @@ impl RunRow {
 
 impl Store {
     /// Creates a run in status `running` and returns its id.
-    #[instrument(skip_all, fields(name = %run.name, kind = %run.kind), err)]
+    #[instrument(skip_all, fields(name = %run.name, kind = %run.kind), err(level = "debug"))]
     pub async fn create_run(&self, run: &NewRun) -> Result<RunId> {
         if run.name.trim().is_empty() {
             return Err(StoreError::invalid("run name", "must not be empty"));
@@ -94,7 +94,7 @@ impl Store {
 
     /// Sets a run's status. A finished status (complete, failed, interrupted) records the end
     /// time; `running` (a resumed run) clears it.
-    #[instrument(skip_all, fields(run = %run, status = %status), err)]
+    #[instrument(skip_all, fields(run = %run, status = %status), err(level = "debug"))]
     pub async fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()> {
         let finished = status.is_finished().then(time::now);
         let updated = sqlx::query("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3")

@@ -253,14 +253,14 @@ struct ClaimRow {
 impl Store {
     /// Queues one trial (state `pending`); its parameters and multiply-adds come from the cost
     /// model until a result replaces them.
-    #[instrument(skip_all, fields(run = %run), err)]
+    #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn insert_trial(&self, run: RunId, trial: &NewTrial) -> Result<TrialId> {
         let ids = self.insert_trials(run, std::slice::from_ref(trial)).await?;
         Ok(ids[0])
     }
 
     /// Queues trials in one transaction (all or none), in order; returns their ids.
-    #[instrument(skip_all, fields(run = %run, count = trials.len()), err)]
+    #[instrument(skip_all, fields(run = %run, count = trials.len()), err(level = "debug"))]
     pub async fn insert_trials(&self, run: RunId, trials: &[NewTrial]) -> Result<Vec<TrialId>> {
         let prepared = trials.iter().map(prepare).collect::<Result<Vec<_>>>()?;
         let now = time::now();
@@ -276,7 +276,7 @@ impl Store {
 
     /// Records a trial that was trained outside the queue (`effnas train --db`): inserted
     /// complete, with its metrics and curve, in one transaction.
-    #[instrument(skip_all, fields(run = %run), err)]
+    #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn insert_completed_trial(
         &self,
         run: RunId,
@@ -300,7 +300,7 @@ impl Store {
     /// Records in `run` a trial whose result is copied from `source`, an earlier trial of the
     /// same architecture under the same proxy settings (see [`Store::find_measured`]). The copy
     /// is complete at once, points back with `reused_from`, and carries over no curve.
-    #[instrument(skip_all, fields(run = %run, source = %source), err)]
+    #[instrument(skip_all, fields(run = %run, source = %source), err(level = "debug"))]
     pub async fn insert_reused_trial(&self, run: RunId, trial: &NewTrial, source: TrialId) -> Result<TrialId> {
         let prepared = prepare(trial)?;
         let now = time::now();
@@ -344,7 +344,7 @@ impl Store {
     ///
     /// A trial whose stored architecture no longer parses is failed with the reason and the
     /// next one is claimed.
-    #[instrument(skip_all, fields(run = %run, worker = worker), err)]
+    #[instrument(skip_all, fields(run = %run, worker = worker), err(level = "debug"))]
     pub async fn claim_trial(&self, run: RunId, worker: &str) -> Result<Option<ClaimedTrial>> {
         loop {
             let now = time::now();
@@ -408,7 +408,7 @@ impl Store {
     /// Tells the store that `worker` is still training `trial`. Returns `false` when the trial
     /// is no longer this worker's (it was requeued after a missed heartbeat, or finished):
     /// the worker should then drop it.
-    #[instrument(skip_all, fields(trial = %trial), err)]
+    #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
     pub async fn heartbeat(&self, trial: TrialId, worker: &str) -> Result<bool> {
         let updated = sqlx::query("UPDATE trials SET heartbeat_at = $1 WHERE id = $2 AND state = 'running' AND worker = $3")
             .bind(time::now())
@@ -421,7 +421,7 @@ impl Store {
     }
 
     /// Records (or replaces) one epoch of a trial's curve. Non-finite values are stored as NULL.
-    #[instrument(skip_all, fields(trial = %trial, epoch = epoch.epoch), err)]
+    #[instrument(skip_all, fields(trial = %trial, epoch = epoch.epoch), err(level = "debug"))]
     pub async fn record_epoch(&self, trial: TrialId, epoch: &EpochMetrics) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
         upsert_epoch(&mut conn, trial.0, epoch).await.map_err(|e| {
@@ -436,7 +436,7 @@ impl Store {
     /// Stores a trial's result and marks it complete. Accepted from any worker while the trial
     /// is pending or running (a result is a result, even from a worker presumed dead);
     /// [`StoreError::TrialFinished`] when it already has one.
-    #[instrument(skip_all, fields(trial = %trial), err)]
+    #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
     pub async fn complete_trial(&self, trial: TrialId, metrics: &TrialMetrics) -> Result<()> {
         let checked = check_metrics(metrics)?;
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
@@ -449,7 +449,7 @@ impl Store {
     }
 
     /// Marks a trial failed with a one-line reason (NaN loss, out of memory, time limit…).
-    #[instrument(skip_all, fields(trial = %trial), err)]
+    #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
     pub async fn fail_trial(&self, trial: TrialId, reason: &str) -> Result<()> {
         let updated = sqlx::query(
             "UPDATE trials SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3 AND state IN ('pending', 'running')",
@@ -469,7 +469,7 @@ impl Store {
     /// Puts running trials whose last heartbeat is older than `heartbeat_limit` back to
     /// pending (their worker died), across all runs. A trial already claimed `max_attempts`
     /// times is failed instead: it probably kills its worker. Both in one transaction.
-    #[instrument(skip_all, fields(limit_ms = heartbeat_limit.as_millis() as u64, max_attempts), err)]
+    #[instrument(skip_all, fields(limit_ms = heartbeat_limit.as_millis() as u64, max_attempts), err(level = "debug"))]
     pub async fn requeue_stale(&self, heartbeat_limit: Duration, max_attempts: u32) -> Result<Requeued> {
         let now = time::now();
         let cutoff = time::before_now(heartbeat_limit);
@@ -505,7 +505,7 @@ impl Store {
 
     /// Puts every running trial of `run` back to pending at once. For `--resume` of a run
     /// whose workers are known to be gone; a live worker would lose its trial.
-    #[instrument(skip_all, fields(run = %run), err)]
+    #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
         let mut ids: Vec<i64> =
             sqlx::query_scalar("UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id")
@@ -592,8 +592,8 @@ impl Store {
         }
     }
 
-    /// A foreign-key failure on insert means the run does not exist.
-    fn run_error(&self, run: RunId, error: sqlx::Error) -> StoreError {
+    /// A foreign-key failure on insert means the run (or a trial it names) does not exist.
+    pub(crate) fn run_error(&self, run: RunId, error: sqlx::Error) -> StoreError {
         if is_foreign_key_violation(&error) {
             StoreError::RunNotFound(run.to_string())
         } else {

@@ -334,6 +334,11 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     assert_eq!((grid[0].accuracy, grid[0].trial_state), (Some(0.7), Some(TrialState::Complete)));
     assert_eq!((grid[1].trial_id, grid[1].accuracy), (None, None));
 
+    let missing = effnas_store::RunId(999);
+    assert!(matches!(store.save_checkpoint(missing, 1, &serde_json::json!({}), None).await, Err(StoreError::RunNotFound(_))));
+    let point = NewCompoundPoint { alpha: 1.0, beta: 1.0, gamma: 1.0, phi: 1.0, trial_id: None };
+    assert!(matches!(store.add_compound_point(missing, &point).await, Err(StoreError::RunNotFound(_))));
+
     let b1 = effnas_space::presets::preset("b1").unwrap();
     let cost = effnas_space::cost(&b1);
     let model =

@@ -131,7 +131,7 @@ fn architecture_table(arch: &ArchSpec) -> String {
     table.row([
         "stem".to_owned(),
         format!("conv3x3 s2 {}→{}", arch.input_channels, arch.stem_channels),
-        "".to_owned(),
+        effnas_space::arch::conv_output_size(arch.resolution, 3, 2).to_string(),
         human_count(breakdown.stem.params),
         human_count(breakdown.stem.macs),
     ]);

@@ -116,7 +116,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Explains the abbreviated blocks under every table that shows them.
 pub const BLOCKS_LEGEND: &str =
-    "blocks: one per stage, e=expansion k=kernel r=repeats c=channels (+se, noskip/poolskip marked); full strings: effnas show ID";
+    "blocks: one per stage, e=expansion (cn/ds: regular/separable conv) k=kernel r=repeats c=channels, + SE, ! no skip, ^ pooling skip; in full: effnas show ID";
 
 /// The human table of trials: what `trials` and `pareto` print.
 pub fn trial_table(trials: &[Trial]) -> String {
