@@ -10,7 +10,7 @@ impl Store {
     /// Deletes all but the `keep` highest-step checkpoints of a run. An RL controller's
     /// checkpoint is a few hundred kilobytes and a search writes one per result, so keeping
     /// them all would grow the database by hundreds of megabytes per run.
-    #[instrument(skip_all, fields(run = %run, keep), err)]
+    #[instrument(skip_all, fields(run = %run, keep), err(level = "debug"))]
     pub async fn prune_checkpoints(&self, run: RunId, keep: i64) -> Result<u64> {
         let deleted = sqlx::query(
             "DELETE FROM controller_checkpoints WHERE run_id = $1 AND step NOT IN

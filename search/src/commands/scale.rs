@@ -249,14 +249,23 @@ mod tests {
     }
 
     #[test]
-    fn flops_grow_close_to_the_constraint() {
+    fn flops_grow_at_least_as_the_constraint_intends() {
         let base = presets::efficientnet_b0();
-        let rows = scale_family(&base, Compound::EFFICIENTNET, &[0.0, 1.0, 2.0, 3.0]).unwrap();
+        let phis: Vec<f64> = (0..=7).map(f64::from).collect();
+        let rows = scale_family(&base, Compound::EFFICIENTNET, &phis).unwrap();
         assert_eq!(rows[0].flops_ratio, 1.0);
-        for row in &rows[1..] {
-            // (α·β²·γ²)^φ ≈ 1.92^φ; rounding moves the exact figure by a few percent.
-            let expected = Compound::EFFICIENTNET.flops_factor().powf(row.phi);
-            assert!((row.flops_ratio / expected - 1.0).abs() < 0.15, "φ {}: {} vs {expected}", row.phi, row.flops_ratio);
+        for pair in rows.windows(2) {
+            assert!(pair[1].flops > pair[0].flops);
         }
+        for row in &rows[1..] {
+            // Layers round up (B0's one-layer stages become two at α = 1.2), so the realised
+            // growth is above (α·β²·γ²)^φ; the excess is largest at φ = 1 (+34% for B0) and
+            // shrinks as the multipliers grow.
+            let intended = Compound::EFFICIENTNET.flops_factor().powf(row.phi);
+            let excess = row.flops_ratio / intended;
+            assert!((1.0..1.4).contains(&excess), "φ {}: {} vs {intended}", row.phi, row.flops_ratio);
+        }
+        let excess = |row: &ScaledRow| row.flops_ratio / Compound::EFFICIENTNET.flops_factor().powf(row.phi);
+        assert!(excess(&rows[7]) < excess(&rows[1]));
     }
 }
