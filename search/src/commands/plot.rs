@@ -51,12 +51,12 @@ struct PlotData {
     references: Vec<(String, (f64, f64))>,
 }
 
-enum Format {
+pub(crate) enum Format {
     Svg,
     Png,
 }
 
-fn format_of(path: &Path) -> Result<Format> {
+pub(crate) fn format_of(path: &Path) -> Result<Format> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("svg") => Ok(Format::Svg),
         Some("png") => Ok(Format::Png),

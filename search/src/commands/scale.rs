@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use effnas_space::presets::EFFICIENTNET;
 use effnas_space::{cost, presets, scale, ArchSpec, Compound, Multipliers};
 use effnas_store::{BlockingStore, NewScaledModel};
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use serde_json::json;
 
 use crate::table::{human_count, Table};
@@ -32,6 +34,10 @@ pub struct Args {
     /// Write each scaled architecture as DIR/phi-<φ>.json (a SPEC for `effnas arch` and `effnas train`).
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    /// Also draw multiply-adds against φ (pure compound scaling, the official models, base × 2^φ)
+    /// into FILE (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
     /// Take α, β, γ and the base from the winner of a compound run (id or name) in --db, and
     /// record the scaled family in that database.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["alpha", "beta", "gamma", "base"])]
@@ -143,6 +149,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
 
+    if let Some(path) = &args.plot {
+        let format = super::plot::format_of(path)?;
+        let size = (900, 560);
+        let drawn = match format {
+            super::plot::Format::Svg => draw(SVGBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients),
+            super::plot::Format::Png => draw(BitMapBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients),
+        };
+        drawn.with_context(|| format!("drawing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+
     if args.json {
         let list: Vec<_> = rows
             .iter()
@@ -233,6 +250,52 @@ pub fn run(args: Args) -> Result<ExitCode> {
          Table 2 (params/FLOPS). The official models were tuned by hand, so they are not exactly α^φ, β^φ, γ^φ."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Multiply-adds (log scale) against φ: the scaled family, the official models at integer φ,
+/// and the base's multiply-adds × 2^φ that the constraint aims at.
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[ScaledRow], base_name: &str, c: Compound) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let to_err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
+    root.fill(&WHITE).map_err(to_err)?;
+    let base_flops = rows.iter().find(|r| r.phi == 0.0).map_or_else(|| rows[0].flops as f64 / rows[0].flops_ratio, |r| r.flops as f64) / 1e6;
+    let official: Vec<(f64, f64)> =
+        rows.iter().filter_map(|r| official_row(r.phi).map(|(_, arch)| (r.phi, cost(&arch).macs as f64 / 1e6))).collect();
+    let scaled: Vec<(f64, f64)> = rows.iter().map(|r| (r.phi, r.flops as f64 / 1e6)).collect();
+    let (low, high) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(r.phi), h.max(r.phi)));
+    let (low, high) = if high > low { (low, high) } else { (low - 0.5, high + 0.5) };
+    let target: Vec<(f64, f64)> = (0..=100).map(|i| low + (high - low) * f64::from(i) / 100.0).map(|phi| (phi, base_flops * 2f64.powf(phi))).collect();
+    let all = scaled.iter().chain(&official).chain(&target).map(|p| p.1);
+    let (y_low, y_high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), y| (l.min(y), h.max(y)));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{base_name} scaled by α = {}, β = {}, γ = {}", c.alpha, c.beta, c.gamma), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(low..high, (y_low * 0.8..y_high * 1.25).log_scale())
+        .map_err(to_err)?;
+    chart.configure_mesh().x_desc("φ").y_desc("multiply-adds (millions, log scale)").draw().map_err(to_err)?;
+    chart
+        .draw_series(LineSeries::new(target, BLACK.mix(0.4).stroke_width(1)))
+        .map_err(to_err)?
+        .label("base × 2^φ")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    chart
+        .draw_series(LineSeries::new(scaled.clone(), BLUE.stroke_width(2)))
+        .map_err(to_err)?
+        .label("compound scaling")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart.draw_series(scaled.iter().map(|&p| Circle::new(p, 4, BLUE.filled()))).map_err(to_err)?;
+    chart
+        .draw_series(official.iter().map(|&p| TriangleMarker::new(p, 7, RED.filled())))
+        .map_err(to_err)?
+        .label("official B0–B7")
+        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, RED.filled()));
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(to_err)?;
+    root.present().map_err(to_err)?;
+    Ok(())
 }
 
 #[cfg(test)]
