@@ -46,6 +46,28 @@ fn oracle_search_ends_with_exactly_the_requested_trials() {
     assert_eq!(runs.as_array().map(Vec::len), Some(3));
 }
 
+/// `--include b0` trains B0 among the first trials; on the oracle under a hard 400M constraint
+/// it is the known best, so it ranks first.
+#[test]
+fn included_networks_are_trained_and_ranked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("include.db");
+    let db = db.to_str().expect("path");
+    let summary = json(&[
+        "search", "--db", db, "--evaluator", "oracle", "--strategy", "random", "--trials", "20", "--hard", "--include", "b0",
+        "--include", "mnasnet-a1", "--json",
+    ]);
+    let run = summary["run"].to_string();
+    let rows = trials(db, &run);
+    assert_eq!(rows.len(), 20);
+    let b0 = effnas_space::presets::efficientnet_b0().block_strings();
+    let best = json(&["trials", "--db", db, "--run", &run, "--top", "1", "--json"]);
+    assert_eq!(best[0]["blocks"].as_array().map(|b| b.iter().map(|s| s.as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()), Some(b0));
+    let refused = effnas(&["search", "--db", db, "--evaluator", "oracle", "--include", "b1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--include b1"));
+}
+
 #[test]
 fn max_flops_rejects_before_training() {
     let dir = tempfile::tempdir().expect("tempdir");

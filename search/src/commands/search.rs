@@ -10,7 +10,7 @@ use effnas_evaluator::score::{Constraint, Objective};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
 use effnas_search::orchestrator::{Evaluator, Event, OracleEvaluator, Search, SearchPlan, Summary};
 use effnas_space::SearchSpace;
-use effnas_store::{BlockingStore, NewRun, Run, RunId, RunKind, RunStatus};
+use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -72,6 +72,10 @@ pub struct Args {
     /// A name for the run (default: the strategy and space).
     #[arg(long)]
     pub name: Option<String>,
+    /// Also train this architecture (a member of the space: e.g. b0, mnasnet-a1) as one of the
+    /// run's first trials, to see where a known network ranks under the same proxy. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub include: Vec<String>,
     /// Continue an interrupted run (id or name) with its stored configuration; other flags are ignored.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
@@ -155,6 +159,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => {
             check_args(&args)?;
             let space = SearchSpace::resolve(&args.space).with_context(|| format!("--space {:?}", args.space))?;
+            let mut included = Vec::new();
+            for spec in &args.include {
+                let arch = super::arch::resolve(spec, None, None, None)?;
+                let tokens = space.encode(&arch).with_context(|| format!("--include {spec}"))?;
+                // The member as the space builds it (the space's resolution and classes).
+                included.push(space.decode(&tokens)?);
+            }
+            if included.len() > args.trials {
+                bail!("--include names {} architectures but --trials is {}", included.len(), args.trials);
+            }
             let objective = Objective {
                 target: args.target_flops,
                 constraint: if args.hard { Constraint::Hard } else { Constraint::Soft { w: args.w } },
@@ -186,18 +200,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 evaluator: if args.evaluator == EvaluatorName::Train { "train" } else { "oracle" }.to_owned(),
                 proxy: (args.evaluator == EvaluatorName::Train).then(|| serde_json::to_value(&args.proxy)).transpose()?,
             };
-            (Some((config, evaluator)), None)
+            (Some((config, evaluator, included)), None)
         }
     };
 
     let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
     let (run_id, config) = match (run_config, resume_selector) {
-        (Some((config, evaluator)), _) => {
+        (Some((config, evaluator, included)), _) => {
             let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", config.plan.strategy.name(), config.plan.space.name));
             let mut new_run = NewRun::new(name, RunKind::Search);
             new_run.config = serde_json::to_value(&config)?;
             new_run.seed = Some(config.plan.seed);
             let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
+            let first: Vec<NewTrial> = included.into_iter().map(|arch| NewTrial::new(arch, config.plan.proxy_key.clone()).at_step(0)).collect();
+            store.block_on(store.store().insert_trials(run_id, &first)).context("queueing --include")?;
             return execute(&store, run_id, &config, evaluator, args.json);
         }
         (None, Some(selector)) => {
