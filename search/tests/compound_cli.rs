@@ -50,8 +50,19 @@ fn oracle_grid_run_ranks_every_point_and_feeds_scale() {
     assert_eq!(points[0]["gamma"].as_f64(), Some(best.0.gamma));
     assert!((points[0]["accuracy"].as_f64().expect("accuracy") - best.1).abs() < 1e-9);
 
-    // Scaling from the run uses the winner and records the family in the database.
+    // Trials and exports of a compound run carry the grid point.
     let run = result["run"].as_i64().expect("run id");
+    let rows = json(&["trials", "--db", db, "--run", &run.to_string(), "--json"]);
+    for row in rows.as_array().expect("rows") {
+        let (a, b, g) = (row["alpha"].as_f64().expect("alpha"), row["beta"].as_f64().expect("beta"), row["gamma"].as_f64().expect("gamma"));
+        assert_eq!(row["phi"], 1.0);
+        assert!((row["flops_factor"].as_f64().expect("factor") - a * b * b * g * g).abs() < 1e-9);
+    }
+    let csv = effnas(&["export", "--db", db, "--run", &run.to_string(), "--format", "csv"]);
+    let header = String::from_utf8_lossy(&csv.stdout).lines().next().unwrap_or_default().to_owned();
+    assert!(header.contains("alpha,beta,gamma,phi,flops_factor"), "{header}");
+
+    // Scaling from the run uses the winner and records the family in the database.
     let family = json(&["scale", "--db", db, "--from-run", &run.to_string(), "--phi", "1..3", "--json"]);
     assert_eq!(family.as_array().map(Vec::len), Some(3));
     let store = BlockingStore::open(db).expect("open");

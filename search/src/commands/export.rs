@@ -36,7 +36,7 @@ pub enum Format {
 }
 
 /// The CSV columns, in order: the keys of the JSON form.
-const COLUMNS: [&str; 27] = [
+const COLUMNS: [&str; 32] = [
     "id",
     "run_id",
     "state",
@@ -61,23 +61,30 @@ const COLUMNS: [&str; 27] = [
     "finished",
     "error",
     "reused_from",
+    "alpha",
+    "beta",
+    "gamma",
+    "phi",
+    "flops_factor",
     "extra",
     "arch",
     "run_name",
 ];
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (run, trials) = block_on(async {
+    let (run, trials, points) = block_on(async {
         let store = open(&args.db).await?;
         let run = select_run(&store, args.run.as_deref()).await?;
         let trials = store.trials(run.id, &TrialFilter::default()).await?;
+        let points = super::trials::compound_points_by_trial(&store, &run).await?;
         store.close().await;
-        Ok((run, trials))
+        Ok((run, trials, points))
     })?;
     let rows: Vec<serde_json::Value> = trials
         .iter()
         .map(|t| {
             let mut row = trial_json(t, true);
+            super::trials::add_compound_point(&mut row, points.get(&t.id));
             row["run_name"] = serde_json::Value::String(run.name.clone());
             row
         })

@@ -2,11 +2,12 @@
 //! rendering that `pareto` and `export` share: abbreviated blocks, reference-model matching,
 //! the JSON form.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use effnas_space::{presets, ArchSpec, Op, Skip};
-use effnas_store::{Trial, TrialFilter, TrialSort, TrialState};
+use effnas_store::{CompoundPoint, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
 use serde_json::json;
 
 use super::runs::{block_on, open, select_run, DbArg};
@@ -94,19 +95,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         limit: args.top,
     };
-    let (run, trials) = block_on(async {
+    let (run, trials, points) = block_on(async {
         let store = open(&args.db).await?;
         let run = select_run(&store, args.run.as_deref()).await?;
         let trials = store.trials(run.id, &filter).await?;
+        let points = compound_points_by_trial(&store, &run).await?;
         store.close().await;
-        Ok((run, trials))
+        Ok((run, trials, points))
     })?;
     if args.json {
-        let rows: Vec<_> = trials.iter().map(|t| trial_json(t, false)).collect();
+        let rows: Vec<_> = trials
+            .iter()
+            .map(|t| {
+                let mut row = trial_json(t, false);
+                add_compound_point(&mut row, points.get(&t.id));
+                row
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!("run {} ({}): {} of {} trials", run.id, run.name, trials.len(), run.trials_total);
-        if !trials.is_empty() {
+        if !trials.is_empty() && !points.is_empty() {
+            print!("{}", compound_table(&trials, &points));
+        } else if !trials.is_empty() {
             print!("{}", trial_table(&trials));
             println!("{BLOCKS_LEGEND}");
         }
@@ -136,6 +147,48 @@ pub fn trial_table(trials: &[Trial]) -> String {
             t.reward.map_or("-".to_owned(), |r| format!("{r:.4}")),
             t.seconds.map_or("-".to_owned(), super::runs::human_duration),
             blocks,
+        ]);
+    }
+    table.render()
+}
+
+/// The grid point behind each trial of a compound run (empty for other runs).
+pub async fn compound_points_by_trial(store: &effnas_store::Store, run: &effnas_store::Run) -> Result<HashMap<TrialId, CompoundPoint>> {
+    if run.kind != RunKind::Compound {
+        return Ok(HashMap::new());
+    }
+    let points = store.compound_points(run.id).await?;
+    Ok(points.into_iter().filter_map(|p| p.trial_id.map(|id| (id, p))).collect())
+}
+
+/// Adds `alpha`, `beta`, `gamma`, `phi` and `flops_factor` (α·β²·γ²) to a trial's JSON; null
+/// outside compound runs, so every row has the same keys.
+pub fn add_compound_point(row: &mut serde_json::Value, point: Option<&CompoundPoint>) {
+    row["alpha"] = json!(point.map(|p| p.alpha));
+    row["beta"] = json!(point.map(|p| p.beta));
+    row["gamma"] = json!(point.map(|p| p.gamma));
+    row["phi"] = json!(point.map(|p| p.phi));
+    row["flops_factor"] = json!(point.map(|p| p.flops_factor));
+}
+
+/// The table of a compound run's trials: the grid point in place of the blocks.
+fn compound_table(trials: &[Trial], points: &HashMap<TrialId, CompoundPoint>) -> String {
+    let mut table = Table::new(["id", "state", "α", "β", "γ", "φ", "α·β²·γ²", "accuracy", "flops", "params", "time"]);
+    for t in trials {
+        let point = points.get(&t.id);
+        let coefficient = |f: fn(&CompoundPoint) -> f64, digits: usize| point.map_or("-".to_owned(), |p| format!("{:.digits$}", f(p)));
+        table.row([
+            t.id.to_string(),
+            t.state.to_string(),
+            coefficient(|p| p.alpha, 2),
+            coefficient(|p| p.beta, 2),
+            coefficient(|p| p.gamma, 2),
+            coefficient(|p| p.phi, 2),
+            coefficient(|p| p.flops_factor, 3),
+            t.accuracy.map_or("-".to_owned(), |a| format!("{:.2}%", a * 100.0)),
+            human_count(t.flops),
+            human_count(t.params),
+            t.seconds.map_or("-".to_owned(), super::runs::human_duration),
         ]);
     }
     table.render()
