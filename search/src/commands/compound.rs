@@ -49,6 +49,9 @@ pub struct Args {
     /// Train at most this many points: those with α·β²·γ² closest to 2.
     #[arg(long)]
     pub max_points: Option<usize>,
+    /// Also train this point, on the grid or not (e.g. the paper's 1.2,1.1,1.15). Repeatable.
+    #[arg(long, value_name = "ALPHA,BETA,GAMMA", value_parser = parse_point)]
+    pub point: Vec<Compound>,
     /// Trials trained at once.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -76,6 +79,20 @@ fn parse_range(text: &str) -> Result<(f64, f64), String> {
     let low: f64 = low.trim().parse().map_err(|_| format!("{low:?} is not a number"))?;
     let high: f64 = high.trim().parse().map_err(|_| format!("{high:?} is not a number"))?;
     Ok((low, high))
+}
+
+fn parse_point(text: &str) -> Result<Compound, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|_| format!("{v:?} is not a number")))
+        .collect::<Result<_, _>>()?;
+    match values[..] {
+        [alpha, beta, gamma] if [alpha, beta, gamma].iter().all(|v| v.is_finite() && (1.0..=4.0).contains(v)) => {
+            Ok(Compound { alpha, beta, gamma })
+        }
+        [_, _, _] => Err(format!("{text:?}: α, β and γ must lie between 1 and 4")),
+        _ => Err(format!("{text:?} is not ALPHA,BETA,GAMMA")),
+    }
 }
 
 /// The stored configuration of a compound run.
@@ -154,13 +171,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         let grid = GridSpec { alpha: args.alpha_range, beta: args.beta_range, gamma: args.gamma_range, step: args.step, tolerance: args.tolerance };
         let all = compound_grid(&grid).context("the compound grid is empty")?;
-        let points = choose_points(all.clone(), args.max_points);
+        let mut points = choose_points(all.clone(), args.max_points);
+        for extra in &args.point {
+            if !points.contains(extra) {
+                points.push(*extra);
+            }
+        }
         eprintln!(
-            "{} grid points have |α·β²·γ² − 2| ≤ {}; training {} at φ = {}",
+            "{} grid points have |α·β²·γ² − 2| ≤ {}; training {} at φ = {}{}",
             all.len(),
             args.tolerance,
             points.len(),
-            args.phi
+            args.phi,
+            if args.point.is_empty() { String::new() } else { format!(" ({} given with --point)", args.point.len()) }
         );
         let base = resolve_base(store_early.as_ref(), &args.base)?;
         let config = CompoundConfig {
