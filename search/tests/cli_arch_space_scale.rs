@@ -1,29 +1,9 @@
 //! The `arch`, `space` and `scale` commands as a user runs them.
 
-use std::process::{Command, Output};
 
-use serde_json::Value;
 
-fn effnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = effnas(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
-}
-
-/// A failure: exit code 2, nothing on stdout, one line on stderr that contains `needle`.
-fn fails_naming(args: &[&str], needle: &str) {
-    let out = effnas(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle:?}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
+mod common;
+use common::{effnas, fails_naming, json};
 
 #[test]
 fn arch_json_has_the_contract_fields_and_matches_the_cost_model() {

@@ -1,21 +1,12 @@
 //! `effnas compound` and `effnas scale --from-run` as a user runs them.
 
-use std::process::{Command, Output};
 
 use effnas_search::oracle::CompoundOracle;
 use effnas_space::{compound_grid, presets, scale, GridSpec, Multipliers};
 use effnas_store::{BlockingStore, RunId};
-use serde_json::Value;
 
-fn effnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = effnas(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
-}
+mod common;
+use common::{effnas, json};
 
 #[test]
 fn oracle_grid_run_ranks_every_point_and_feeds_scale() {

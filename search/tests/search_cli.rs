@@ -2,20 +2,13 @@
 //! resumed, and refusing bad input before touching the database.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn effnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = effnas(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
-}
+mod common;
+use common::{effnas, json};
 
 fn trials(db: &str, run: &str) -> Vec<Value> {
     json(&["trials", "--db", db, "--run", run, "--json"]).as_array().cloned().expect("a list")

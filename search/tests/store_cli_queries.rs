@@ -3,39 +3,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use effnas_space::{presets, ArchSpec, SearchSpace};
 use effnas_store::{EpochMetrics, NewRun, NewTrial, RunKind, RunStatus, Store, TrialMetrics};
 use rand::SeedableRng;
 use serde_json::Value;
 
+mod common;
+use common::{effnas, fails_naming, json, stdout_of};
+
 const PROXY: &str = "fashion-mnist/e1/n2000/r32/seed0";
-
-fn effnas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let out = effnas(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_str(&stdout_of(args)).expect("valid JSON")
-}
-
-/// A failure: exit code 2, nothing on stdout, one line on stderr that contains `needle`.
-fn fails_naming(args: &[&str], needle: &str) {
-    let out = effnas(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle:?}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
 
 /// A command line clap refuses: exit code 2, its message on stderr naming `needle`.
 fn refused_by_parser(args: &[&str], needle: &str) {

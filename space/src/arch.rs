@@ -298,25 +298,25 @@ struct ArchSpecData {
     drop_connect: f64,
 }
 
-fn default_input_channels() -> u32 {
+pub(crate) fn default_input_channels() -> u32 {
     defaults::INPUT_CHANNELS
 }
-fn default_resolution() -> u32 {
+pub(crate) fn default_resolution() -> u32 {
     defaults::RESOLUTION
 }
-fn default_num_classes() -> u32 {
+pub(crate) fn default_num_classes() -> u32 {
     defaults::NUM_CLASSES
 }
-fn default_stem_channels() -> u32 {
+pub(crate) fn default_stem_channels() -> u32 {
     defaults::STEM_CHANNELS
 }
-fn default_head_channels() -> u32 {
+pub(crate) fn default_head_channels() -> u32 {
     defaults::HEAD_CHANNELS
 }
-fn default_dropout() -> f64 {
+pub(crate) fn default_dropout() -> f64 {
     defaults::DROPOUT
 }
-fn default_drop_connect() -> f64 {
+pub(crate) fn default_drop_connect() -> f64 {
     defaults::DROP_CONNECT
 }
 

@@ -15,7 +15,10 @@ use rand::seq::IndexedRandom;
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::arch::{defaults, ArchSpec, BlockSpec, Op, Skip};
+use crate::arch::{
+    default_drop_connect, default_dropout, default_head_channels, default_input_channels, default_num_classes, default_resolution,
+    default_stem_channels, defaults, ArchSpec, BlockSpec, Op, Skip,
+};
 use crate::error::{Result, SpaceError};
 
 /// An operator choice: the operator with its expansion (`conv`, `dsconv`, `mbconv1/3/6`).
@@ -156,34 +159,15 @@ pub struct SearchSpace {
     pub resolution: u32,
     #[serde(default = "default_num_classes")]
     pub num_classes: u32,
-    #[serde(default = "default_stem")]
+    #[serde(default = "default_stem_channels")]
     pub stem_channels: u32,
-    #[serde(default = "default_head")]
+    #[serde(default = "default_head_channels")]
     pub head_channels: u32,
     #[serde(default = "default_dropout")]
     pub dropout: f64,
-    #[serde(default = "default_dropout")]
+    #[serde(default = "default_drop_connect")]
     pub drop_connect: f64,
     pub blocks: Vec<BlockChoices>,
-}
-
-fn default_input_channels() -> u32 {
-    defaults::INPUT_CHANNELS
-}
-fn default_resolution() -> u32 {
-    defaults::RESOLUTION
-}
-fn default_num_classes() -> u32 {
-    defaults::NUM_CLASSES
-}
-fn default_stem() -> u32 {
-    defaults::STEM_CHANNELS
-}
-fn default_head() -> u32 {
-    defaults::HEAD_CHANNELS
-}
-fn default_dropout() -> f64 {
-    defaults::DROPOUT
 }
 
 /// MobileNetV2's stage skeleton: (channels, repeats, stride).

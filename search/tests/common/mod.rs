@@ -1,0 +1,34 @@
+//! Running the built `effnas` binary from the CLI tests.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs `effnas` with `args` and collects what it printed.
+pub fn effnas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
+}
+
+/// Standard output of a command that must succeed.
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = effnas(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The JSON a command that must succeed printed.
+pub fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&stdout_of(args)).expect("valid JSON")
+}
+
+/// A failure: exit code 2, nothing on stdout, one line on stderr that contains `needle`.
+pub fn fails_naming(args: &[&str], needle: &str) {
+    let out = effnas(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
