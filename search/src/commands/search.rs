@@ -48,8 +48,8 @@ pub struct Args {
     /// Trials the run ends with (complete or failed).
     #[arg(long, default_value_t = 20)]
     pub trials: usize,
-    /// Trials trained at once (worker threads per device).
-    #[arg(long, default_value_t = 1)]
+    /// Trials trained at once (worker threads per device; on a CPU they share the cores).
+    #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic oracle.
     #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
