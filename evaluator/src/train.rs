@@ -248,6 +248,39 @@ impl ProxyData {
         Ok(ProxyData { train, validation, test, num_classes, name: name.into() })
     }
 
+    /// Proxy data from a loaded data set, as MnasNet did it: `validation` images held out of the
+    /// training set (stratified, chosen by `data_seed`), then a budget of at most `train_images`
+    /// of the remaining ones (`None`: all), and the test set when `with_test`. Keep `data_seed`
+    /// fixed across a search so every candidate sees the same split.
+    pub fn from_dataset(
+        dataset: &crate::data::Dataset,
+        validation: usize,
+        train_images: Option<usize>,
+        with_test: bool,
+        data_seed: u64,
+    ) -> Result<Self> {
+        let data_err = |e: crate::data::DataError| EvalError::Data(e.to_string());
+        if validation < 1 {
+            return Err(EvalError::config("validation_images", "the proxy needs at least one validation image"));
+        }
+        let (train, held_out) = dataset.train.split_validation(validation, data_seed).map_err(data_err)?;
+        let train = match train_images {
+            Some(n) => train.take(n, data_seed).map_err(data_err)?,
+            None => train,
+        };
+        let test = match (&dataset.test, with_test) {
+            (Some(test), true) => Some(Split::new(test.images.shallow_clone(), test.labels.shallow_clone())?),
+            _ => None,
+        };
+        ProxyData::new(
+            dataset.name.clone(),
+            Split::new(train.images, train.labels)?,
+            Split::new(held_out.images, held_out.labels)?,
+            test,
+            dataset.train.num_classes,
+        )
+    }
+
     pub fn channels(&self) -> u32 {
         self.train.channels()
     }
@@ -652,7 +685,7 @@ impl<'a> Run<'a> {
 }
 
 /// Per-channel normalisation folded into one multiply-add: `x · scale + shift` with
-/// `scale = 1 / (255 σ)` and `shift = −μ / σ`, statistics from the training images.
+/// `scale = 1 / σ` and `shift = −μ / σ`, μ and σ in pixel units (0–255) from the training images.
 #[derive(Debug)]
 pub struct Normalizer {
     scale: Tensor,
@@ -680,7 +713,7 @@ impl Normalizer {
         let mean = sum.f_div_scalar(count)?;
         let var = sum_sq.f_div_scalar(count)?.f_sub(&mean.f_square()?)?;
         let std = var.f_clamp_min(1e-6)?.f_sqrt()?;
-        let scale = std.f_mul_scalar(255.0)?.f_reciprocal()?;
+        let scale = std.f_reciprocal()?;
         let shift = mean.f_div(&std)?.f_neg()?;
         let shape = [1, c, 1, 1];
         Ok(Normalizer {
@@ -689,7 +722,7 @@ impl Normalizer {
         })
     }
 
-    /// uint8 batch → normalised float batch.
+    /// uint8 batch → normalised float batch (zero mean, unit variance per channel).
     pub fn apply(&self, images: &Tensor) -> Result<Tensor, TchError> {
         images.f_to_kind(Kind::Float)?.f_mul(&self.scale)?.f_add_(&self.shift)
     }

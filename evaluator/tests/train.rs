@@ -184,3 +184,19 @@ fn the_pool_returns_every_trial_including_failures() -> TestResult {
     assert!(pool.shutdown().is_empty());
     Ok(())
 }
+
+#[test]
+fn normalised_training_images_have_zero_mean_and_unit_variance() -> TestResult {
+    let _serial = serial();
+    let images = (Tensor::f_rand([64, 3, 8, 8], (Kind::Float, Device::Cpu))? * 200.0 + 20.0).f_to_kind(Kind::Uint8)?;
+    let norm = effnas_evaluator::train::Normalizer::from_images(&images)?;
+    let xs = norm.apply(&images)?;
+    for c in 0..3 {
+        let channel = xs.f_select(1, c)?;
+        let mean = channel.f_mean(Kind::Float)?.f_double_value(&[])?;
+        let std = channel.f_std(false)?.f_double_value(&[])?;
+        assert!(mean.abs() < 1e-4, "channel {c}: mean {mean}");
+        assert!((std - 1.0).abs() < 1e-3, "channel {c}: std {std}");
+    }
+    Ok(())
+}

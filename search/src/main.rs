@@ -28,6 +28,8 @@ enum Command {
     Space(commands::space::Args),
     /// Compound-scale a base network by α, β, γ over φ, next to the official EfficientNet table.
     Scale(commands::scale::Args),
+    /// Train one architecture as a proxy task: validation accuracy, cost, reward, speed.
+    Train(commands::train::Args),
     /// List the runs in a database: status, trial counts, best reward, duration.
     Runs(commands::runs::Args),
     /// List a run's trials, filtered and sorted.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Arch(args) => commands::arch::run(args),
         Command::Space(args) => commands::space::run(args),
         Command::Scale(args) => commands::scale::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Trials(args) => commands::trials::run(args),
         Command::Show(args) => commands::show::run(args),

@@ -8,4 +8,5 @@ pub mod runs;
 pub mod scale;
 pub mod show;
 pub mod space;
+pub mod train;
 pub mod trials;

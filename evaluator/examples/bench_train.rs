@@ -1,0 +1,149 @@
+//! Training throughput of the effnas proxy trainer on synthetic data, for `scripts/bench-train`
+//! and `scripts/gpu-bench`. Prints one JSON line.
+//!
+//! ```text
+//! bench_train [--arch b0] [--width 1.0] [--batch 32] [--resolution 32] [--classes 10]
+//!             [--steps 50] [--warmup 10] [--device cpu|cuda] [--precision fp32|bf16]
+//!             [--threads N] [--workers K]
+//! ```
+//! With one worker, the same model trains two epochs of `--steps` batches and the second is
+//! timed (`--warmup` applies to the pool only). With `--workers K` (K > 1) the worker pool trains K identical proxies at once on the device
+//! and the figure is the aggregate images/s over the pool's wall time.
+
+use std::time::Instant;
+
+use effnas_evaluator::device::resolve_device;
+use effnas_evaluator::model::Precision;
+use effnas_evaluator::pool::{PoolConfig, WorkerPool};
+use effnas_evaluator::train::{train, ProxyConfig, ProxyData, Split};
+use effnas_space::{parse_arch, scale, Multipliers};
+use tch::{Kind, Tensor};
+
+struct Options {
+    arch: String,
+    width: f64,
+    batch: usize,
+    resolution: u32,
+    classes: u32,
+    steps: usize,
+    warmup: usize,
+    device: String,
+    precision: Precision,
+    threads: Option<i32>,
+    workers: usize,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        arch: "efficientnet-b0".into(),
+        width: 1.0,
+        batch: 32,
+        resolution: 32,
+        classes: 10,
+        steps: 50,
+        warmup: 10,
+        device: "cpu".into(),
+        precision: Precision::Fp32,
+        threads: None,
+        workers: 1,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", args[i]))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{} {value}: {e}", args[i]);
+        match args[i].as_str() {
+            "--arch" => o.arch = value,
+            "--width" => o.width = value.parse().map_err(|e| bad(&e))?,
+            "--batch" => o.batch = value.parse().map_err(|e| bad(&e))?,
+            "--resolution" => o.resolution = value.parse().map_err(|e| bad(&e))?,
+            "--classes" => o.classes = value.parse().map_err(|e| bad(&e))?,
+            "--steps" => o.steps = value.parse().map_err(|e| bad(&e))?,
+            "--warmup" => o.warmup = value.parse().map_err(|e| bad(&e))?,
+            "--device" => o.device = value,
+            "--precision" => {
+                o.precision = match value.as_str() {
+                    "fp32" => Precision::Fp32,
+                    "bf16" => Precision::Bf16,
+                    _ => return Err(bad(&"fp32 or bf16")),
+                }
+            }
+            "--threads" => o.threads = Some(value.parse().map_err(|e| bad(&e))?),
+            "--workers" => o.workers = value.parse().map_err(|e| bad(&e))?,
+            other => return Err(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+fn synthetic(n: usize, classes: u32, resolution: u32) -> Result<Split, Box<dyn std::error::Error>> {
+    let r = i64::from(resolution);
+    let images = Tensor::f_randint(256, [n as i64, 3, r, r], (Kind::Uint8, tch::Device::Cpu))?;
+    let labels = Tensor::f_randint(i64::from(classes), [n as i64], (Kind::Int64, tch::Device::Cpu))?;
+    Ok(Split::new(images, labels)?)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let o = parse()?;
+    if let Some(t) = o.threads {
+        tch::set_num_threads(t);
+    }
+    let device = resolve_device(&o.device)?;
+    tch::manual_seed(0);
+    let images = o.batch * o.steps;
+    let data = ProxyData::new("synthetic", synthetic(images, o.classes, o.resolution)?, synthetic(o.batch, o.classes, o.resolution)?, None, o.classes)?;
+    let base = parse_arch(&o.arch)?;
+    let arch = scale(&base, Multipliers { width: o.width, depth: 1.0, resolution: 1.0 })?;
+    let arch = data.adapt(&arch, Some(o.resolution))?;
+    let config = ProxyConfig {
+        epochs: 1,
+        batch_size: o.batch,
+        eval_batch_size: o.batch,
+        precision: o.precision,
+        bn_recalibration_images: 0,
+        check_every: 1_000_000,
+        ..ProxyConfig::default()
+    };
+    let warmup = ProxyConfig { train_images: Some(o.batch * o.warmup.max(1)), ..config.clone() };
+    let params = effnas_space::cost(&arch).params;
+    if o.workers <= 1 {
+        // Two epochs over `steps` batches on one model: the first warms up (allocator, oneDNN
+        // primitives, cuDNN autotuning), the second is timed from the epoch boundaries.
+        let r = train(&arch, &data, &ProxyConfig { epochs: 2, ..config }, device)?.result;
+        let seconds = match r.curve.as_slice() {
+            [first, second] => second.seconds - first.seconds,
+            _ => f64::NAN,
+        };
+        println!(
+            "{{\"tool\":\"effnas\",\"workers\":1,\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"status\":\"{:?}\"}}",
+            o.batch, o.resolution, o.steps, images as f64 / seconds, r.status
+        );
+    } else {
+        let pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &data)?;
+        for w in 0..o.workers {
+            pool.submit(w as u64, arch.clone(), warmup.clone())?;
+        }
+        while pool.recv().is_some() {}
+        let started = Instant::now();
+        for w in 0..o.workers {
+            pool.submit(w as u64, arch.clone(), config.clone())?;
+        }
+        let mut seen = 0u64;
+        let mut failed = 0;
+        while let Some(done) = pool.recv() {
+            seen += done.result.images_seen;
+            failed += usize::from(done.result.status != effnas_evaluator::train::Status::Complete);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{{\"tool\":\"effnas-pool\",\"workers\":{},\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"failed\":{failed}}}",
+            o.workers,
+            o.batch,
+            o.resolution,
+            o.steps,
+            seen as f64 / seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! `effnas train SPEC --dataset NAME_OR_PATH`: train one architecture as a proxy task and report
+//! its validation accuracy, cost, reward and speed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use effnas_evaluator::data;
+use effnas_evaluator::device::{device_name, resolve_device};
+use effnas_evaluator::model::{checkpoint, Precision};
+use effnas_evaluator::optim::OptimizerKind;
+use effnas_evaluator::score::{Constraint, Objective};
+use effnas_evaluator::train::{train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult};
+use effnas_space::{scale, Multipliers};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::Device;
+
+use crate::table::{human_count, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerChoice {
+    /// SGD with momentum 0.9.
+    Sgd,
+    /// RMSProp as the EfficientNet paper (decay 0.9, momentum 0.9, ε 1e-3).
+    Rmsprop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionChoice {
+    /// bf16 on CUDA, fp32 on CPU.
+    Auto,
+    Fp32,
+    Bf16,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A preset (efficientnet-b0 … b7, mnasnet-a1, mobilenet-v2), block strings, or a JSON file.
+    pub spec: String,
+    /// `fashion-mnist` (Debian's files), or a folder: IDX files, CIFAR-10 batches, or one
+    /// sub-folder of images per class.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Training epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: u32,
+    /// Train on at most this many images (a seeded, class-stratified subset); default: all.
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// Images held out of the training set for validation (seeded, class-stratified).
+    #[arg(long, default_value_t = 5000)]
+    pub validation_images: usize,
+    /// Proxy resolution in pixels (default: the data set's image size).
+    #[arg(long)]
+    pub resolution: Option<u32>,
+    /// Width multiplier applied to SPEC (channels rounded to multiples of 8, as EfficientNet).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Depth multiplier applied to SPEC (repeats rounded up).
+    #[arg(long, default_value_t = 1.0)]
+    pub depth: f64,
+    /// Training batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate after warm-up (default: 0.1 for SGD, 0.01 for RMSProp).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerChoice::Sgd)]
+    pub optimizer: OptimizerChoice,
+    /// Linear warm-up, in epochs.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup_epochs: f64,
+    /// Weight decay (L2 on kernels and weight matrices).
+    #[arg(long, default_value_t = 1e-5)]
+    pub weight_decay: f64,
+    /// Label smoothing of the cross-entropy loss.
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f64,
+    /// Learning-rate schedule after warm-up: cosine to zero, or constant.
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
+    pub schedule: String,
+    /// Random horizontal flips of training images.
+    #[arg(long)]
+    pub flip: bool,
+    /// Random crops after zero padding by this many pixels.
+    #[arg(long, default_value_t = 0)]
+    pub crop_padding: u32,
+    /// Override the architecture's dropout before the classifier.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Override the architecture's stochastic-depth (drop-connect) base rate.
+    #[arg(long)]
+    pub drop_connect: Option<f64>,
+    /// Seed of weight initialisation, shuffling and augmentation (the validation split and
+    /// the image budget use a fixed seed so that runs are comparable).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N (default: cuda when available, else cpu).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Arithmetic: bf16 (activations and convolutions, fp32 weights) or fp32.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
+    /// libtorch CPU threads (default: libtorch's choice, all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Give up (status failed) after this many seconds.
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// FLOPS target T of the reward ACC × (FLOPS / T)^w, in multiply-adds.
+    #[arg(long, default_value_t = 400e6)]
+    pub target_flops: f64,
+    /// Hard constraint (w = 0 under T, −1 over) instead of the soft w = −0.07.
+    #[arg(long)]
+    pub hard_constraint: bool,
+    /// Also measure median batch-1 latency on the device.
+    #[arg(long)]
+    pub latency: bool,
+    /// Also report accuracy on the data set's test split.
+    #[arg(long)]
+    pub test: bool,
+    /// Save the trained weights (weights.safetensors), the architecture (arch.json) and the
+    /// result (result.json) into this folder.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON document `--json` prints (and `--save` writes as result.json): the training result
+/// with the run's inputs, ready to hand to a store.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub spec: String,
+    pub dataset: String,
+    pub dataset_format: String,
+    pub arch: effnas_space::ArchSpec,
+    pub blocks: Vec<String>,
+    pub config: ProxyConfig,
+    #[serde(flatten)]
+    pub result: TrainResult,
+}
+
+fn choose_device(requested: Option<&str>) -> Result<Device> {
+    match requested {
+        Some(text) => resolve_device(text).with_context(|| format!("device {text:?}")),
+        None => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+    }
+}
+
+/// The proxy configuration the flags describe.
+pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
+    let (optimizer, default_lr) = match args.optimizer {
+        OptimizerChoice::Sgd => (OptimizerKind::SGD, 0.1),
+        OptimizerChoice::Rmsprop => (OptimizerKind::RMSPROP, 0.01),
+    };
+    let precision = match (args.precision, device) {
+        (PrecisionChoice::Fp32, _) | (PrecisionChoice::Auto, Device::Cpu) => Precision::Fp32,
+        _ => Precision::Bf16,
+    };
+    ProxyConfig {
+        epochs: args.epochs,
+        // The budget is applied (stratified) when the data are prepared.
+        train_images: None,
+        batch_size: args.batch_size,
+        optimizer,
+        lr: args.lr.unwrap_or(default_lr),
+        warmup_epochs: args.warmup_epochs,
+        schedule: if args.schedule == "constant" { Schedule::Constant } else { Schedule::Cosine },
+        weight_decay: args.weight_decay,
+        label_smoothing: args.label_smoothing,
+        precision,
+        augment: Augment { flip: args.flip, crop_padding: args.crop_padding },
+        seed: args.seed,
+        time_limit: args.time_limit,
+        objective: Objective {
+            target: args.target_flops,
+            constraint: if args.hard_constraint { Constraint::Hard } else { Constraint::default() },
+            ..Objective::default()
+        },
+        measure_latency: args.latency,
+        ..ProxyConfig::default()
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    // Everything that can be checked cheaply is checked before the data are read.
+    let device = choose_device(args.device.as_deref())?;
+    let config = proxy_config(&args, device);
+    config.validate().context("proxy configuration")?;
+    let base = effnas_space::parse_arch(&args.spec).with_context(|| format!("architecture {:?}", args.spec))?;
+    let mut arch = scale(&base, Multipliers { width: args.width, depth: args.depth, resolution: 1.0 })
+        .with_context(|| format!("scaling {:?} by width {} depth {}", args.spec, args.width, args.depth))?;
+    if let Some(dropout) = args.dropout {
+        arch.dropout = dropout;
+    }
+    if let Some(rate) = args.drop_connect {
+        arch.drop_connect = rate;
+    }
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(1));
+    }
+
+    let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
+    if !args.json {
+        eprintln!("{dataset}");
+    }
+    let native = u32::try_from(dataset.train.height()).unwrap_or(32);
+    let proxy = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
+        .with_context(|| format!("proxy split of {}", dataset.name))?;
+    let arch = proxy.adapt(&arch, Some(args.resolution.unwrap_or(native))).context("architecture for this data set")?;
+
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let trained = train_with_progress(&arch, &proxy, &config, device, &mut |p| {
+        bar.set_length(p.total_steps);
+        bar.set_position(p.step);
+        let loss = p.loss.map_or(String::new(), |l| format!(", loss {l:.3}"));
+        bar.set_message(format!("{}/{}{loss}", p.epoch, p.epochs));
+    })
+    .with_context(|| format!("training {}", args.spec))?;
+    bar.finish_and_clear();
+
+    let report = Report {
+        spec: args.spec.clone(),
+        dataset: dataset.name.clone(),
+        dataset_format: dataset.format.as_str().to_owned(),
+        blocks: arch.block_strings(),
+        arch: arch.clone(),
+        config,
+        result: trained.result,
+    };
+    if let (Some(dir), Some(model)) = (&args.save, &trained.model) {
+        checkpoint::save(model, dir, Some(&report)).with_context(|| format!("saving to {}", dir.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report, device));
+        if let Some(dir) = &args.save {
+            println!("saved to {}", dir.display());
+        }
+    }
+    Ok(if report.result.status == Status::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn render(report: &Report, device: Device) -> String {
+    let r = &report.result;
+    let mut table = Table::new(["", "value"]);
+    let percent = |a: f64| format!("{:.2}%", 100.0 * a);
+    table.row(["data set".to_owned(), format!("{} ({} train, {} validation)", report.dataset, r.train_images, r.validation_images)]);
+    table.row(["architecture".to_owned(), format!("{} ({} blocks, {} px)", report.spec, report.blocks.len(), r.resolution)]);
+    table.row(["device".to_owned(), device_name(device)]);
+    table.row(["status".to_owned(), match r.status {
+        Status::Complete => "complete".to_owned(),
+        Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")),
+    }]);
+    table.row(["validation accuracy".to_owned(), percent(r.accuracy)]);
+    if let Some(test) = r.test_accuracy {
+        table.row(["test accuracy".to_owned(), percent(test)]);
+    }
+    table.row(["params".to_owned(), human_count(r.params)]);
+    table.row(["multiply-adds".to_owned(), human_count(r.flops)]);
+    if let Some(ms) = r.latency_ms {
+        table.row(["latency (batch 1)".to_owned(), format!("{ms:.2} ms")]);
+    }
+    table.row(["reward".to_owned(), format!("{:.4}", r.reward)]);
+    table.row(["seconds".to_owned(), format!("{:.1}", r.seconds)]);
+    table.row(["images/s".to_owned(), format!("{:.1}", r.images_per_second)]);
+    let curve: Vec<String> = r.curve.iter().map(|e| format!("{:.3}", e.train_loss)).collect();
+    table.row(["loss by epoch".to_owned(), curve.join(" ")]);
+    table.render()
+}
