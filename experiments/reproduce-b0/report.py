@@ -24,8 +24,9 @@ exported = json.loads(
 images = sum((t.get("extra") or {}).get("images_seen", 0) for t in exported if t["reused_from"] is None)
 trained = sum(1 for t in exported if t["state"] == "complete" and t["reused_from"] is None)
 
+reused = search["trials_done"] - trained
 print(f"- run {search['id']} ({search['name']}): {search['trials_done']} complete, {search['trials_failed']} failed, "
-      f"{trained} trained (the rest reused an identical architecture's result)")
+      f"{trained} trained" + (f", {reused} reused the result of an identical architecture" if reused else ""))
 print(f"- wall-clock: {search['duration_seconds'] / 3600:.2f} h; images trained: {images:,}")
 print(f"- best reward: {ranked[0]['reward']:.4f} (trial {ranked[0]['id']}, accuracy {ranked[0]['accuracy'] * 100:.2f}%, "
       f"{ranked[0]['flops'] / 1e6:.1f}M multiply-adds)")

@@ -188,7 +188,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let base = resolve_base(store_early.as_ref(), &args.base)?;
         let config = CompoundConfig {
             base,
-            base_spec: args.base.clone(),
+            base_spec: match args.base.trim().parse::<i64>() {
+                Ok(id) => format!("trial {id}"),
+                Err(_) => args.base.clone(),
+            },
             grid,
             phi: args.phi,
             points,
@@ -219,7 +222,8 @@ fn create_run(store: &BlockingStore, args: &Args, config: &CompoundConfig) -> Re
             .with_context(|| format!("scaling the base by α {}, β {}, γ {}", point.alpha, point.beta, point.gamma))?;
         trials.push(NewTrial::new(arch, proxy_key(config)));
     }
-    let mut new_run = NewRun::new(args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec)), RunKind::Compound);
+    let mut new_run =
+        NewRun::new(args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec.replace(' ', "-"))), RunKind::Compound);
     new_run.config = serde_json::to_value(config)?;
     new_run.seed = Some(config.seed);
     let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
