@@ -6,6 +6,7 @@
 //! - [`pool`]: K workers per device training proxies concurrently.
 //! - [`device`]: device parsing, availability and CPU thread budgets.
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod model;

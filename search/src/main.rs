@@ -30,6 +30,10 @@ enum Command {
     Scale(commands::scale::Args),
     /// Train one architecture as a proxy task: validation accuracy, cost, reward, speed.
     Train(commands::train::Args),
+    /// Grid-search the compound coefficients α, β, γ (α·β²·γ² ≈ 2) around a base network.
+    Compound(commands::compound::Args),
+    /// Search a space for the best architecture under a FLOPS-aware reward (MnasNet/EfficientNet).
+    Search(commands::search::Args),
     /// List the runs in a database: status, trial counts, best reward, duration.
     Runs(commands::runs::Args),
     /// List a run's trials, filtered and sorted.
@@ -56,7 +60,26 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// `effnas trials | head` closes stdout early; `println!` then panics. Like other command-line
+/// tools, end quietly instead (exit status 141, as a process killed by SIGPIPE reports).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -64,6 +87,8 @@ fn main() -> ExitCode {
         Command::Space(args) => commands::space::run(args),
         Command::Scale(args) => commands::scale::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Compound(args) => commands::compound::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Trials(args) => commands::trials::run(args),
         Command::Show(args) => commands::show::run(args),

@@ -1,11 +1,14 @@
 //! One module per `effnas` command, each with its clap `Args` and a `run`.
 
 pub mod arch;
+pub mod compound;
 pub mod export;
 pub mod pareto;
 pub mod plot;
+pub mod proxy;
 pub mod runs;
 pub mod scale;
+pub mod search;
 pub mod show;
 pub mod space;
 pub mod train;
