@@ -14,7 +14,9 @@ use effnas_evaluator::score::{Constraint, Objective};
 use effnas_evaluator::train::{train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult};
 use effnas_space::{scale, Multipliers};
 use indicatif::{ProgressBar, ProgressStyle};
+use effnas_store::{BlockingStore, EpochMetrics, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tch::Device;
 
 use crate::table::{human_count, Table};
@@ -126,6 +128,10 @@ pub struct Args {
     /// result (result.json) into this folder.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Record the result in this experiment database (SQLite file, created if missing): a trial
+    /// of a new run of kind `manual` named after this command line.
+    #[arg(long)]
+    pub db: Option<String>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -205,6 +211,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(1));
     }
 
+    // The database is opened before training so that an unwritable path fails at once.
+    let store = args
+        .db
+        .as_deref()
+        .map(|db| BlockingStore::open(db).with_context(|| format!("opening the database {db}")))
+        .transpose()?;
+
     let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
     if !args.json {
         eprintln!("{dataset}");
@@ -242,15 +255,73 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let (Some(dir), Some(model)) = (&args.save, &trained.model) {
         checkpoint::save(model, dir, Some(&report)).with_context(|| format!("saving to {}", dir.display()))?;
     }
+    let recorded = match &store {
+        Some(store) => Some(record(store, &report).context("recording the result")?),
+        None => None,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report, device));
+        if let Some((run, trial)) = recorded {
+            println!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default());
+        }
         if let Some(dir) = &args.save {
             println!("saved to {}", dir.display());
         }
     }
     Ok(if report.result.status == Status::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Stores a manual training as a run of kind `manual` named after the command line, with one
+/// trial (complete with its curve, or failed with its reason).
+fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let mut run = NewRun::new(format!("effnas {}", command.join(" ")), RunKind::Manual);
+    run.config = serde_json::json!({"command": command, "dataset": report.dataset, "proxy": report.config});
+    run.seed = Some(report.config.seed);
+    let run_id = store.block_on(store.store().create_run(&run))?;
+    let settings = serde_json::json!({"dataset": report.dataset, "resolution": report.result.resolution,
+        "validation_images": report.result.validation_images, "config": report.config});
+    let digest = Sha256::digest(settings.to_string().as_bytes());
+    let key = format!("manual:{}:{}", report.dataset, digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let trial = NewTrial::new(report.arch.clone(), key);
+    let r = &report.result;
+    let trial_id = match r.status {
+        Status::Complete => {
+            let metrics = TrialMetrics {
+                accuracy: r.accuracy,
+                loss: r.curve.last().map_or(f64::NAN, |e| e.train_loss),
+                params: r.params,
+                flops: r.flops,
+                reward: r.reward,
+                latency_ms: r.latency_ms,
+                seconds: r.seconds,
+                images_per_second: r.images_per_second,
+                extra: Some(serde_json::json!({"device": r.device, "images_seen": r.images_seen, "test_accuracy": r.test_accuracy})),
+            };
+            let epochs: Vec<EpochMetrics> = r
+                .curve
+                .iter()
+                .map(|e| EpochMetrics {
+                    epoch: e.epoch.saturating_sub(1),
+                    train_loss: Some(e.train_loss),
+                    learning_rate: Some(e.lr),
+                    seconds: Some(e.seconds),
+                    ..EpochMetrics::default()
+                })
+                .collect();
+            store.block_on(store.store().insert_completed_trial(run_id, &trial, &metrics, &epochs))?
+        }
+        Status::Failed => {
+            let id = store.block_on(store.store().insert_trial(run_id, &trial))?;
+            store.block_on(store.store().fail_trial(id, r.reason.as_deref().unwrap_or("failed")))?;
+            id
+        }
+    };
+    let status = if r.status == Status::Complete { RunStatus::Complete } else { RunStatus::Failed };
+    store.block_on(store.store().set_run_status(run_id, status))?;
+    Ok((run_id, trial_id))
 }
 
 fn render(report: &Report, device: Device) -> String {
