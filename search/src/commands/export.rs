@@ -8,16 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use effnas_store::TrialFilter;
 
-use super::runs::{block_on, open, select_run, DbArg};
+use super::runs::{RunSelector, block_on};
 use super::trials::trial_json;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub db: DbArg,
-    /// The run: its id or name (default: the newest run).
-    #[arg(long)]
-    pub run: Option<String>,
+    pub selector: RunSelector,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     pub format: Format,
@@ -73,8 +70,7 @@ const COLUMNS: [&str; 32] = [
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let (run, trials, points) = block_on(async {
-        let store = open(&args.db).await?;
-        let run = select_run(&store, args.run.as_deref()).await?;
+        let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &TrialFilter::default()).await?;
         let points = super::trials::compound_points_by_trial(&store, &run).await?;
         store.close().await;

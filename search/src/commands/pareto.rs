@@ -6,16 +6,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use effnas_store::{pareto_front, Trial, TrialFilter, TrialState};
 
-use super::runs::{block_on, open, select_run, DbArg};
+use super::runs::{RunSelector, block_on};
 use super::trials::{trial_json, trial_table, BLOCKS_LEGEND};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub db: DbArg,
-    /// The run: its id or name (default: the newest run).
-    #[arg(long)]
-    pub run: Option<String>,
+    pub selector: RunSelector,
     /// Print JSON (a list of objects, cheapest first) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -31,8 +28,7 @@ pub fn front(trials: &[Trial]) -> Vec<&Trial> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let (run, trials) = block_on(async {
-        let store = open(&args.db).await?;
-        let run = select_run(&store, args.run.as_deref()).await?;
+        let (store, run) = args.selector.open().await?;
         let filter = TrialFilter { state: Some(TrialState::Complete), ..TrialFilter::default() };
         let trials = store.trials(run.id, &filter).await?;
         store.close().await;

@@ -12,16 +12,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::pareto::front;
-use super::runs::{block_on, open, select_run, DbArg};
+use super::runs::{RunSelector, block_on};
 use super::trials::reference_model;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub db: DbArg,
-    /// The run: its id or name (default: the newest run).
-    #[arg(long)]
-    pub run: Option<String>,
+    pub selector: RunSelector,
     /// The image to write; its extension picks the format: .svg or .png.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -67,8 +64,7 @@ pub(crate) fn format_of(path: &Path) -> Result<Format> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let format = format_of(&args.out)?;
     let (run, trials) = block_on(async {
-        let store = open(&args.db).await?;
-        let run = select_run(&store, args.run.as_deref()).await?;
+        let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &TrialFilter::default()).await?;
         store.close().await;
         Ok((run, trials))

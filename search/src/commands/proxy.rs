@@ -11,7 +11,7 @@ use effnas_evaluator::device::resolve_device;
 use effnas_evaluator::optim::OptimizerKind;
 use effnas_evaluator::pool::{PoolConfig, WorkerPool};
 use effnas_evaluator::score::Objective;
-use effnas_evaluator::train::{ProxyConfig, ProxyData, Status};
+use effnas_evaluator::train::{ProxyConfig, ProxyData, Status, TrainResult};
 use effnas_search::orchestrator::{self, Evaluation, Evaluator, Measured};
 use effnas_space::{arch_hash, scale, ArchSpec, Multipliers};
 use effnas_store::{EpochMetrics, TrialId};
@@ -153,6 +153,21 @@ impl ResolvedProxy {
     }
 }
 
+/// A training curve as the store keeps it (0-based epochs).
+pub fn epoch_metrics(result: &TrainResult) -> Vec<EpochMetrics> {
+    result
+        .curve
+        .iter()
+        .map(|e| EpochMetrics {
+            epoch: e.epoch.saturating_sub(1),
+            train_loss: Some(e.train_loss),
+            learning_rate: Some(e.lr),
+            seconds: Some(e.seconds),
+            ..EpochMetrics::default()
+        })
+        .collect()
+}
+
 /// Trains search candidates in the evaluator's worker pool.
 pub struct TrainEvaluator {
     proxy: ResolvedProxy,
@@ -204,17 +219,7 @@ impl Evaluator for TrainEvaluator {
                 seconds: result.seconds,
                 images_per_second: result.images_per_second,
                 latency_ms: result.latency_ms,
-                epochs: result
-                    .curve
-                    .iter()
-                    .map(|e| EpochMetrics {
-                        epoch: e.epoch.saturating_sub(1),
-                        train_loss: Some(e.train_loss),
-                        learning_rate: Some(e.lr),
-                        seconds: Some(e.seconds),
-                        ..EpochMetrics::default()
-                    })
-                    .collect(),
+                epochs: epoch_metrics(&result),
                 extra: json!({
                     "evaluator": "train",
                     "device": result.device,

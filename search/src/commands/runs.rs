@@ -28,6 +28,25 @@ pub struct DbArg {
     pub db: String,
 }
 
+/// The database and one of its runs, as every per-run query takes them.
+#[derive(Debug, clap::Args)]
+pub struct RunSelector {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The run: its id or name (default: the newest run).
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+impl RunSelector {
+    /// Opens the database for queries and finds the run.
+    pub async fn open(&self) -> Result<(Store, Run)> {
+        let store = open(&self.db).await?;
+        let run = select_run(&store, self.run.as_deref()).await?;
+        Ok((store, run))
+    }
+}
+
 /// Runs an async query on a small runtime of its own: the commands are short and sequential.
 pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;

@@ -14,7 +14,7 @@ use effnas_evaluator::score::{Constraint, Objective};
 use effnas_evaluator::train::{train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult};
 use effnas_space::{scale, Multipliers};
 use indicatif::{ProgressBar, ProgressStyle};
-use effnas_store::{BlockingStore, EpochMetrics, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
+use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tch::Device;
@@ -300,17 +300,7 @@ fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
                 images_per_second: r.images_per_second,
                 extra: Some(serde_json::json!({"device": r.device, "images_seen": r.images_seen, "test_accuracy": r.test_accuracy})),
             };
-            let epochs: Vec<EpochMetrics> = r
-                .curve
-                .iter()
-                .map(|e| EpochMetrics {
-                    epoch: e.epoch.saturating_sub(1),
-                    train_loss: Some(e.train_loss),
-                    learning_rate: Some(e.lr),
-                    seconds: Some(e.seconds),
-                    ..EpochMetrics::default()
-                })
-                .collect();
+            let epochs = super::proxy::epoch_metrics(r);
             store.block_on(store.store().insert_completed_trial(run_id, &trial, &metrics, &epochs))?
         }
         Status::Failed => {

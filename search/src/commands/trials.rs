@@ -10,16 +10,13 @@ use effnas_space::{presets, ArchSpec, Op, Skip};
 use effnas_store::{CompoundPoint, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
 use serde_json::json;
 
-use super::runs::{block_on, open, select_run, DbArg};
+use super::runs::{RunSelector, block_on};
 use crate::table::{human_count, Table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub db: DbArg,
-    /// The run: its id or name (default: the newest run).
-    #[arg(long)]
-    pub run: Option<String>,
+    pub selector: RunSelector,
     /// Only trials in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateArg>,
@@ -96,8 +93,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         limit: args.top,
     };
     let (run, trials, points) = block_on(async {
-        let store = open(&args.db).await?;
-        let run = select_run(&store, args.run.as_deref()).await?;
+        let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &filter).await?;
         let points = compound_points_by_trial(&store, &run).await?;
         store.close().await;
