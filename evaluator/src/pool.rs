@@ -247,26 +247,9 @@ fn worker_loop(
 
 fn failed_result(job: &Job, device: &str, failure: Failure, reason: String) -> TrainResult {
     let cost = effnas_space::cost(&job.arch);
-    TrainResult {
-        status: Status::Failed,
-        failure: Some(failure),
-        reason: Some(reason),
-        accuracy: 0.0,
-        test_accuracy: None,
-        params: cost.params,
-        flops: cost.macs,
-        latency_ms: None,
-        reward: 0.0,
-        seconds: 0.0,
-        train_seconds: 0.0,
-        images_per_second: 0.0,
-        images_seen: 0,
-        steps: 0,
-        train_images: 0,
-        validation_images: 0,
-        resolution: job.arch.resolution,
-        curve: Vec::new(),
-        device: device.to_owned(),
-        arch_hash: effnas_space::arch_hash(&job.arch),
-    }
+    let mut result = TrainResult::blank(&job.arch, device.to_owned(), effnas_space::arch_hash(&job.arch), cost.params, cost.macs);
+    result.status = Status::Failed;
+    result.failure = Some(failure);
+    result.reason = Some(reason);
+    result
 }

@@ -378,6 +378,34 @@ pub struct TrainResult {
     pub arch_hash: String,
 }
 
+impl TrainResult {
+    /// A result with nothing measured yet: complete, zero accuracy and time, no curve.
+    pub fn blank(arch: &ArchSpec, device: String, arch_hash: String, params: u64, flops: u64) -> Self {
+        TrainResult {
+            status: Status::Complete,
+            failure: None,
+            reason: None,
+            accuracy: 0.0,
+            test_accuracy: None,
+            params,
+            flops,
+            latency_ms: None,
+            reward: 0.0,
+            seconds: 0.0,
+            train_seconds: 0.0,
+            images_per_second: 0.0,
+            images_seen: 0,
+            steps: 0,
+            train_images: 0,
+            validation_images: 0,
+            resolution: arch.resolution,
+            curve: Vec::new(),
+            device,
+            arch_hash,
+        }
+    }
+}
+
 /// Progress reported to a callback while training.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
@@ -491,28 +519,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(arch: &'a ArchSpec, config: &'a ProxyConfig, device: Device, arch_hash: String, params: u64, flops: u64) -> Self {
-        let result = TrainResult {
-            status: Status::Complete,
-            failure: None,
-            reason: None,
-            accuracy: 0.0,
-            test_accuracy: None,
-            params,
-            flops,
-            latency_ms: None,
-            reward: 0.0,
-            seconds: 0.0,
-            train_seconds: 0.0,
-            images_per_second: 0.0,
-            images_seen: 0,
-            steps: 0,
-            train_images: 0,
-            validation_images: 0,
-            resolution: arch.resolution,
-            curve: Vec::new(),
-            device: device_name(device),
-            arch_hash,
-        };
+        let result = TrainResult::blank(arch, device_name(device), arch_hash, params, flops);
         Run { arch, config, device, model: None, result }
     }
 
