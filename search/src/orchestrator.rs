@@ -306,15 +306,12 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    /// Trials of the run in the database (any state) plus candidates waiting in memory.
-    fn committed(&self) -> Result<u64> {
+    /// (committed, finished): trials of the run in the database in any state plus candidates
+    /// waiting in memory, and trials complete or failed. One read of the run's counts.
+    fn counts(&self) -> Result<(u64, u64)> {
         let run = self.store.block_on(self.store.store().run(self.run))?;
-        Ok(run.trials_total + self.waiting.values().map(|w| w.len() as u64).sum::<u64>())
-    }
-
-    fn finished(&self) -> Result<u64> {
-        let run = self.store.block_on(self.store.store().run(self.run))?;
-        Ok(run.trials_done + run.trials_failed)
+        let waiting: u64 = self.waiting.values().map(|w| w.len() as u64).sum();
+        Ok((run.trials_total + waiting, run.trials_done + run.trials_failed))
     }
 
     /// Runs until the plan's number of trials has finished or `stop` is raised.
@@ -329,17 +326,18 @@ impl<'a> Search<'a> {
             self.dispatch_pending()?;
             // New candidates while there is room in the evaluator and in the budget.
             let room = self.evaluator.capacity().saturating_sub(self.in_flight.len());
-            let budget = target.saturating_sub(self.committed()?);
+            let budget = target.saturating_sub(self.counts()?.0);
             let wanted = (room as u64).min(budget) as usize;
             if wanted > 0 {
                 self.propose(wanted, &mut on_event)?;
                 self.dispatch_pending()?;
             }
             if self.in_flight.is_empty() && self.waiting.is_empty() {
-                if self.finished()? >= target {
+                let (committed, finished) = self.counts()?;
+                if finished >= target {
                     break;
                 }
-                if wanted == 0 && self.committed()? >= target {
+                if wanted == 0 && committed >= target {
                     // Trials of this run are queued but none could be dispatched (claimed by
                     // another process); wait for them rather than spin.
                     std::thread::sleep(Duration::from_millis(200));
