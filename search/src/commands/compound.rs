@@ -3,14 +3,12 @@
 //! scaled network as a proxy, and rank the points by accuracy.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use effnas_evaluator::score::Objective;
 use effnas_search::orchestrator::{drain_queue, Evaluator, Event, OracleEvaluator};
 use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
-use effnas_store::{BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId};
+use effnas_store::{BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, TrialId};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -150,14 +148,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let (run_id, config, store) = if let Some(selector) = &args.resume {
         let store = store_early.context("the database")?;
-        let run = store.block_on(store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
-        if run.kind != RunKind::Compound {
-            bail!("--resume {selector:?}: run {} is a {} run, not a compound run", run.id, run.kind.as_str());
-        }
-        if run.status == RunStatus::Complete {
-            bail!("--resume {selector:?}: run {} has finished; nothing to resume", run.id);
-        }
-        let config: CompoundConfig = serde_json::from_value(run.config.clone()).with_context(|| format!("the configuration of run {}", run.id))?;
+        let (run, config): (_, CompoundConfig) = super::resume::resumable(&store, selector, RunKind::Compound)?;
         (run.id, config, store)
     } else {
         if args.workers == 0 {
@@ -263,15 +254,7 @@ fn proxy_key(config: &CompoundConfig) -> String {
 }
 
 fn finish(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, mut evaluator: Box<dyn Evaluator>, json: bool) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let stop = super::resume::stop_on_ctrl_c();
     let points = store.block_on(store.store().compound_points(run_id))?;
     let done = points.iter().filter(|p| p.trial_state.is_some_and(|s| s.as_str() == "complete" || s.as_str() == "failed")).count();
     let bar = ProgressBar::new(points.len() as u64).with_position(done as u64);

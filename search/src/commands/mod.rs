@@ -6,6 +6,7 @@ pub mod export;
 pub mod pareto;
 pub mod plot;
 pub mod proxy;
+pub mod resume;
 pub mod runs;
 pub mod scale;
 pub mod search;

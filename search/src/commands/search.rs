@@ -1,8 +1,6 @@
 //! `effnas search`: architecture search (MnasNet §3) into the experiment database.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
@@ -10,7 +8,7 @@ use effnas_evaluator::score::{Constraint, Objective};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
 use effnas_search::orchestrator::{Evaluator, Event, OracleEvaluator, Search, SearchPlan, Summary};
 use effnas_space::SearchSpace;
-use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus};
+use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -217,15 +215,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return execute(&store, run_id, &config, evaluator, args.json);
         }
         (None, Some(selector)) => {
-            let run: Run = store.block_on(store.store().find_run(&selector)).with_context(|| format!("--resume {selector:?}"))?;
-            if run.kind != RunKind::Search {
-                bail!("--resume {selector:?}: run {} is a {} run, not a search", run.id, run.kind.as_str());
-            }
-            if run.status == RunStatus::Complete {
-                bail!("--resume {selector:?}: run {} has finished ({} trials); nothing to resume", run.id, run.trials_done + run.trials_failed);
-            }
-            let config: RunConfig =
-                serde_json::from_value(run.config.clone()).with_context(|| format!("the stored configuration of run {}", run.id))?;
+            let (run, config): (Run, RunConfig) = super::resume::resumable(&store, &selector, RunKind::Search)?;
             (run.id, config)
         }
         (None, None) => unreachable!("either a new run or a resume"),
@@ -247,16 +237,7 @@ fn build_evaluator(config: &RunConfig) -> Result<Box<dyn Evaluator>> {
 }
 
 fn execute(store: &BlockingStore, run_id: RunId, config: &RunConfig, mut evaluator: Box<dyn Evaluator>, json: bool) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        // A second Ctrl-C while the first is being handled ends the process at once.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let stop = super::resume::stop_on_ctrl_c();
     let total = config.plan.trials as u64;
     let already = {
         let run = store.block_on(store.store().run(run_id))?;
