@@ -92,7 +92,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = resolve_device(&o.device)?;
     tch::manual_seed(0);
     let images = o.batch * o.steps;
-    let data = ProxyData::new("synthetic", synthetic(images, o.classes, o.resolution)?, synthetic(o.batch, o.classes, o.resolution)?, None, o.classes)?;
+    let data = ProxyData::new(
+        "synthetic",
+        synthetic(images, o.classes, o.resolution)?,
+        synthetic(o.batch, o.classes, o.resolution)?,
+        None,
+        o.classes,
+    )?;
     let base = parse_arch(&o.arch)?;
     let arch = scale(&base, Multipliers { width: o.width, depth: 1.0, resolution: 1.0 })?;
     let arch = data.adapt(&arch, Some(o.resolution))?;

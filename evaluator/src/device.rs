@@ -32,10 +32,12 @@ pub fn check(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
         Device::Cuda(index) => {
-            let unavailable = |reason: String| EvalError::DeviceUnavailable { requested: device_name(device), reason };
+            let unavailable =
+                |reason: String| EvalError::DeviceUnavailable { requested: device_name(device), reason };
             if !Cuda::is_available() {
                 return Err(unavailable(
-                    "libtorch sees no CUDA device (no GPU, no driver, or libtorch_cuda not linked)".to_owned(),
+                    "libtorch sees no CUDA device (no GPU, no driver, or libtorch_cuda not linked)"
+                        .to_owned(),
                 ));
             }
             let count = Cuda::device_count();

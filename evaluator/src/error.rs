@@ -47,7 +47,9 @@ impl EvalError {
         match self {
             EvalError::Torch(e) => {
                 let text = e.to_string().to_ascii_lowercase();
-                text.contains("out of memory") || text.contains("can't allocate") || text.contains("not enough memory")
+                text.contains("out of memory")
+                    || text.contains("can't allocate")
+                    || text.contains("not enough memory")
             }
             _ => false,
         }

@@ -15,9 +15,15 @@ use tch::{nn::VarStore, TchError, Tensor};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OptimizerKind {
-    Sgd { momentum: f64 },
+    Sgd {
+        momentum: f64,
+    },
     /// `decay` is ρ of the mean-square accumulator (0.9 in the paper).
-    RmsProp { decay: f64, momentum: f64, eps: f64 },
+    RmsProp {
+        decay: f64,
+        momentum: f64,
+        eps: f64,
+    },
 }
 
 impl OptimizerKind {
@@ -74,7 +80,11 @@ impl Optimizer {
                 if !grad.defined() {
                     continue;
                 }
-                let grad = if p.decay && weight_decay > 0.0 { grad.f_add(&p.var.f_mul_scalar(weight_decay)?)? } else { grad };
+                let grad = if p.decay && weight_decay > 0.0 {
+                    grad.f_add(&p.var.f_mul_scalar(weight_decay)?)?
+                } else {
+                    grad
+                };
                 let update = match kind {
                     OptimizerKind::Sgd { momentum } => {
                         if momentum == 0.0 {
@@ -103,7 +113,9 @@ impl Optimizer {
                             }
                         };
                         // ms ← ρ·ms + (1 − ρ)·g²
-                        let _ = square.f_mul_scalar_(decay)?.f_add_(&grad.f_square()?.f_mul_scalar(1.0 - decay)?)?;
+                        let _ = square
+                            .f_mul_scalar_(decay)?
+                            .f_add_(&grad.f_square()?.f_mul_scalar(1.0 - decay)?)?;
                         let step = grad.f_div(&square.f_add_scalar(eps)?.f_sqrt()?)?;
                         match &mut p.momentum {
                             Some(buf) => {

@@ -100,7 +100,8 @@ impl WorkerPool {
         for &device in &config.devices {
             check(device)?;
         }
-        let cpu_workers = config.devices.iter().filter(|d| **d == Device::Cpu).count() * config.workers_per_device;
+        let cpu_workers =
+            config.devices.iter().filter(|d| **d == Device::Cpu).count() * config.workers_per_device;
         let cpu_threads = config.cpu_threads.unwrap_or_else(|| threads_per_worker(cpu_workers));
         let (job_tx, job_rx) = channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -121,7 +122,13 @@ impl WorkerPool {
                 worker += 1;
             }
         }
-        Ok(WorkerPool { jobs: Some(job_tx), results: result_rx, handles, in_flight: Mutex::new(0), workers: worker })
+        Ok(WorkerPool {
+            jobs: Some(job_tx),
+            results: result_rx,
+            handles,
+            in_flight: Mutex::new(0),
+            workers: worker,
+        })
     }
 
     /// Number of worker threads.
@@ -132,7 +139,8 @@ impl WorkerPool {
     /// Queues a trial; it starts as soon as a worker is free.
     pub fn submit(&self, trial: u64, arch: ArchSpec, config: ProxyConfig) -> Result<()> {
         let jobs = self.jobs.as_ref().ok_or_else(|| EvalError::Pool("the pool is shut down".to_owned()))?;
-        jobs.send(Job { trial, arch, config }).map_err(|_| EvalError::Pool("every worker has stopped".to_owned()))?;
+        jobs.send(Job { trial, arch, config })
+            .map_err(|_| EvalError::Pool("every worker has stopped".to_owned()))?;
         *self.in_flight.lock().map_err(|_| EvalError::Pool("poisoned counter".to_owned()))? += 1;
         Ok(())
     }
@@ -229,7 +237,12 @@ fn worker_loop(
         let outcome = catch_unwind(AssertUnwindSafe(|| train(&job.arch, &data, &job.config, device)));
         let result = match outcome {
             Ok(Ok(trained)) => trained.result,
-            Ok(Err(e)) => failed_result(&job, &device_label, if e.is_out_of_memory() { Failure::OutOfMemory } else { Failure::Error }, e.to_string()),
+            Ok(Err(e)) => failed_result(
+                &job,
+                &device_label,
+                if e.is_out_of_memory() { Failure::OutOfMemory } else { Failure::Error },
+                e.to_string(),
+            ),
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<String>()
@@ -239,7 +252,8 @@ fn worker_loop(
                 failed_result(&job, &device_label, Failure::Error, format!("panic: {message}"))
             }
         };
-        if results.send(JobResult { trial: job.trial, worker, device: device_label.clone(), result }).is_err() {
+        if results.send(JobResult { trial: job.trial, worker, device: device_label.clone(), result }).is_err()
+        {
             return;
         }
     }
@@ -247,7 +261,13 @@ fn worker_loop(
 
 fn failed_result(job: &Job, device: &str, failure: Failure, reason: String) -> TrainResult {
     let cost = effnas_space::cost(&job.arch);
-    let mut result = TrainResult::blank(&job.arch, device.to_owned(), effnas_space::arch_hash(&job.arch), cost.params, cost.macs);
+    let mut result = TrainResult::blank(
+        &job.arch,
+        device.to_owned(),
+        effnas_space::arch_hash(&job.arch),
+        cost.params,
+        cost.macs,
+    );
     result.status = Status::Failed;
     result.failure = Some(failure);
     result.reason = Some(reason);

@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn latency_objective_uses_the_same_formula() {
-        let objective = Objective { metric: Metric::LatencyMs, target: 75.0, constraint: Constraint::default() };
+        let objective =
+            Objective { metric: Metric::LatencyMs, target: 75.0, constraint: Constraint::default() };
         assert!((objective.reward(0.75, 75.0) - 0.75).abs() < 1e-12);
         assert!(objective.reward(0.75, 150.0) < 0.75);
     }

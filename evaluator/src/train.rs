@@ -32,7 +32,10 @@ pub enum Schedule {
     #[default]
     Cosine,
     /// `lr × decay^(epoch / every)` in steps of `every` epochs (the paper: 0.97 every 2.4).
-    Exponential { decay: f64, every_epochs: f64 },
+    Exponential {
+        decay: f64,
+        every_epochs: f64,
+    },
     Constant,
 }
 
@@ -133,14 +136,20 @@ impl ProxyConfig {
             return Err(EvalError::config("weight_decay", format!("{} is negative", self.weight_decay)));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(EvalError::config("label_smoothing", format!("{} is outside [0, 1)", self.label_smoothing)));
+            return Err(EvalError::config(
+                "label_smoothing",
+                format!("{} is outside [0, 1)", self.label_smoothing),
+            ));
         }
         if !(self.bn_momentum > 0.0 && self.bn_momentum <= 1.0) {
             return Err(EvalError::config("bn_momentum", format!("{} is outside (0, 1]", self.bn_momentum)));
         }
         if let Some(limit) = self.time_limit {
             if !(limit.is_finite() && limit > 0.0) {
-                return Err(EvalError::config("time_limit", format!("{limit} is not a positive number of seconds")));
+                return Err(EvalError::config(
+                    "time_limit",
+                    format!("{limit} is not a positive number of seconds"),
+                ));
             }
         }
         if let Schedule::Exponential { decay, every_epochs } = self.schedule {
@@ -182,7 +191,10 @@ impl Split {
     pub fn new(images: Tensor, labels: Tensor) -> Result<Self> {
         let size = images.size();
         if size.len() != 4 || images.kind() != Kind::Uint8 {
-            return Err(EvalError::Data(format!("images must be uint8 [N, C, H, W], found {:?} {size:?}", images.kind())));
+            return Err(EvalError::Data(format!(
+                "images must be uint8 [N, C, H, W], found {:?} {size:?}",
+                images.kind()
+            )));
         }
         if labels.kind() != Kind::Int64 || labels.size() != [size[0]] {
             return Err(EvalError::Data(format!(
@@ -233,12 +245,21 @@ pub struct ProxyData {
 }
 
 impl ProxyData {
-    pub fn new(name: impl Into<String>, train: Split, validation: Split, test: Option<Split>, num_classes: u32) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        train: Split,
+        validation: Split,
+        test: Option<Split>,
+        num_classes: u32,
+    ) -> Result<Self> {
         let channels = train.channels();
         for (what, split) in [("validation", Some(&validation)), ("test", test.as_ref())] {
             if let Some(split) = split {
                 if split.channels() != channels {
-                    return Err(EvalError::Data(format!("{what} images have {} channels, training images {channels}", split.channels())));
+                    return Err(EvalError::Data(format!(
+                        "{what} images have {} channels, training images {channels}",
+                        split.channels()
+                    )));
                 }
             }
         }
@@ -261,7 +282,10 @@ impl ProxyData {
     ) -> Result<Self> {
         let data_err = |e: crate::data::DataError| EvalError::Data(e.to_string());
         if validation < 1 {
-            return Err(EvalError::config("validation_images", "the proxy needs at least one validation image"));
+            return Err(EvalError::config(
+                "validation_images",
+                "the proxy needs at least one validation image",
+            ));
         }
         let (train, held_out) = dataset.train.split_validation(validation, data_seed).map_err(data_err)?;
         let train = match train_images {
@@ -518,7 +542,14 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(arch: &'a ArchSpec, config: &'a ProxyConfig, device: Device, arch_hash: String, params: u64, flops: u64) -> Self {
+    fn new(
+        arch: &'a ArchSpec,
+        config: &'a ProxyConfig,
+        device: Device,
+        arch_hash: String,
+        params: u64,
+        flops: u64,
+    ) -> Self {
         let result = TrainResult::blank(arch, device_name(device), arch_hash, params, flops);
         Run { arch, config, device, model: None, result }
     }
@@ -542,7 +573,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn execute(&mut self, data: &ProxyData, progress: &mut dyn FnMut(Progress), started: Instant) -> Result<(), RunFailure> {
+    fn execute(
+        &mut self,
+        data: &ProxyData,
+        progress: &mut dyn FnMut(Progress),
+        started: Instant,
+    ) -> Result<(), RunFailure> {
         let config = self.config;
         let device = self.device;
         let resolution = i64::from(self.arch.resolution);
@@ -560,7 +596,10 @@ impl<'a> Run<'a> {
             order.shuffle(&mut rng);
             order.truncate(train_count);
             let index = Tensor::f_from_slice(&order)?.f_to_device(device)?;
-            Split { images: train_split.images.f_index_select(0, &index)?, labels: train_split.labels.f_index_select(0, &index)? }
+            Split {
+                images: train_split.images.f_index_select(0, &index)?,
+                labels: train_split.labels.f_index_select(0, &index)?,
+            }
         } else {
             train_split
         };
@@ -611,9 +650,18 @@ impl<'a> Run<'a> {
                 let xs = normalize.apply(&train_images.f_index_select(0, &index)?)?;
                 let xs = augment(&xs, config.augment, &mut rng)?;
                 let ys = train_labels.f_index_select(0, &index)?;
-                let model = self.model.as_ref().ok_or_else(|| RunFailure::Eval(EvalError::Pool("model missing".into())))?;
+                let model = self
+                    .model
+                    .as_ref()
+                    .ok_or_else(|| RunFailure::Eval(EvalError::Pool("model missing".into())))?;
                 let logits = model.net.try_forward(&xs, true)?;
-                let loss = logits.f_cross_entropy_loss::<Tensor>(&ys, None, Reduction::Mean, -100, config.label_smoothing)?;
+                let loss = logits.f_cross_entropy_loss::<Tensor>(
+                    &ys,
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    config.label_smoothing,
+                )?;
                 optimizer.zero_grad()?;
                 loss.f_backward()?;
                 optimizer.step(lr)?;
@@ -633,7 +681,13 @@ impl<'a> Run<'a> {
                     last_loss = Some(value);
                 }
                 self.result.train_seconds = train_started.elapsed().as_secs_f64();
-                progress(Progress { epoch: epoch + 1, epochs: config.epochs, step: self.result.steps, total_steps, loss: last_loss });
+                progress(Progress {
+                    epoch: epoch + 1,
+                    epochs: config.epochs,
+                    step: self.result.steps,
+                    total_steps,
+                    loss: last_loss,
+                });
                 self.check_time(started)?;
             }
             let mean_loss = loss_sum.f_double_value(&[])? / batches.max(1) as f64;
@@ -650,7 +704,8 @@ impl<'a> Run<'a> {
         }
         self.result.train_seconds = train_started.elapsed().as_secs_f64();
 
-        let model = self.model.as_ref().ok_or_else(|| RunFailure::Eval(EvalError::Pool("model missing".into())))?;
+        let model =
+            self.model.as_ref().ok_or_else(|| RunFailure::Eval(EvalError::Pool("model missing".into())))?;
         if config.bn_recalibration_images > 0 {
             let count = (config.bn_recalibration_images as i64).min(n);
             let calibration_batch = batch.max(config.eval_batch_size as i64);
@@ -672,12 +727,14 @@ impl<'a> Run<'a> {
             let used = model.net.recalibrate_batch_norm(batches)?;
             debug!(images = count, batches = used, "batch-norm statistics recalibrated");
         }
-        let accuracy = evaluate(model, &validation_images, &validation.labels, &normalize, config.eval_batch_size)?;
+        let accuracy =
+            evaluate(model, &validation_images, &validation.labels, &normalize, config.eval_batch_size)?;
         self.result.accuracy = accuracy;
         if let Some(test) = &data.test {
             let test = test.to_device(device)?;
             let test_images = resize_uint8(&test.images, resolution)?;
-            self.result.test_accuracy = Some(evaluate(model, &test_images, &test.labels, &normalize, config.eval_batch_size)?);
+            self.result.test_accuracy =
+                Some(evaluate(model, &test_images, &test.labels, &normalize, config.eval_batch_size)?);
         }
         if config.measure_latency || config.objective.metric == Metric::LatencyMs {
             self.result.latency_ms = Some(measure_latency(model, 3, 20)?);
@@ -713,7 +770,8 @@ impl Normalizer {
             let len = chunk.min(n - start);
             let x = images.f_narrow(0, start, len)?.f_to_kind(Kind::Double)?;
             sum = sum.f_add(&x.f_sum_dim_intlist(&[0i64, 2, 3][..], false, None::<Kind>)?)?;
-            sum_sq = sum_sq.f_add(&x.f_square()?.f_sum_dim_intlist(&[0i64, 2, 3][..], false, None::<Kind>)?)?;
+            sum_sq =
+                sum_sq.f_add(&x.f_square()?.f_sum_dim_intlist(&[0i64, 2, 3][..], false, None::<Kind>)?)?;
             start += len;
         }
         let count = (n * size[2] * size[3]) as f64;
@@ -775,7 +833,13 @@ fn augment(xs: &Tensor, augment: Augment, rng: &mut ChaCha8Rng) -> Result<Tensor
 }
 
 /// Top-1 accuracy of `model` on uint8 images, without gradients, in eval mode.
-pub fn evaluate(model: &Model, images: &Tensor, labels: &Tensor, normalize: &Normalizer, batch: usize) -> Result<f64> {
+pub fn evaluate(
+    model: &Model,
+    images: &Tensor,
+    labels: &Tensor,
+    normalize: &Normalizer,
+    batch: usize,
+) -> Result<f64> {
     let n = images.size()[0];
     let batch = batch as i64;
     tch::no_grad(|| {
@@ -786,7 +850,8 @@ pub fn evaluate(model: &Model, images: &Tensor, labels: &Tensor, normalize: &Nor
             let xs = normalize.apply(&images.f_narrow(0, start, len)?)?;
             let logits = model.net.try_forward(&xs, false)?;
             let predicted = logits.f_argmax(-1, false)?;
-            correct = correct.f_add(&predicted.f_eq_tensor(&labels.f_narrow(0, start, len)?)?.f_sum(Kind::Int64)?)?;
+            correct = correct
+                .f_add(&predicted.f_eq_tensor(&labels.f_narrow(0, start, len)?)?.f_sum(Kind::Int64)?)?;
             start += len;
         }
         Ok(correct.f_double_value(&[])? / n.max(1) as f64)

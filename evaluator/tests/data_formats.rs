@@ -13,18 +13,12 @@ use image::{GrayImage, RgbImage};
 
 /// Folder-safe class names: `0-T-shirt-top`, `1-Trouser`, … (sorted by name = label order).
 fn class_folder(label: u8) -> String {
-    format!(
-        "{label}-{}",
-        FASHION_MNIST_CLASSES[label as usize].replace('/', "-")
-    )
+    format!("{label}-{}", FASHION_MNIST_CLASSES[label as usize].replace('/', "-"))
 }
 
 fn save_png(raw: &Raw, i: usize, path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    GrayImage::from_raw(28, 28, raw.image(i).to_vec())
-        .unwrap()
-        .save(path)
-        .unwrap();
+    GrayImage::from_raw(28, 28, raw.image(i).to_vec()).unwrap().save(path).unwrap();
 }
 
 #[test]
@@ -34,13 +28,7 @@ fn image_folder_of_fashion_pngs_reads_back_exactly() {
     let root = dir.path().join("fashion-pngs");
     let n = 300;
     for i in 0..n {
-        save_png(
-            &raw,
-            i,
-            &root
-                .join(class_folder(raw.labels[i]))
-                .join(format!("{i:05}.png")),
-        );
+        save_png(&raw, i, &root.join(class_folder(raw.labels[i])).join(format!("{i:05}.png")));
     }
     let set = data::load(root.to_str().unwrap()).unwrap();
     assert_eq!(set.format, DataFormat::ImageFolder);
@@ -48,10 +36,7 @@ fn image_folder_of_fashion_pngs_reads_back_exactly() {
     assert!(set.test.is_none());
     let train = &set.train;
     assert_eq!(train.images.size(), vec![n as i64, 1, 28, 28]);
-    assert_eq!(
-        train.class_names,
-        (0..10).map(class_folder).collect::<Vec<_>>()
-    );
+    assert_eq!(train.class_names, (0..10).map(class_folder).collect::<Vec<_>>());
 
     // The reader's order: classes by name, then files by name.
     let mut order: Vec<usize> = (0..n).collect();
@@ -67,23 +52,12 @@ fn image_folder_with_train_and_test_maps_test_classes_to_training_labels() {
     let raw = t10k();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..60 {
-        save_png(
-            &raw,
-            i,
-            &dir.path()
-                .join("train")
-                .join(format!("c{}", i % 3))
-                .join(format!("{i}.png")),
-        );
+        save_png(&raw, i, &dir.path().join("train").join(format!("c{}", i % 3)).join(format!("{i}.png")));
     }
     // The test set lacks class c1: its c2 images must still get label 2.
     for i in 60..70 {
         let class = if i % 2 == 0 { "c0" } else { "c2" };
-        save_png(
-            &raw,
-            i,
-            &dir.path().join("test").join(class).join(format!("{i}.png")),
-        );
+        save_png(&raw, i, &dir.path().join("test").join(class).join(format!("{i}.png")));
     }
     std::fs::write(dir.path().join("train/c0/README.txt"), "not an image").unwrap();
     let set = data::load(dir.path().to_str().unwrap()).unwrap();
@@ -112,10 +86,7 @@ fn image_folder_with_a_colour_jpeg_becomes_rgb() {
     let jpeg_path = dir.path().join("tinted").join("10.JPG");
     std::fs::create_dir_all(jpeg_path.parent().unwrap()).unwrap();
     let mut file = std::fs::File::create(&jpeg_path).unwrap();
-    rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-        &mut file, 95,
-    ))
-    .unwrap();
+    rgb.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 95)).unwrap();
     file.flush().unwrap();
 
     let set = data::load(dir.path().to_str().unwrap()).unwrap().train;
@@ -123,11 +94,7 @@ fn image_folder_with_a_colour_jpeg_becomes_rgb() {
     // Grayscale PNGs are repeated over the three channels, exactly.
     for i in 0..4i64 {
         for c in 0..3 {
-            assert_eq!(
-                bytes(&set.images.get(i).get(c)),
-                raw.image(i as usize),
-                "image {i} channel {c}"
-            );
+            assert_eq!(bytes(&set.images.get(i).get(c)), raw.image(i as usize), "image {i} channel {c}");
         }
     }
     // The JPEG equals a direct decode, plane by plane, and is close to what was encoded.
@@ -135,22 +102,12 @@ fn image_folder_with_a_colour_jpeg_becomes_rgb() {
     let planes = bytes(&set.images.get(4));
     for c in 0..3 {
         let direct: Vec<u8> = decoded.pixels().map(|p| p.0[c]).collect();
-        assert_eq!(
-            &planes[c * 784..(c + 1) * 784],
-            direct.as_slice(),
-            "channel {c}"
-        );
+        assert_eq!(&planes[c * 784..(c + 1) * 784], direct.as_slice(), "channel {c}");
         let original: Vec<u8> = rgb.pixels().map(|p| p.0[c]).collect();
-        let error: f64 = direct
-            .iter()
-            .zip(&original)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
-            .sum::<f64>()
-            / 784.0;
-        assert!(
-            error < 8.0,
-            "JPEG quality 95 stays close: mean error {error} in channel {c}"
-        );
+        let error: f64 =
+            direct.iter().zip(&original).map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs()).sum::<f64>()
+                / 784.0;
+        assert!(error < 8.0, "JPEG quality 95 stays close: mean error {error} in channel {c}");
     }
 }
 
@@ -161,27 +118,16 @@ fn image_folder_of_mixed_sizes_is_resized_to_the_most_common_size() {
     for i in 0..3 {
         save_png(&raw, i, &dir.path().join("a").join(format!("{i}.png")));
     }
-    GrayImage::from_pixel(40, 30, image::Luma([77]))
-        .save(dir.path().join("a/wide.png"))
-        .unwrap();
+    GrayImage::from_pixel(40, 30, image::Luma([77])).save(dir.path().join("a/wide.png")).unwrap();
     std::fs::create_dir_all(dir.path().join("b")).unwrap();
-    GrayImage::from_pixel(20, 20, image::Luma([200]))
-        .save(dir.path().join("b/small.png"))
-        .unwrap();
+    GrayImage::from_pixel(20, 20, image::Luma([200])).save(dir.path().join("b/small.png")).unwrap();
 
     let set = data::load(dir.path().to_str().unwrap()).unwrap().train;
     assert_eq!(set.images.size(), vec![5, 1, 28, 28]);
     for i in 0..3 {
-        assert_eq!(
-            bytes(&set.images.get(i as i64)),
-            raw.image(i),
-            "28×28 images keep their pixels"
-        );
+        assert_eq!(bytes(&set.images.get(i as i64)), raw.image(i), "28×28 images keep their pixels");
     }
-    assert!(
-        bytes(&set.images.get(3)).iter().all(|&p| p == 77),
-        "a flat image stays flat when resized"
-    );
+    assert!(bytes(&set.images.get(3)).iter().all(|&p| p == 77), "a flat image stays flat when resized");
     assert!(bytes(&set.images.get(4)).iter().all(|&p| p == 200));
 }
 
@@ -189,8 +135,7 @@ fn image_folder_of_mixed_sizes_is_resized_to_the_most_common_size() {
 fn cifar_record(raw: &Raw, i: usize) -> Vec<u8> {
     let mut plane = vec![0u8; 1024];
     for y in 0..28 {
-        plane[(y + 2) * 32 + 2..(y + 2) * 32 + 30]
-            .copy_from_slice(&raw.image(i)[y * 28..(y + 1) * 28]);
+        plane[(y + 2) * 32 + 2..(y + 2) * 32 + 30].copy_from_slice(&raw.image(i)[y * 28..(y + 1) * 28]);
     }
     let mut record = vec![raw.labels[i]];
     record.extend(plane.iter().copied());
@@ -213,31 +158,17 @@ fn cifar10_batches_read_back_exactly() {
     // The layout of the official tarball: the batches sit in cifar-10-batches-bin/.
     let batches = dir.path().join("cifar-10-batches-bin");
     let mut train_bytes = write_batch(&raw, 0..100, &batches.join("data_batch_1.bin"));
-    train_bytes.extend(write_batch(
-        &raw,
-        100..150,
-        &batches.join("data_batch_2.bin"),
-    ));
+    train_bytes.extend(write_batch(&raw, 100..150, &batches.join("data_batch_2.bin")));
     let test_bytes = write_batch(&raw, 150..180, &batches.join("test_batch.bin"));
-    let meta: String = FASHION_MNIST_CLASSES
-        .iter()
-        .map(|n| format!("{n}\n"))
-        .collect::<String>()
-        + "\n\n";
+    let meta: String = FASHION_MNIST_CLASSES.iter().map(|n| format!("{n}\n")).collect::<String>() + "\n\n";
     std::fs::write(batches.join("batches.meta.txt"), meta).unwrap();
 
     let set = data::load(dir.path().to_str().unwrap()).unwrap();
     assert_eq!(set.format, DataFormat::Cifar10);
     assert_eq!(set.source, batches);
     assert_eq!(set.train.images.size(), vec![150, 3, 32, 32]);
-    assert_eq!(
-        set.train.class_names,
-        FASHION_MNIST_CLASSES.map(String::from).to_vec()
-    );
-    for (split, bytes_on_disk) in [
-        (&set.train, &train_bytes),
-        (set.test.as_ref().unwrap(), &test_bytes),
-    ] {
+    assert_eq!(set.train.class_names, FASHION_MNIST_CLASSES.map(String::from).to_vec());
+    for (split, bytes_on_disk) in [(&set.train, &train_bytes), (set.test.as_ref().unwrap(), &test_bytes)] {
         let records: Vec<&[u8]> = bytes_on_disk.chunks(3073).collect();
         let pixels: Vec<u8> = records.iter().flat_map(|r| r[1..].to_vec()).collect();
         let labels: Vec<i64> = records.iter().map(|r| i64::from(r[0])).collect();
@@ -247,11 +178,7 @@ fn cifar10_batches_read_back_exactly() {
     // Channel order: R plane holds the padded Fashion-MNIST image itself.
     let first = bytes(&set.train.images.get(0).get(0));
     assert_eq!(&first[2 * 32 + 2..2 * 32 + 30], &raw.image(0)[..28]);
-    assert_eq!(
-        bytes(&set.train.images.get(0).get(1))[0],
-        255,
-        "G = 255 - p on the zero border"
-    );
+    assert_eq!(bytes(&set.train.images.get(0).get(1))[0], 255, "G = 255 - p on the zero border");
 }
 
 #[test]
@@ -260,10 +187,7 @@ fn cifar10_without_meta_uses_the_cifar10_class_names() {
     let dir = tempfile::tempdir().unwrap();
     write_batch(&raw, 0..20, &dir.path().join("data_batch_1.bin"));
     let set = data::load(dir.path().to_str().unwrap()).unwrap();
-    assert_eq!(
-        set.train.class_names,
-        CIFAR10_CLASSES.map(String::from).to_vec()
-    );
+    assert_eq!(set.train.class_names, CIFAR10_CLASSES.map(String::from).to_vec());
     assert_eq!(set.train.len(), 20);
     assert!(set.test.is_none());
 }
@@ -280,11 +204,8 @@ fn idx_folder_plain_and_gzipped_with_mirror_names() {
         idx_bytes(2051, &[1000, 28, 28], &raw.pixels[..1000 * 784]),
     )
     .unwrap();
-    std::fs::write(
-        root.join("train-labels.idx1-ubyte"),
-        idx_bytes(2049, &[1000], &raw.labels[..1000]),
-    )
-    .unwrap();
+    std::fs::write(root.join("train-labels.idx1-ubyte"), idx_bytes(2049, &[1000], &raw.labels[..1000]))
+        .unwrap();
     // Test split gzipped.
     let gz = |data: Vec<u8>| {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -293,11 +214,7 @@ fn idx_folder_plain_and_gzipped_with_mirror_names() {
     };
     std::fs::write(
         root.join("t10k-images-idx3-ubyte.gz"),
-        gz(idx_bytes(
-            2051,
-            &[200, 28, 28],
-            &raw.pixels[1000 * 784..1200 * 784],
-        )),
+        gz(idx_bytes(2051, &[200, 28, 28], &raw.pixels[1000 * 784..1200 * 784])),
     )
     .unwrap();
     std::fs::write(
@@ -317,11 +234,5 @@ fn idx_folder_plain_and_gzipped_with_mirror_names() {
     assert_eq!(bytes(&set.train.images), raw.pixels[..1000 * 784]);
     let test = set.test.unwrap();
     assert_eq!(bytes(&test.images), raw.pixels[1000 * 784..1200 * 784]);
-    assert_eq!(
-        longs(&test.labels),
-        raw.labels[1000..1200]
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(longs(&test.labels), raw.labels[1000..1200].iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
 }

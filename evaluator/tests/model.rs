@@ -12,7 +12,10 @@ use tch::{Device, Kind, Tensor};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn all_presets() -> Vec<(&'static str, ArchSpec)> {
-    presets::PRESET_NAMES.iter().map(|name| (*name, presets::preset(name).expect("every listed preset resolves"))).collect()
+    presets::PRESET_NAMES
+        .iter()
+        .map(|name| (*name, presets::preset(name).expect("every listed preset resolves")))
+        .collect()
 }
 
 fn small(mut arch: ArchSpec, channels: u32, classes: u32, resolution: u32) -> ArchSpec {
@@ -41,7 +44,13 @@ fn built_parameters_equal_the_analytic_count_for_sampled_space_members() -> Test
             // Grayscale input and 10 classes, as Fashion-MNIST: exercises the stem and classifier.
             let arch = small(space.decode(&tokens)?, 1, 10, 32);
             let model = Model::new(&arch, Device::Cpu)?;
-            assert_eq!(model.num_parameters(), cost(&arch).params, "{} seed {seed}: {:?}", space.name, arch.block_strings());
+            assert_eq!(
+                model.num_parameters(),
+                cost(&arch).params,
+                "{} seed {seed}: {:?}",
+                space.name,
+                arch.block_strings()
+            );
         }
     }
     Ok(())
@@ -74,9 +83,15 @@ fn sampled_members_with_pool_shortcuts_run_at_odd_resolutions() -> TestResult {
     let ys = model.forward(&Tensor::f_randn([3, 1, 29, 29], (Kind::Float, Device::Cpu))?, true)?;
     assert_eq!(ys.size(), vec![3, 10]);
     let names = model.vs.variables();
-    assert!(names.contains_key("features.1.0.shortcut.0.weight"), "projection where channels change at stride 1");
+    assert!(
+        names.contains_key("features.1.0.shortcut.0.weight"),
+        "projection where channels change at stride 1"
+    );
     assert!(names.contains_key("features.2.0.shortcut.1.running_var"), "projection at stride 2");
-    assert!(!names.contains_key("features.3.0.shortcut.0.weight"), "pool without projection when channels agree");
+    assert!(
+        !names.contains_key("features.3.0.shortcut.0.weight"),
+        "pool without projection when channels agree"
+    );
     assert!(!names.contains_key("features.2.1.shortcut.0.weight"), "identity in later layers");
     Ok(())
 }
@@ -93,7 +108,8 @@ fn b0_variables_match_torchvision_state_dict() -> TestResult {
     let golden: Golden = serde_json::from_str(include_str!("data/torchvision_b0_state_dict.json"))?;
     let arch = small(presets::efficientnet_b0(), 3, 10, 224);
     let model = Model::new(&arch, Device::Cpu)?;
-    let ours: BTreeMap<String, Vec<i64>> = model.vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+    let ours: BTreeMap<String, Vec<i64>> =
+        model.vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
     let missing: Vec<_> = golden.tensors.keys().filter(|k| !ours.contains_key(*k)).collect();
     let extra: Vec<_> = ours.keys().filter(|k| !golden.tensors.contains_key(*k)).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");

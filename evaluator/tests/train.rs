@@ -33,7 +33,13 @@ fn synthetic_split(n: i64, seed: i64) -> Result<Split, Box<dyn std::error::Error
 }
 
 fn synthetic_data() -> Result<ProxyData, Box<dyn std::error::Error>> {
-    Ok(ProxyData::new("synthetic", synthetic_split(256, 1)?, synthetic_split(128, 2)?, Some(synthetic_split(64, 3)?), 2)?)
+    Ok(ProxyData::new(
+        "synthetic",
+        synthetic_split(256, 1)?,
+        synthetic_split(128, 2)?,
+        Some(synthetic_split(64, 3)?),
+        2,
+    )?)
 }
 
 fn tiny_arch(data: &ProxyData) -> Result<ArchSpec, Box<dyn std::error::Error>> {
@@ -84,11 +90,17 @@ fn seeded_cpu_runs_are_reproducible() -> TestResult {
     let _serial = serial();
     let data = synthetic_data()?;
     let arch = tiny_arch(&data)?;
-    let config = ProxyConfig { epochs: 2, train_images: Some(200), augment: Augment { flip: true, crop_padding: 2 }, ..quick_config() };
+    let config = ProxyConfig {
+        epochs: 2,
+        train_images: Some(200),
+        augment: Augment { flip: true, crop_padding: 2 },
+        ..quick_config()
+    };
     let a = train(&arch, &data, &config, Device::Cpu)?.result;
     let b = train(&arch, &data, &config, Device::Cpu)?.result;
     assert_eq!(a.accuracy, b.accuracy);
-    let losses = |r: &effnas_evaluator::train::TrainResult| r.curve.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    let losses =
+        |r: &effnas_evaluator::train::TrainResult| r.curve.iter().map(|e| e.train_loss).collect::<Vec<_>>();
     assert_eq!(losses(&a), losses(&b));
     assert_eq!(a.train_images, 200);
     let c = train(&arch, &data, &ProxyConfig { seed: 7, ..config }, Device::Cpu)?.result;
@@ -107,7 +119,11 @@ fn rmsprop_bf16_and_hard_constraint_run() -> TestResult {
         optimizer: effnas_evaluator::optim::OptimizerKind::RMSPROP,
         lr: 0.01,
         precision: effnas_evaluator::model::Precision::Bf16,
-        objective: effnas_evaluator::score::Objective { target: 1.0, constraint: Constraint::Hard, ..Default::default() },
+        objective: effnas_evaluator::score::Objective {
+            target: 1.0,
+            constraint: Constraint::Hard,
+            ..Default::default()
+        },
         measure_latency: true,
         ..quick_config()
     };
@@ -138,7 +154,8 @@ fn the_time_limit_is_a_failed_result() -> TestResult {
     let _serial = serial();
     let data = synthetic_data()?;
     let arch = tiny_arch(&data)?;
-    let r = train(&arch, &data, &ProxyConfig { time_limit: Some(1e-6), ..quick_config() }, Device::Cpu)?.result;
+    let r =
+        train(&arch, &data, &ProxyConfig { time_limit: Some(1e-6), ..quick_config() }, Device::Cpu)?.result;
     assert_eq!(r.failure, Some(Failure::TimeLimit), "{:?}", r.reason);
     assert!(r.reason.as_deref().is_some_and(|s| s.contains("time limit")));
     Ok(())
@@ -188,7 +205,8 @@ fn the_pool_returns_every_trial_including_failures() -> TestResult {
 #[test]
 fn normalised_training_images_have_zero_mean_and_unit_variance() -> TestResult {
     let _serial = serial();
-    let images = (Tensor::f_rand([64, 3, 8, 8], (Kind::Float, Device::Cpu))? * 200.0 + 20.0).f_to_kind(Kind::Uint8)?;
+    let images =
+        (Tensor::f_rand([64, 3, 8, 8], (Kind::Float, Device::Cpu))? * 200.0 + 20.0).f_to_kind(Kind::Uint8)?;
     let norm = effnas_evaluator::train::Normalizer::from_images(&images)?;
     let xs = norm.apply(&images)?;
     for c in 0..3 {

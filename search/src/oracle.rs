@@ -48,8 +48,13 @@ impl Oracle {
     /// Similarity to the target in [0, 1].
     pub fn similarity(&self, arch: &ArchSpec) -> f64 {
         let decisions = 6.0 * self.target.blocks.len() as f64;
-        let credit: f64 =
-            self.target.blocks.iter().zip(&arch.blocks).map(|(target, block)| block_credit(target, block)).sum();
+        let credit: f64 = self
+            .target
+            .blocks
+            .iter()
+            .zip(&arch.blocks)
+            .map(|(target, block)| block_credit(target, block))
+            .sum();
         credit / decisions
     }
 

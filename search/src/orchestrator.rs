@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use effnas_evaluator::score::Objective;
 use effnas_space::{arch_hash, cost, ArchSpec, SearchSpace};
-use effnas_store::{BlockingStore, EpochMetrics, NewTrial, RunId, RunStatus, StoreError, TrialFilter, TrialId, TrialMetrics, TrialState};
+use effnas_store::{
+    BlockingStore, EpochMetrics, NewTrial, RunId, RunStatus, StoreError, TrialFilter, TrialId, TrialMetrics,
+    TrialState,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -102,12 +105,20 @@ enum OracleScorer {
 impl OracleEvaluator {
     /// For a search over `space`.
     pub fn new(space: &SearchSpace, capacity: usize) -> Self {
-        OracleEvaluator { scorer: OracleScorer::Member(Oracle::for_space(space)), ready: VecDeque::new(), capacity: capacity.max(1) }
+        OracleEvaluator {
+            scorer: OracleScorer::Member(Oracle::for_space(space)),
+            ready: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// For the compound grid around `base`.
     pub fn for_compound(base: ArchSpec, capacity: usize) -> Self {
-        OracleEvaluator { scorer: OracleScorer::Compound(CompoundOracle::new(base)), ready: VecDeque::new(), capacity: capacity.max(1) }
+        OracleEvaluator {
+            scorer: OracleScorer::Compound(CompoundOracle::new(base)),
+            ready: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
     }
 }
 
@@ -135,7 +146,13 @@ impl Evaluator for OracleEvaluator {
 
 /// Records a measured trial: the curve, then the metrics with the searched model's own cost
 /// and the reward computed from it. Returns the reward.
-pub fn complete_trial(store: &BlockingStore, trial: TrialId, arch: &ArchSpec, measured: &Measured, objective: &Objective) -> Result<f64> {
+pub fn complete_trial(
+    store: &BlockingStore,
+    trial: TrialId,
+    arch: &ArchSpec,
+    measured: &Measured,
+    objective: &Objective,
+) -> Result<f64> {
     let c = cost(arch);
     let reward = objective.reward(measured.accuracy, c.macs as f64);
     for epoch in &measured.epochs {
@@ -213,7 +230,13 @@ pub fn drain_queue(
             Err(reason) => {
                 store.block_on(store.store().fail_trial(evaluation.trial, &reason))?;
                 summary.failed += 1;
-                on_event(&Event::Finished { trial: evaluation.trial, reward: None, accuracy: None, images_per_second: None, note: reason });
+                on_event(&Event::Finished {
+                    trial: evaluation.trial,
+                    reward: None,
+                    accuracy: None,
+                    images_per_second: None,
+                    note: reason,
+                });
             }
         }
     }
@@ -225,7 +248,13 @@ pub fn drain_queue(
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A trial finished (or was reused or rejected).
-    Finished { trial: TrialId, reward: Option<f64>, accuracy: Option<f64>, images_per_second: Option<f64>, note: String },
+    Finished {
+        trial: TrialId,
+        reward: Option<f64>,
+        accuracy: Option<f64>,
+        images_per_second: Option<f64>,
+        note: String,
+    },
     /// The best reward so far changed.
     NewBest { trial: TrialId, reward: f64, blocks: Vec<String> },
 }
@@ -268,7 +297,12 @@ const CHECKPOINTS_KEPT: i64 = 3;
 impl<'a> Search<'a> {
     /// Prepares a run: restores the controller from the run's latest checkpoint if there is one
     /// (a resume), and puts trials left running by a dead process back to pending.
-    pub fn new(store: &'a BlockingStore, run: RunId, plan: &'a SearchPlan, evaluator: &'a mut dyn Evaluator) -> Result<Self> {
+    pub fn new(
+        store: &'a BlockingStore,
+        run: RunId,
+        plan: &'a SearchPlan,
+        evaluator: &'a mut dyn Evaluator,
+    ) -> Result<Self> {
         let mut controller = plan.strategy.build(&plan.space, plan.seed)?;
         let mut observed = 0;
         if let Some(checkpoint) = store.block_on(store.store().latest_checkpoint(run))? {
@@ -280,7 +314,10 @@ impl<'a> Search<'a> {
             tracing::info!(count = requeued.len(), "trials that were in flight go back to the queue");
         }
         let best = store
-            .block_on(store.store().trials(run, &TrialFilter { state: Some(TrialState::Complete), limit: Some(1), ..TrialFilter::default() }))?
+            .block_on(store.store().trials(
+                run,
+                &TrialFilter { state: Some(TrialState::Complete), limit: Some(1), ..TrialFilter::default() },
+            ))?
             .first()
             .and_then(|t| t.reward);
         Ok(Search {
@@ -365,13 +402,19 @@ impl<'a> Search<'a> {
     /// Claims this run's pending trials and starts them, as far as the evaluator has room.
     fn dispatch_pending(&mut self) -> Result<()> {
         while self.in_flight.len() < self.evaluator.capacity() {
-            let Some(claimed) = self.store.block_on(self.store.store().claim_trial(self.run, "orchestrator"))? else {
+            let Some(claimed) =
+                self.store.block_on(self.store.store().claim_trial(self.run, "orchestrator"))?
+            else {
                 break;
             };
             let tokens = match self.plan.space.encode(&claimed.arch) {
                 Ok(tokens) => tokens,
                 Err(e) => {
-                    self.store.block_on(self.store.store().fail_trial(claimed.id, &format!("not a member of the run's space: {e}")))?;
+                    self.store.block_on(
+                        self.store
+                            .store()
+                            .fail_trial(claimed.id, &format!("not a member of the run's space: {e}")),
+                    )?;
                     continue;
                 }
             };
@@ -389,17 +432,29 @@ impl<'a> Search<'a> {
         for tokens in proposals {
             let arch = self.plan.space.decode(&tokens)?;
             let hash = arch_hash(&arch);
-            let trial = NewTrial::new(arch.clone(), self.plan.proxy_key.clone()).at_step(self.observed as i64);
+            let trial =
+                NewTrial::new(arch.clone(), self.plan.proxy_key.clone()).at_step(self.observed as i64);
             let macs = cost(&arch).macs;
             if let Some(limit) = self.plan.max_flops.filter(|&limit| macs > limit) {
                 let id = self.store.block_on(self.store.store().insert_trial(self.run, &trial))?;
-                let reason = format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
+                let reason =
+                    format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
                 self.store.block_on(self.store.store().fail_trial(id, &reason))?;
                 self.summary.rejected += 1;
-                on_event(&Event::Finished { trial: id, reward: None, accuracy: None, images_per_second: None, note: reason });
+                on_event(&Event::Finished {
+                    trial: id,
+                    reward: None,
+                    accuracy: None,
+                    images_per_second: None,
+                    note: reason,
+                });
                 immediate.push(Observation { tokens, reward: None });
-            } else if let Some(source) = self.store.block_on(self.store.store().find_measured(&hash, &self.plan.proxy_key))? {
-                let id = self.store.block_on(self.store.store().insert_reused_trial(self.run, &trial, source.id))?;
+            } else if let Some(source) =
+                self.store.block_on(self.store.store().find_measured(&hash, &self.plan.proxy_key))?
+            {
+                let id = self
+                    .store
+                    .block_on(self.store.store().insert_reused_trial(self.run, &trial, source.id))?;
                 self.summary.reused += 1;
                 self.summary.completed += 1;
                 self.note_best(id, source.reward, &arch, on_event);
@@ -411,7 +466,9 @@ impl<'a> Search<'a> {
                     note: format!("reused the measurement of trial {}", source.id),
                 });
                 immediate.push(Observation { tokens, reward: source.reward });
-            } else if self.in_flight_hashes.contains_key(&hash) || queued.iter().any(|(_, h, _): &(NewTrial, String, Vec<usize>)| *h == hash) {
+            } else if self.in_flight_hashes.contains_key(&hash)
+                || queued.iter().any(|(_, h, _): &(NewTrial, String, Vec<usize>)| *h == hash)
+            {
                 self.waiting.entry(hash).or_default().push(Waiter { tokens, arch });
             } else {
                 queued.push((trial, hash, tokens));
@@ -435,7 +492,13 @@ impl<'a> Search<'a> {
         self.checkpoint()
     }
 
-    fn note_best(&mut self, trial: TrialId, reward: Option<f64>, arch: &ArchSpec, on_event: &mut impl FnMut(&Event)) {
+    fn note_best(
+        &mut self,
+        trial: TrialId,
+        reward: Option<f64>,
+        arch: &ArchSpec,
+        on_event: &mut impl FnMut(&Event),
+    ) {
         if let Some(reward) = reward {
             if self.best.is_none_or(|best| reward > best) {
                 self.best = Some(reward);
@@ -468,8 +531,11 @@ impl<'a> Search<'a> {
                 });
                 observations.push(Observation { tokens, reward: Some(reward) });
                 for waiter in self.waiting.remove(&hash).unwrap_or_default() {
-                    let new = NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
-                    let id = self.store.block_on(self.store.store().insert_reused_trial(self.run, &new, trial.id))?;
+                    let new =
+                        NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
+                    let id = self
+                        .store
+                        .block_on(self.store.store().insert_reused_trial(self.run, &new, trial.id))?;
                     self.summary.reused += 1;
                     self.summary.completed += 1;
                     on_event(&Event::Finished {
@@ -485,13 +551,23 @@ impl<'a> Search<'a> {
             Err(reason) => {
                 self.store.block_on(self.store.store().fail_trial(trial.id, &reason))?;
                 self.summary.failed += 1;
-                on_event(&Event::Finished { trial: trial.id, reward: None, accuracy: None, images_per_second: None, note: reason.clone() });
+                on_event(&Event::Finished {
+                    trial: trial.id,
+                    reward: None,
+                    accuracy: None,
+                    images_per_second: None,
+                    note: reason.clone(),
+                });
                 observations.push(Observation { tokens, reward: None });
                 // The same architecture would fail the same way: record the waiters as failed too.
                 for waiter in self.waiting.remove(&hash).unwrap_or_default() {
-                    let new = NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
+                    let new =
+                        NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
                     let id = self.store.block_on(self.store.store().insert_trial(self.run, &new))?;
-                    self.store.block_on(self.store.store().fail_trial(id, &format!("same architecture as failed trial {}: {reason}", trial.id)))?;
+                    self.store.block_on(self.store.store().fail_trial(
+                        id,
+                        &format!("same architecture as failed trial {}: {reason}", trial.id),
+                    ))?;
                     self.summary.failed += 1;
                     observations.push(Observation { tokens: waiter.tokens, reward: None });
                 }

@@ -27,7 +27,9 @@ impl Table {
             .map(|i| {
                 self.rows.iter().all(|r| {
                     r.get(i).is_none_or(|c| {
-                        c.is_empty() || c == "-" || c.trim_end_matches(['%', 'M', 'G', 'K', 'x', '×', 's']).parse::<f64>().is_ok()
+                        c.is_empty()
+                            || c == "-"
+                            || c.trim_end_matches(['%', 'M', 'G', 'K', 'x', '×', 's']).parse::<f64>().is_ok()
                     })
                 })
             })

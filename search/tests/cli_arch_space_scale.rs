@@ -1,7 +1,5 @@
 //! The `arch`, `space` and `scale` commands as a user runs them.
 
-
-
 mod common;
 use common::{effnas, fails_naming, json};
 
@@ -18,7 +16,8 @@ fn arch_json_has_the_contract_fields_and_matches_the_cost_model() {
 
 #[test]
 fn arch_overrides_and_block_strings_and_json_files() {
-    let small = json(&["arch", "b0", "--resolution", "32", "--num-classes", "10", "--input-channels", "1", "--json"]);
+    let small =
+        json(&["arch", "b0", "--resolution", "32", "--num-classes", "10", "--input-channels", "1", "--json"]);
     assert_eq!(small["resolution"], 32);
     let b0 = json(&["arch", "b0", "--json"]);
     assert!(small["params"].as_u64() < b0["params"].as_u64());
@@ -99,7 +98,8 @@ fn space_json_samples_and_files() {
 
 #[test]
 fn scale_lists_every_phi_next_to_the_official_table() {
-    let rows = json(&["scale", "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15", "--phi", "0..7", "--json"]);
+    let rows =
+        json(&["scale", "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15", "--phi", "0..7", "--json"]);
     let rows = rows.as_array().expect("list");
     assert_eq!(rows.len(), 8);
     assert_eq!(rows[0]["params"], 5_288_548);

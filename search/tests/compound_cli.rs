@@ -1,6 +1,5 @@
 //! `effnas compound` and `effnas scale --from-run` as a user runs them.
 
-
 use effnas_search::oracle::CompoundOracle;
 use effnas_space::{compound_grid, presets, scale, GridSpec, Multipliers};
 use effnas_store::{BlockingStore, RunId};
@@ -13,7 +12,18 @@ fn oracle_grid_run_ranks_every_point_and_feeds_scale() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("compound.db");
     let db = db.to_str().expect("path");
-    let result = json(&["compound", "--db", db, "--evaluator", "oracle", "--step", "0.1", "--tolerance", "0.1", "--json"]);
+    let result = json(&[
+        "compound",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--step",
+        "0.1",
+        "--tolerance",
+        "0.1",
+        "--json",
+    ]);
     let points = result["points"].as_array().expect("points");
     // The reference grid at step 0.1 has 21 points with |α·β²·γ² − 2| ≤ 0.1.
     assert_eq!(points.len(), 21);
@@ -45,7 +55,11 @@ fn oracle_grid_run_ranks_every_point_and_feeds_scale() {
     let run = result["run"].as_i64().expect("run id");
     let rows = json(&["trials", "--db", db, "--run", &run.to_string(), "--json"]);
     for row in rows.as_array().expect("rows") {
-        let (a, b, g) = (row["alpha"].as_f64().expect("alpha"), row["beta"].as_f64().expect("beta"), row["gamma"].as_f64().expect("gamma"));
+        let (a, b, g) = (
+            row["alpha"].as_f64().expect("alpha"),
+            row["beta"].as_f64().expect("beta"),
+            row["gamma"].as_f64().expect("gamma"),
+        );
         assert_eq!(row["phi"], 1.0);
         assert!((row["flops_factor"].as_f64().expect("factor") - a * b * b * g * g).abs() < 1e-9);
     }
@@ -69,8 +83,22 @@ fn a_tiny_real_grid_on_fashion_mnist() {
     let db = dir.path().join("real.db");
     let db = db.to_str().expect("path");
     let result = json(&[
-        "compound", "--db", db, "--step", "0.1", "--max-points", "2", "--train-images", "256", "--validation-images", "128",
-        "--epochs", "1", "--resolution", "16", "--json",
+        "compound",
+        "--db",
+        db,
+        "--step",
+        "0.1",
+        "--max-points",
+        "2",
+        "--train-images",
+        "256",
+        "--validation-images",
+        "128",
+        "--epochs",
+        "1",
+        "--resolution",
+        "16",
+        "--json",
     ]);
     let points = result["points"].as_array().expect("points");
     assert_eq!(points.len(), 2);
@@ -87,7 +115,19 @@ fn empty_grids_and_bad_bases_fail_before_training() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("none.db");
     let db = db.to_str().expect("path");
-    let out = effnas(&["compound", "--db", db, "--evaluator", "oracle", "--alpha-range", "1:1.1", "--beta-range", "1:1.1", "--gamma-range", "1:1.1"]);
+    let out = effnas(&[
+        "compound",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--alpha-range",
+        "1:1.1",
+        "--beta-range",
+        "1:1.1",
+        "--gamma-range",
+        "1:1.1",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("runs from 1.000 to 1.611"), "{stderr}");

@@ -12,7 +12,12 @@ const SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
 
 /// Runs a controller for `BUDGET` trials in rounds of 8 (as a worker pool would) and returns
 /// every reward in order.
-fn run(controller: &mut dyn Controller, space: &SearchSpace, oracle: &Oracle, objective: &Objective) -> Vec<f64> {
+fn run(
+    controller: &mut dyn Controller,
+    space: &SearchSpace,
+    oracle: &Oracle,
+    objective: &Objective,
+) -> Vec<f64> {
     let mut rewards = Vec::new();
     while rewards.len() < BUDGET {
         let proposals = controller.propose(8.min(BUDGET - rewards.len())).expect("propose");
@@ -71,7 +76,10 @@ fn rl_and_evolution_beat_random_and_rl_learns() {
         }
     }
     let [random, evolution, rl] = [0, 1, 2].map(|i| mean(&best_by_strategy[i]));
-    eprintln!("mean best reward over {} seeds: random {random:.4}, evolution {evolution:.4}, rl {rl:.4}", SEEDS.len());
+    eprintln!(
+        "mean best reward over {} seeds: random {random:.4}, evolution {evolution:.4}, rl {rl:.4}",
+        SEEDS.len()
+    );
     eprintln!("rl mean reward: first 50 trials {:.4}, last 50 {:.4}", mean(&rl_first), mean(&rl_last));
     assert!(evolution > random, "evolution {evolution} vs random {random}");
     assert!(rl > random, "rl {rl} vs random {random}");
@@ -86,7 +94,8 @@ fn under_a_hard_constraint_evolution_finds_b0() {
     // B0 has 386M multiply-adds: under a hard 400M constraint it is the unique best reward.
     let objective = Objective { constraint: Constraint::Hard, ..Objective::default() };
     let target = objective.reward(oracle.accuracy(oracle.target()), cost(oracle.target()).macs as f64);
-    let mut controller = Strategy::Evolution(EvolutionConfig::default()).build(&space, 7).expect("controller");
+    let mut controller =
+        Strategy::Evolution(EvolutionConfig::default()).build(&space, 7).expect("controller");
     let mut rewards = Vec::new();
     for _ in 0..4 {
         rewards.extend(run(controller.as_mut(), &space, &oracle, &objective));
@@ -101,7 +110,9 @@ fn checkpoints_resume_exactly() {
     let space = SearchSpace::default_space();
     let oracle = Oracle::for_space(&space);
     let objective = Objective::default();
-    for strategy in [Strategy::Random, Strategy::Evolution(EvolutionConfig::default()), Strategy::Rl(RlConfig::default())] {
+    for strategy in
+        [Strategy::Random, Strategy::Evolution(EvolutionConfig::default()), Strategy::Rl(RlConfig::default())]
+    {
         let mut original = strategy.build(&space, 9).expect("controller");
         let _ = run(original.as_mut(), &space, &oracle, &objective);
         let state = original.state().expect("state");
@@ -125,7 +136,12 @@ fn checkpoints_resume_exactly() {
         let text = serde_json::to_string(&original.state().expect("state")).expect("json");
         let mut reloaded = strategy.build(&space, 0).expect("controller");
         reloaded.restore(&serde_json::from_str(&text).expect("json")).expect("restore");
-        assert_eq!(original.propose(4).expect("propose"), reloaded.propose(4).expect("propose"), "{}", strategy.name());
+        assert_eq!(
+            original.propose(4).expect("propose"),
+            reloaded.propose(4).expect("propose"),
+            "{}",
+            strategy.name()
+        );
     }
 }
 
@@ -136,6 +152,8 @@ fn a_checkpoint_from_another_space_is_refused() {
     let state = rl.build(&SearchSpace::default_space(), 1).expect("controller").state().expect("state");
     let mut other = rl.build(&SearchSpace::mnasnet(), 1).expect("controller");
     assert!(other.restore(&state).is_err());
-    let mut evolution = Strategy::Evolution(EvolutionConfig::default()).build(&SearchSpace::mnasnet(), 1).expect("controller");
+    let mut evolution = Strategy::Evolution(EvolutionConfig::default())
+        .build(&SearchSpace::mnasnet(), 1)
+        .expect("controller");
     assert!(evolution.restore(&serde_json::json!({"nonsense": true})).is_err());
 }

@@ -15,8 +15,18 @@ fn trials(db: &str, run: &str) -> Vec<Value> {
 }
 
 /// Tiny real proxies: a few hundred Fashion-MNIST images, one epoch, 16 px.
-const TINY_PROXY: [&str; 10] =
-    ["--train-images", "256", "--validation-images", "128", "--epochs", "1", "--resolution", "16", "--batch-size", "64"];
+const TINY_PROXY: [&str; 10] = [
+    "--train-images",
+    "256",
+    "--validation-images",
+    "128",
+    "--epochs",
+    "1",
+    "--resolution",
+    "16",
+    "--batch-size",
+    "64",
+];
 
 #[test]
 fn oracle_search_ends_with_exactly_the_requested_trials() {
@@ -25,8 +35,22 @@ fn oracle_search_ends_with_exactly_the_requested_trials() {
     let db = db.to_str().expect("path");
     for strategy in ["random", "evolution", "rl"] {
         let summary = json(&[
-            "search", "--db", db, "--evaluator", "oracle", "--strategy", strategy, "--trials", "60", "--workers", "4", "--seed", "2",
-            "--name", strategy, "--json",
+            "search",
+            "--db",
+            db,
+            "--evaluator",
+            "oracle",
+            "--strategy",
+            strategy,
+            "--trials",
+            "60",
+            "--workers",
+            "4",
+            "--seed",
+            "2",
+            "--name",
+            strategy,
+            "--json",
         ]);
         assert_eq!(summary["status"], "complete");
         let run = summary["run"].to_string();
@@ -47,15 +71,33 @@ fn included_networks_are_trained_and_ranked() {
     let db = dir.path().join("include.db");
     let db = db.to_str().expect("path");
     let summary = json(&[
-        "search", "--db", db, "--evaluator", "oracle", "--strategy", "random", "--trials", "20", "--hard", "--include", "b0",
-        "--include", "mnasnet-a1", "--json",
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--strategy",
+        "random",
+        "--trials",
+        "20",
+        "--hard",
+        "--include",
+        "b0",
+        "--include",
+        "mnasnet-a1",
+        "--json",
     ]);
     let run = summary["run"].to_string();
     let rows = trials(db, &run);
     assert_eq!(rows.len(), 20);
     let b0 = effnas_space::presets::efficientnet_b0().block_strings();
     let best = json(&["trials", "--db", db, "--run", &run, "--top", "1", "--json"]);
-    assert_eq!(best[0]["blocks"].as_array().map(|b| b.iter().map(|s| s.as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()), Some(b0));
+    assert_eq!(
+        best[0]["blocks"]
+            .as_array()
+            .map(|b| b.iter().map(|s| s.as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()),
+        Some(b0)
+    );
     let refused = effnas(&["search", "--db", db, "--evaluator", "oracle", "--include", "b1"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--include b1"));
@@ -67,7 +109,18 @@ fn max_flops_rejects_before_training() {
     let db = dir.path().join("limit.db");
     let db = db.to_str().expect("path");
     let summary = json(&[
-        "search", "--db", db, "--evaluator", "oracle", "--strategy", "random", "--trials", "40", "--max-flops", "300e6", "--json",
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--strategy",
+        "random",
+        "--trials",
+        "40",
+        "--max-flops",
+        "300e6",
+        "--json",
     ]);
     let rows = trials(db, &summary["run"].to_string());
     assert_eq!(rows.len(), 40);
@@ -102,7 +155,19 @@ fn a_killed_search_resumes_to_exactly_n_trials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("killed.db");
     let db = db.to_str().expect("path");
-    let mut args = vec!["search", "--db", db, "--strategy", "evolution", "--trials", "8", "--seed", "4", "--workers", "2"];
+    let mut args = vec![
+        "search",
+        "--db",
+        db,
+        "--strategy",
+        "evolution",
+        "--trials",
+        "8",
+        "--seed",
+        "4",
+        "--workers",
+        "2",
+    ];
     args.extend(TINY_PROXY);
     let mut child = Command::new(env!("CARGO_BIN_EXE_effnas"))
         .args(&args)

@@ -76,10 +76,15 @@ fn fixture() -> Fixture {
         let run = store.create_run(&new).await.unwrap();
         let space = SearchSpace::default_space();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let mut archs: Vec<ArchSpec> = (0..40).map(|_| proxy_arch(space.decode(&space.sample_tokens(&mut rng)).unwrap())).collect();
+        let mut archs: Vec<ArchSpec> =
+            (0..40).map(|_| proxy_arch(space.decode(&space.sample_tokens(&mut rng)).unwrap())).collect();
         archs.insert(5, proxy_arch(presets::preset("b0").unwrap()));
         archs.insert(20, proxy_arch(presets::preset("mnasnet-a1").unwrap()));
-        let trials: Vec<NewTrial> = archs.iter().enumerate().map(|(i, a)| NewTrial::new(a.clone(), PROXY).at_step(i as i64 / 8)).collect();
+        let trials: Vec<NewTrial> = archs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| NewTrial::new(a.clone(), PROXY).at_step(i as i64 / 8))
+            .collect();
         let ids = store.insert_trials(run, &trials).await.unwrap();
         let (mut complete, mut failed_trial) = (0, 0);
         for (i, (&id, arch)) in ids.iter().zip(&archs).enumerate().take(39) {
@@ -135,9 +140,18 @@ fn runs_lists_every_run_with_counts_in_json_and_as_a_table() {
     let runs = json(&["runs", "--db", f.db(), "--json"]);
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    for key in
-        ["id", "name", "kind", "status", "trials_done", "trials_failed", "trials_total", "best_reward", "started", "duration_seconds"]
-    {
+    for key in [
+        "id",
+        "name",
+        "kind",
+        "status",
+        "trials_done",
+        "trials_failed",
+        "trials_total",
+        "best_reward",
+        "started",
+        "duration_seconds",
+    ] {
         assert!(keys(&runs[0]).contains(&key), "runs --json lacks {key}: {:?}", keys(&runs[0]));
     }
     let search = &runs[1];
@@ -159,7 +173,11 @@ fn runs_lists_every_run_with_counts_in_json_and_as_a_table() {
     assert_eq!(lines.len(), 4, "{table}");
     assert!(lines[0].starts_with("id") && lines[0].contains("best reward") && lines[0].contains("duration"));
     assert!(lines[2].contains("effnas train b0") && lines[2].contains("manual"));
-    assert!(lines[3].contains("fashion-search") && lines[3].contains("interrupted") && lines[3].contains(&f.complete.to_string()));
+    assert!(
+        lines[3].contains("fashion-search")
+            && lines[3].contains("interrupted")
+            && lines[3].contains(&f.complete.to_string())
+    );
 }
 
 #[test]
@@ -185,17 +203,38 @@ fn trials_filter_sort_and_limit_with_the_promised_json_keys() {
 
     let failed = json(&["trials", "--db", f.db(), "--state", "failed", "--json"]);
     assert_eq!(failed.as_array().unwrap().len(), 3);
-    assert!(failed.as_array().unwrap().iter().all(|t| t["state"] == "failed" && t["error"].as_str().unwrap().contains("NaN")));
+    assert!(failed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "failed" && t["error"].as_str().unwrap().contains("NaN")));
 
     let run = f.search_id.to_string();
-    let cheap = json(&["trials", "--db", f.db(), "--run", &run, "--max-flops", "5M", "--min-accuracy", "85%", "--sort", "flops", "--json"]);
+    let cheap = json(&[
+        "trials",
+        "--db",
+        f.db(),
+        "--run",
+        &run,
+        "--max-flops",
+        "5M",
+        "--min-accuracy",
+        "85%",
+        "--sort",
+        "flops",
+        "--json",
+    ]);
     let cheap = cheap.as_array().unwrap();
     assert!(!cheap.is_empty());
     let flops: Vec<u64> = cheap.iter().map(|t| t["flops"].as_u64().unwrap()).collect();
     assert!(flops.iter().all(|&f| f <= 5_000_000) && flops.windows(2).all(|w| w[0] <= w[1]), "{flops:?}");
     assert!(cheap.iter().all(|t| t["accuracy"].as_f64().unwrap() >= 0.85));
-    let expected =
-        all.iter().filter(|t| t["flops"].as_u64().unwrap() <= 5_000_000 && t["accuracy"].as_f64().is_some_and(|a| a >= 0.85)).count();
+    let expected = all
+        .iter()
+        .filter(|t| {
+            t["flops"].as_u64().unwrap() <= 5_000_000 && t["accuracy"].as_f64().is_some_and(|a| a >= 0.85)
+        })
+        .count();
     assert_eq!(cheap.len(), expected);
 }
 
@@ -203,7 +242,10 @@ fn trials_filter_sort_and_limit_with_the_promised_json_keys() {
 fn trials_table_abbreviates_blocks_and_names_reference_networks() {
     let f = fixture();
     let text = stdout_of(&["trials", "--db", f.db(), "--sort", "accuracy"]);
-    assert!(text.starts_with(&format!("run {} (fashion-search): {} of {} trials", f.search_id, f.total, f.total)), "{text}");
+    assert!(
+        text.starts_with(&format!("run {} (fashion-search): {} of {} trials", f.search_id, f.total, f.total)),
+        "{text}"
+    );
     assert!(text.contains("= EfficientNet-B0") && text.contains("= MnasNet-A1"), "{text}");
     assert!(!text.contains("_s22_"), "full block strings in the table:\n{text}");
     assert!(text.contains("blocks: one per stage"));
@@ -218,14 +260,26 @@ fn trials_table_abbreviates_blocks_and_names_reference_networks() {
 fn show_gives_one_trial_in_full() {
     let f = fixture();
     let text = stdout_of(&["show", "--db", f.db(), &f.b0_trial.to_string()]);
-    for needle in ["= EfficientNet-B0", "r2_k3_s22_e6_i16_o24_se0.25", "32×32×1 input", "cost:", "accuracy", "curve:", "val acc", PROXY] {
+    for needle in [
+        "= EfficientNet-B0",
+        "r2_k3_s22_e6_i16_o24_se0.25",
+        "32×32×1 input",
+        "cost:",
+        "accuracy",
+        "curve:",
+        "val acc",
+        PROXY,
+    ] {
         assert!(text.contains(needle), "{needle:?} missing in\n{text}");
     }
     let value = json(&["show", "--db", f.db(), &f.b0_trial.to_string(), "--json"]);
     assert_eq!(value["id"], f.b0_trial);
     assert_eq!(value["epochs"].as_array().unwrap().len(), 3);
     assert_eq!(value["arch"]["resolution"], 32);
-    assert_eq!(value["flops"].as_u64(), Some(effnas_space::cost(&proxy_arch(presets::preset("b0").unwrap())).macs));
+    assert_eq!(
+        value["flops"].as_u64(),
+        Some(effnas_space::cost(&proxy_arch(presets::preset("b0").unwrap())).macs)
+    );
 
     let failed = stdout_of(&["show", "--db", f.db(), &f.failed_trial.to_string()]);
     assert!(failed.contains("failed") && failed.contains("error: loss became NaN at epoch 0"), "{failed}");
@@ -244,7 +298,9 @@ fn pareto_lists_exactly_the_non_dominated_trials() {
         .collect();
     let mut expected: Vec<i64> = points
         .iter()
-        .filter(|(_, acc, flops)| !points.iter().any(|(_, a, f)| a >= acc && f <= flops && (a > acc || f < flops)))
+        .filter(|(_, acc, flops)| {
+            !points.iter().any(|(_, a, f)| a >= acc && f <= flops && (a > acc || f < flops))
+        })
         .map(|p| p.0)
         .collect();
     let front = json(&["pareto", "--db", f.db(), "--run", "fashion-search", "--json"]);
@@ -258,7 +314,10 @@ fn pareto_lists_exactly_the_non_dominated_trials() {
     assert_eq!(got, expected);
 
     let text = stdout_of(&["pareto", "--db", f.db()]);
-    assert!(text.contains(&format!("{} of {} complete trials are Pareto-optimal", expected.len(), f.complete)), "{text}");
+    assert!(
+        text.contains(&format!("{} of {} complete trials are Pareto-optimal", expected.len(), f.complete)),
+        "{text}"
+    );
 }
 
 /// Splits RFC 4180 CSV into records of fields.
@@ -294,7 +353,8 @@ fn export_writes_every_trial_as_csv_or_json() {
     assert_eq!(records.len(), f.total + 1);
     let header = &records[0];
     assert!(records.iter().all(|r| r.len() == header.len()), "every row has every column");
-    let column = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let column =
+        |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
     for name in ["id", "state", "accuracy", "flops", "params", "reward", "blocks", "arch", "error"] {
         column(name);
     }
@@ -334,7 +394,17 @@ fn plot_writes_real_svg_and_png_images() {
     assert!(text.matches("<circle").count() >= 2 * f.complete, "a point per trial in each panel");
 
     let png = f.db.with_file_name("run.png");
-    let out = effnas(&["plot", "--db", f.db(), "--out", png.to_str().unwrap(), "--width", "1200", "--height", "500"]);
+    let out = effnas(&[
+        "plot",
+        "--db",
+        f.db(),
+        "--out",
+        png.to_str().unwrap(),
+        "--width",
+        "1200",
+        "--height",
+        "500",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(png_size(&png), (1200, 500));
     assert!(std::fs::metadata(&png).unwrap().len() > 20_000, "a real picture, not a blank");
@@ -342,8 +412,14 @@ fn plot_writes_real_svg_and_png_images() {
         std::fs::copy(&png, keep).unwrap();
     }
 
-    fails_naming(&["plot", "--db", f.db(), "--out", f.db.with_file_name("run.pdf").to_str().unwrap()], ".svg or .png");
-    fails_naming(&["plot", "--db", f.db(), "--run", "effnas train b0", "--out", png.to_str().unwrap()], "no complete trials");
+    fails_naming(
+        &["plot", "--db", f.db(), "--out", f.db.with_file_name("run.pdf").to_str().unwrap()],
+        ".svg or .png",
+    );
+    fails_naming(
+        &["plot", "--db", f.db(), "--run", "effnas train b0", "--out", png.to_str().unwrap()],
+        "no complete trials",
+    );
 }
 
 #[test]

@@ -50,12 +50,42 @@ fn train_prints_json_with_the_documented_fields_and_saves_a_checkpoint() -> Test
     let save_dir = save.path().join("run");
     let save_arg = save_dir.to_string_lossy().into_owned();
     let out = effnas(&[
-        "train", TINY, "--dataset", &dataset, "--epochs", "2", "--validation-images", "40", "--train-images", "160",
-        "--resolution", "16", "--batch-size", "16", "--device", "cpu", "--seed", "3", "--test", "--save", &save_arg, "--json",
+        "train",
+        TINY,
+        "--dataset",
+        &dataset,
+        "--epochs",
+        "2",
+        "--validation-images",
+        "40",
+        "--train-images",
+        "160",
+        "--resolution",
+        "16",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--test",
+        "--save",
+        &save_arg,
+        "--json",
     ])?;
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    for field in ["accuracy", "params", "flops", "reward", "seconds", "images_per_second", "status", "curve", "test_accuracy"] {
+    for field in [
+        "accuracy",
+        "params",
+        "flops",
+        "reward",
+        "seconds",
+        "images_per_second",
+        "status",
+        "curve",
+        "test_accuracy",
+    ] {
         assert!(json.get(field).is_some(), "missing {field} in {json}");
     }
     assert_eq!(json["status"], "complete");
@@ -81,8 +111,22 @@ fn train_prints_a_summary_table() -> TestResult {
     write_idx(data.path(), "train", 120)?;
     let dataset = data.path().to_string_lossy().into_owned();
     let out = effnas(&[
-        "train", TINY, "--dataset", &dataset, "--epochs", "1", "--validation-images", "20", "--resolution", "12",
-        "--batch-size", "20", "--width", "0.5", "--device", "cpu",
+        "train",
+        TINY,
+        "--dataset",
+        &dataset,
+        "--epochs",
+        "1",
+        "--validation-images",
+        "20",
+        "--resolution",
+        "12",
+        "--batch-size",
+        "20",
+        "--width",
+        "0.5",
+        "--device",
+        "cpu",
     ])?;
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout)?;
@@ -98,8 +142,25 @@ fn a_diverging_run_is_reported_as_failed_with_a_reason() -> TestResult {
     write_idx(data.path(), "train", 120)?;
     let dataset = data.path().to_string_lossy().into_owned();
     let out = effnas(&[
-        "train", TINY, "--dataset", &dataset, "--epochs", "1", "--validation-images", "20", "--resolution", "12",
-        "--batch-size", "20", "--lr", "1e30", "--warmup-epochs", "0", "--device", "cpu", "--json",
+        "train",
+        TINY,
+        "--dataset",
+        &dataset,
+        "--epochs",
+        "1",
+        "--validation-images",
+        "20",
+        "--resolution",
+        "12",
+        "--batch-size",
+        "20",
+        "--lr",
+        "1e30",
+        "--warmup-epochs",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
     ])?;
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;

@@ -9,8 +9,23 @@ fn a_manual_training_becomes_a_run_with_one_trial() {
     let db = dir.path().join("manual.db");
     let db = db.to_str().expect("path");
     let report = json(&[
-        "train", "b0", "--width", "0.25", "--depth", "0.5", "--train-images", "128", "--validation-images", "64", "--epochs", "1",
-        "--resolution", "16", "--db", db, "--json",
+        "train",
+        "b0",
+        "--width",
+        "0.25",
+        "--depth",
+        "0.5",
+        "--train-images",
+        "128",
+        "--validation-images",
+        "64",
+        "--epochs",
+        "1",
+        "--resolution",
+        "16",
+        "--db",
+        db,
+        "--json",
     ]);
     let runs = json(&["runs", "--db", db, "--json"]);
     assert_eq!(runs.as_array().map(Vec::len), Some(1));

@@ -133,15 +133,22 @@ impl BlockSpec {
     pub fn validate(&self) -> Result<()> {
         // The block's text is only needed for an error; formatting it eagerly would dominate
         // the cost of validating sampled candidates.
-        let bad = |reason: String| Err(SpaceError::BlockString { block: crate::codec::format_block(self), reason });
+        let bad =
+            |reason: String| Err(SpaceError::BlockString { block: crate::codec::format_block(self), reason });
         if !(1..=7).contains(&self.kernel) || self.kernel % 2 == 0 {
-            return bad(format!("kernel {} in token \"k{}\" (kernels are odd, 1 to 7)", self.kernel, self.kernel));
+            return bad(format!(
+                "kernel {} in token \"k{}\" (kernels are odd, 1 to 7)",
+                self.kernel, self.kernel
+            ));
         }
         if !(1..=2).contains(&self.stride) {
             return bad(format!("stride {} in token \"s{}\" (strides are 1 or 2)", self.stride, self.stride));
         }
         if !(1..=MAX_REPEATS).contains(&self.repeats) {
-            return bad(format!("repeats {} in token \"r{}\" (1 to {MAX_REPEATS})", self.repeats, self.repeats));
+            return bad(format!(
+                "repeats {} in token \"r{}\" (1 to {MAX_REPEATS})",
+                self.repeats, self.repeats
+            ));
         }
         for (token, value) in [("i", self.in_channels), ("o", self.out_channels)] {
             if !(1..=MAX_CHANNELS).contains(&value) {
@@ -150,10 +157,16 @@ impl BlockSpec {
         }
         match self.op {
             Op::MBConv if !(1..=MAX_EXPANSION).contains(&self.expansion) => {
-                return bad(format!("expansion {} in token \"e{}\" (1 to {MAX_EXPANSION})", self.expansion, self.expansion));
+                return bad(format!(
+                    "expansion {} in token \"e{}\" (1 to {MAX_EXPANSION})",
+                    self.expansion, self.expansion
+                ));
             }
             Op::Conv | Op::DepthwiseSeparable if self.expansion != 1 => {
-                return bad(format!("expansion {} in token \"e{}\": only MBConv blocks expand", self.expansion, self.expansion));
+                return bad(format!(
+                    "expansion {} in token \"e{}\": only MBConv blocks expand",
+                    self.expansion, self.expansion
+                ));
             }
             _ => {}
         }
@@ -170,7 +183,9 @@ pub enum Shortcut {
     None,
     Identity,
     /// Average pool (kernel = stride = the layer's stride) and, with `project`, a 1×1 conv + BN.
-    Pool { project: bool },
+    Pool {
+        project: bool,
+    },
 }
 
 /// A whole network: stem, blocks, head and classifier, with the input it is built for.
@@ -324,7 +339,8 @@ impl TryFrom<ArchSpecData> for ArchSpec {
     type Error = SpaceError;
 
     fn try_from(data: ArchSpecData) -> Result<Self> {
-        let blocks = crate::codec::parse_block_chain(data.blocks.iter().map(String::as_str), data.stem_channels)?;
+        let blocks =
+            crate::codec::parse_block_chain(data.blocks.iter().map(String::as_str), data.stem_channels)?;
         let arch = ArchSpec {
             input_channels: data.input_channels,
             resolution: data.resolution,

@@ -52,7 +52,9 @@ pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
             "ir" => Some(Op::MBConv),
             "ds" => Some(Op::DepthwiseSeparable),
             "cn" => Some(Op::Conv),
-            _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
+            _ if first.chars().all(|c| c.is_ascii_alphabetic())
+                && !matches!(first, "noskip" | "poolskip") =>
+            {
                 return Err(err(format!("unknown operator prefix {first:?} (known: ir, ds, cn)")));
             }
             _ => None,
@@ -67,7 +69,9 @@ pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
     let (mut in_channels, mut out_channels, mut se_ratio, mut skip) = (None, None, None, None);
     for token in tokens {
         let number = |digits: &str| -> Result<u32> {
-            digits.parse::<u32>().map_err(|_| err(format!("token {token:?} needs a whole number after its letter")))
+            digits
+                .parse::<u32>()
+                .map_err(|_| err(format!("token {token:?} needs a whole number after its letter")))
         };
         let set = |slot: &mut Option<u32>, value: u32| -> Result<()> {
             if slot.replace(value).is_some() {
@@ -76,7 +80,8 @@ pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
             Ok(())
         };
         if let Some(ratio) = token.strip_prefix("se") {
-            let value: f64 = ratio.parse().map_err(|_| err(format!("token {token:?} needs a number after \"se\"")))?;
+            let value: f64 =
+                ratio.parse().map_err(|_| err(format!("token {token:?} needs a number after \"se\"")))?;
             if se_ratio.replace(value).is_some() {
                 return Err(err(format!("token {token:?} repeats a field given before")));
             }
@@ -132,7 +137,10 @@ pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
 
 /// Parses a chain of block strings; a block without `i` takes the previous block's output
 /// (the stem's for the first).
-pub fn parse_block_chain<'a>(texts: impl IntoIterator<Item = &'a str>, stem_channels: u32) -> Result<Vec<BlockSpec>> {
+pub fn parse_block_chain<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    stem_channels: u32,
+) -> Result<Vec<BlockSpec>> {
     let mut channels = stem_channels;
     let mut blocks = Vec::new();
     for text in texts {
@@ -155,7 +163,10 @@ pub fn parse_arch(spec: &str) -> Result<ArchSpec> {
         return arch_from_file(Path::new(spec));
     }
     if spec.contains('_') {
-        return ArchSpec::from_blocks(parse_block_chain(spec.split(','), crate::arch::defaults::STEM_CHANNELS)?);
+        return ArchSpec::from_blocks(parse_block_chain(
+            spec.split(','),
+            crate::arch::defaults::STEM_CHANNELS,
+        )?);
     }
     Err(SpaceError::UnknownPreset(spec.to_owned()))
 }
@@ -167,7 +178,9 @@ pub fn arch_from_file(path: &Path) -> Result<ArchSpec> {
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
     let spec = match value.get("spec") {
-        Some(spec) if value.get("blocks").is_some_and(|b| b.is_array()) && value.get("params").is_some() => spec.clone(),
+        Some(spec) if value.get("blocks").is_some_and(|b| b.is_array()) && value.get("params").is_some() => {
+            spec.clone()
+        }
         _ => value,
     };
     serde_json::from_value(spec).map_err(|e| file_err(e.to_string()))
@@ -210,7 +223,9 @@ mod tests {
 
     #[test]
     fn prefixes_and_skips_round_trip() {
-        for text in ["ds_r1_k3_s11_i32_o16_se0.25", "cn_r2_k5_s22_i16_o24_noskip", "r3_k5_s22_e3_i24_o40_poolskip"] {
+        for text in
+            ["ds_r1_k3_s11_i32_o16_se0.25", "cn_r2_k5_s22_i16_o24_noskip", "r3_k5_s22_e3_i24_o40_poolskip"]
+        {
             let block = parse_block(text, None).unwrap();
             assert_eq!(format_block(&block), text);
         }

@@ -49,7 +49,8 @@ pub struct CostBreakdown {
 
 /// A convolution without bias followed by batch norm.
 fn conv_bn(c_in: u32, c_out: u32, kernel: u32, groups: u32, out_size: u32) -> Cost {
-    let (c_in, c_out, k, g, hw) = (u64::from(c_in), u64::from(c_out), u64::from(kernel), u64::from(groups), u64::from(out_size));
+    let (c_in, c_out, k, g, hw) =
+        (u64::from(c_in), u64::from(c_out), u64::from(kernel), u64::from(groups), u64::from(out_size));
     let weights = c_out * (c_in / g) * k * k;
     Cost { params: weights + 2 * c_out, macs: weights * hw * hw }
 }

@@ -71,9 +71,16 @@ pub const EFFICIENTNET: [Coefficients; 8] = [
 
 /// Every name `preset` accepts.
 pub const PRESET_NAMES: [&str; 10] = [
-    "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3",
-    "efficientnet-b4", "efficientnet-b5", "efficientnet-b6", "efficientnet-b7",
-    "mnasnet-a1", "mobilenet-v2",
+    "efficientnet-b0",
+    "efficientnet-b1",
+    "efficientnet-b2",
+    "efficientnet-b3",
+    "efficientnet-b4",
+    "efficientnet-b5",
+    "efficientnet-b6",
+    "efficientnet-b7",
+    "mnasnet-a1",
+    "mobilenet-v2",
 ];
 
 fn from_table(blocks: &[&str]) -> ArchSpec {
@@ -91,7 +98,8 @@ pub fn efficientnet_b0() -> ArchSpec {
 pub fn efficientnet(index: usize) -> Option<ArchSpec> {
     let row = EFFICIENTNET.get(index)?;
     let multipliers = Multipliers { width: row.width, depth: row.depth, resolution: 1.0 };
-    let mut arch = scale(&efficientnet_b0(), multipliers).expect("the official coefficients are within limits");
+    let mut arch =
+        scale(&efficientnet_b0(), multipliers).expect("the official coefficients are within limits");
     arch.resolution = row.resolution;
     arch.dropout = row.dropout;
     Some(arch)
@@ -145,8 +153,16 @@ mod tests {
         for (index, (stem, channels, repeats, head)) in expected.into_iter().enumerate() {
             let arch = efficientnet(index).unwrap();
             assert_eq!(arch.stem_channels, stem, "b{index} stem");
-            assert_eq!(arch.blocks.iter().map(|b| b.out_channels).collect::<Vec<_>>(), channels, "b{index} channels");
-            assert_eq!(arch.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(), repeats, "b{index} repeats");
+            assert_eq!(
+                arch.blocks.iter().map(|b| b.out_channels).collect::<Vec<_>>(),
+                channels,
+                "b{index} channels"
+            );
+            assert_eq!(
+                arch.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(),
+                repeats,
+                "b{index} repeats"
+            );
             assert_eq!(arch.head_channels, head, "b{index} head");
             assert_eq!(arch.resolution, EFFICIENTNET[index].resolution);
         }

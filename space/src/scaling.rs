@@ -67,13 +67,14 @@ impl Compound {
 /// `round_channels`, every block's repeats by `depth` with `round_repeats`, the resolution by
 /// `resolution` rounded to the nearest pixel. Dropout and the rest are kept.
 pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
-    for (field, value) in [
-        ("width", multipliers.width),
-        ("depth", multipliers.depth),
-        ("resolution", multipliers.resolution),
-    ] {
+    for (field, value) in
+        [("width", multipliers.width), ("depth", multipliers.depth), ("resolution", multipliers.resolution)]
+    {
         if !(value.is_finite() && value > 0.0 && value <= 64.0) {
-            return Err(SpaceError::invalid(field, format!("multiplier {value} is out of range (above 0, at most 64)")));
+            return Err(SpaceError::invalid(
+                field,
+                format!("multiplier {value} is out of range (above 0, at most 64)"),
+            ));
         }
     }
     let width = |c: u32| round_channels(c, multipliers.width);
@@ -125,7 +126,9 @@ fn axis(name: &str, (low, high): (f64, f64), step: f64) -> Result<Vec<f64>> {
     if !(low.is_finite() && high.is_finite() && low >= 1.0 && high >= low && high <= 4.0) {
         return Err(SpaceError::invalid(
             format!("{name} range"),
-            format!("{low}:{high} must satisfy 1 ≤ low ≤ high ≤ 4 (compound scaling never shrinks a dimension)"),
+            format!(
+                "{low}:{high} must satisfy 1 ≤ low ≤ high ≤ 4 (compound scaling never shrinks a dimension)"
+            ),
         ));
     }
     let steps = ((high - low) / step + 1e-9).floor() as u64;
@@ -142,9 +145,16 @@ pub fn compound_grid(spec: &GridSpec) -> Result<Vec<Compound>> {
         return Err(SpaceError::invalid("step", format!("{} must be a positive number", spec.step)));
     }
     if !(spec.tolerance.is_finite() && spec.tolerance >= 0.0) {
-        return Err(SpaceError::invalid("tolerance", format!("{} must be a non-negative number", spec.tolerance)));
+        return Err(SpaceError::invalid(
+            "tolerance",
+            format!("{} must be a non-negative number", spec.tolerance),
+        ));
     }
-    let (alphas, betas, gammas) = (axis("alpha", spec.alpha, spec.step)?, axis("beta", spec.beta, spec.step)?, axis("gamma", spec.gamma, spec.step)?);
+    let (alphas, betas, gammas) = (
+        axis("alpha", spec.alpha, spec.step)?,
+        axis("beta", spec.beta, spec.step)?,
+        axis("gamma", spec.gamma, spec.step)?,
+    );
     let mut points = Vec::new();
     let (mut lowest, mut highest) = (f64::INFINITY, f64::NEG_INFINITY);
     for &alpha in &alphas {
@@ -224,11 +234,19 @@ mod tests {
 
     #[test]
     fn empty_grids_say_why() {
-        let message = compound_grid(&GridSpec { alpha: (1.0, 1.1), beta: (1.0, 1.1), gamma: (1.0, 1.1), ..GridSpec::default() })
-            .unwrap_err()
-            .to_string();
+        let message = compound_grid(&GridSpec {
+            alpha: (1.0, 1.1),
+            beta: (1.0, 1.1),
+            gamma: (1.0, 1.1),
+            ..GridSpec::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(message.contains("runs from 1.000 to 1.611"), "{message}");
-        assert!(compound_grid(&GridSpec { alpha: (0.5, 2.0), ..GridSpec::default() }).unwrap_err().to_string().contains("alpha"));
+        assert!(compound_grid(&GridSpec { alpha: (0.5, 2.0), ..GridSpec::default() })
+            .unwrap_err()
+            .to_string()
+            .contains("alpha"));
         assert!(compound_grid(&GridSpec { step: 0.0, ..GridSpec::default() }).is_err());
     }
 

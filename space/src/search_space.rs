@@ -16,8 +16,8 @@ use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::arch::{
-    default_drop_connect, default_dropout, default_head_channels, default_input_channels, default_num_classes, default_resolution,
-    default_stem_channels, defaults, ArchSpec, BlockSpec, Op, Skip,
+    default_drop_connect, default_dropout, default_head_channels, default_input_channels,
+    default_num_classes, default_resolution, default_stem_channels, defaults, ArchSpec, BlockSpec, Op, Skip,
 };
 use crate::error::{Result, SpaceError};
 
@@ -80,8 +80,14 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub const ALL: [Decision; 6] =
-        [Decision::Op, Decision::Kernel, Decision::SeRatio, Decision::Skip, Decision::Channels, Decision::Layers];
+    pub const ALL: [Decision; 6] = [
+        Decision::Op,
+        Decision::Kernel,
+        Decision::SeRatio,
+        Decision::Skip,
+        Decision::Channels,
+        Decision::Layers,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -131,19 +137,31 @@ impl BlockChoices {
         }
         Ok([
             position(self.ops.iter().position(|&o| o == op), Decision::Op, op.to_string())?,
-            position(self.kernels.iter().position(|&k| k == block.kernel), Decision::Kernel, block.kernel.to_string())?,
+            position(
+                self.kernels.iter().position(|&k| k == block.kernel),
+                Decision::Kernel,
+                block.kernel.to_string(),
+            )?,
             position(
                 self.se_ratios.iter().position(|&r| r == block.se_ratio),
                 Decision::SeRatio,
                 block.se_ratio.to_string(),
             )?,
-            position(self.skips.iter().position(|&s| s == block.skip), Decision::Skip, format!("{:?}", block.skip))?,
+            position(
+                self.skips.iter().position(|&s| s == block.skip),
+                Decision::Skip,
+                format!("{:?}", block.skip),
+            )?,
             position(
                 self.channels.iter().position(|&c| c == block.out_channels),
                 Decision::Channels,
                 block.out_channels.to_string(),
             )?,
-            position(self.layers.iter().position(|&l| l == block.repeats), Decision::Layers, block.repeats.to_string())?,
+            position(
+                self.layers.iter().position(|&l| l == block.repeats),
+                Decision::Layers,
+                block.repeats.to_string(),
+            )?,
         ])
     }
 }
@@ -215,7 +233,10 @@ impl SearchSpace {
     pub fn default_space() -> Self {
         let mut space = SearchSpace::mnasnet();
         space.name = "default".to_owned();
-        for reference in [crate::presets::efficientnet_b0(), crate::presets::preset("mnasnet-a1").expect("built-in preset")] {
+        for reference in [
+            crate::presets::efficientnet_b0(),
+            crate::presets::preset("mnasnet-a1").expect("built-in preset"),
+        ] {
             for (choices, block) in space.blocks.iter_mut().zip(&reference.blocks) {
                 if !choices.channels.contains(&block.out_channels) {
                     choices.channels.push(block.out_channels);
@@ -272,10 +293,22 @@ impl SearchSpace {
                 }
             };
             distinct(block.ops.len(), block.ops.iter().collect::<BTreeSet<_>>().len(), Decision::Op)?;
-            distinct(block.kernels.len(), block.kernels.iter().collect::<BTreeSet<_>>().len(), Decision::Kernel)?;
+            distinct(
+                block.kernels.len(),
+                block.kernels.iter().collect::<BTreeSet<_>>().len(),
+                Decision::Kernel,
+            )?;
             distinct(block.skips.len(), block.skips.iter().collect::<BTreeSet<_>>().len(), Decision::Skip)?;
-            distinct(block.channels.len(), block.channels.iter().collect::<BTreeSet<_>>().len(), Decision::Channels)?;
-            distinct(block.layers.len(), block.layers.iter().collect::<BTreeSet<_>>().len(), Decision::Layers)?;
+            distinct(
+                block.channels.len(),
+                block.channels.iter().collect::<BTreeSet<_>>().len(),
+                Decision::Channels,
+            )?;
+            distinct(
+                block.layers.len(),
+                block.layers.iter().collect::<BTreeSet<_>>().len(),
+                Decision::Layers,
+            )?;
             let ratios: BTreeSet<u64> = block.se_ratios.iter().map(|r| r.to_bits()).collect();
             distinct(block.se_ratios.len(), ratios.len(), Decision::SeRatio)?;
             // Each value is checked by building the extreme blocks it can appear in.
@@ -293,7 +326,9 @@ impl SearchSpace {
                             se_ratio,
                             skip: Skip::Identity,
                         };
-                        probe.validate().map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
+                        probe
+                            .validate()
+                            .map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
                     }
                 }
             }
@@ -309,11 +344,16 @@ impl SearchSpace {
                     se_ratio: 0.0,
                     skip: Skip::Identity,
                 };
-                probe.validate().map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
+                probe
+                    .validate()
+                    .map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
             }
             for &layers in &block.layers {
                 if !(1..=crate::arch::MAX_REPEATS).contains(&layers) {
-                    return Err(SpaceError::invalid(field(Decision::Layers), format!("{layers} layers (1 to {})", crate::arch::MAX_REPEATS)));
+                    return Err(SpaceError::invalid(
+                        field(Decision::Layers),
+                        format!("{layers} layers (1 to {})", crate::arch::MAX_REPEATS),
+                    ));
                 }
             }
         }
@@ -395,20 +435,34 @@ impl SearchSpace {
     pub fn encode(&self, arch: &ArchSpec) -> Result<Vec<usize>> {
         let not_in = |reason: String| SpaceError::NotInSpace { space: self.name.clone(), reason };
         if arch.blocks.len() != self.blocks.len() {
-            return Err(not_in(format!("{} blocks where the space has {}", arch.blocks.len(), self.blocks.len())));
+            return Err(not_in(format!(
+                "{} blocks where the space has {}",
+                arch.blocks.len(),
+                self.blocks.len()
+            )));
         }
         if arch.stem_channels != self.stem_channels {
-            return Err(not_in(format!("stem of {} channels where the space fixes {}", arch.stem_channels, self.stem_channels)));
+            return Err(not_in(format!(
+                "stem of {} channels where the space fixes {}",
+                arch.stem_channels, self.stem_channels
+            )));
         }
         if arch.head_channels != self.head_channels {
-            return Err(not_in(format!("head of {} channels where the space fixes {}", arch.head_channels, self.head_channels)));
+            return Err(not_in(format!(
+                "head of {} channels where the space fixes {}",
+                arch.head_channels, self.head_channels
+            )));
         }
         if arch.input_channels != self.input_channels {
-            return Err(not_in(format!("{} input channels where the space fixes {}", arch.input_channels, self.input_channels)));
+            return Err(not_in(format!(
+                "{} input channels where the space fixes {}",
+                arch.input_channels, self.input_channels
+            )));
         }
         let mut tokens = Vec::with_capacity(self.num_tokens());
         for (index, (choices, block)) in self.blocks.iter().zip(&arch.blocks).enumerate() {
-            let block_tokens = choices.encode(block).map_err(|reason| not_in(format!("block {index}: {reason}")))?;
+            let block_tokens =
+                choices.encode(block).map_err(|reason| not_in(format!("block {index}: {reason}")))?;
             tokens.extend(block_tokens);
         }
         Ok(tokens)
@@ -512,7 +566,10 @@ mod tests {
         value["blocks"][2]["kernels"] = serde_json::json!([3, 4]);
         std::fs::write(&bad, value.to_string()).unwrap();
         let message = SearchSpace::from_file(&bad).unwrap_err().to_string();
-        assert!(message.contains("bad.json") && message.contains("blocks[2]") && message.contains("k4"), "{message}");
+        assert!(
+            message.contains("bad.json") && message.contains("blocks[2]") && message.contains("k4"),
+            "{message}"
+        );
 
         value["blocks"][2]["kernels"] = serde_json::json!([3]);
         value["blocks"][1]["colour"] = serde_json::json!("red");

@@ -23,17 +23,21 @@ fn block() -> impl Strategy<Value = BlockSpec> {
         prop_oneof![Just(0.0), Just(0.25), Just(0.5), Just(1.0), (0.0f64..=1.0)],
         prop_oneof![Just(Skip::None), Just(Skip::Identity), Just(Skip::Pool)],
     )
-        .prop_map(|((op, expansion), repeats, kernel, stride, in_channels, out_channels, se_ratio, skip)| BlockSpec {
-            op,
-            repeats,
-            kernel,
-            stride,
-            expansion,
-            in_channels,
-            out_channels,
-            se_ratio,
-            skip,
-        })
+        .prop_map(
+            |((op, expansion), repeats, kernel, stride, in_channels, out_channels, se_ratio, skip)| {
+                BlockSpec {
+                    op,
+                    repeats,
+                    kernel,
+                    stride,
+                    expansion,
+                    in_channels,
+                    out_channels,
+                    se_ratio,
+                    skip,
+                }
+            },
+        )
 }
 
 proptest! {

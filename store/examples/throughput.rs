@@ -49,7 +49,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut done = 0;
                 while let Some(claimed) = store.claim_trial(run, &worker)? {
                     store.heartbeat(claimed.id, &worker)?;
-                    let metrics = TrialMetrics { accuracy: 0.5, loss: 1.0, params: 1, flops: 1, reward: 0.5, ..Default::default() };
+                    let metrics = TrialMetrics {
+                        accuracy: 0.5,
+                        loss: 1.0,
+                        params: 1,
+                        flops: 1,
+                        reward: 0.5,
+                        ..Default::default()
+                    };
                     store.complete_trial(claimed.id, &metrics)?;
                     done += 1;
                 }
@@ -68,7 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("read back", rows.len(), started);
     let started = Instant::now();
     let runs = store.block_on(store.store().runs())?;
-    println!("{:<44} {:>8.2} ms for {} runs", "list runs with counts", started.elapsed().as_secs_f64() * 1e3, runs.len());
+    println!(
+        "{:<44} {:>8.2} ms for {} runs",
+        "list runs with counts",
+        started.elapsed().as_secs_f64() * 1e3,
+        runs.len()
+    );
     Ok(())
 }
 

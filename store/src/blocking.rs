@@ -27,7 +27,10 @@ impl BlockingStore {
             .thread_name("effnas-store")
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Open { location: target.to_owned(), reason: format!("cannot start the database runtime: {e}") })?;
+            .map_err(|e| StoreError::Open {
+                location: target.to_owned(),
+                reason: format!("cannot start the database runtime: {e}"),
+            })?;
         let store = runtime.block_on(Store::open(target))?;
         Ok(BlockingStore { store, runtime: Arc::new(runtime) })
     }
@@ -85,7 +88,13 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// Starts sending heartbeats on `runtime` (from async code: `tokio::runtime::Handle::current()`).
-    pub fn start(store: &Store, runtime: &tokio::runtime::Handle, trial: TrialId, worker: &str, every: Duration) -> Heartbeat {
+    pub fn start(
+        store: &Store,
+        runtime: &tokio::runtime::Handle,
+        trial: TrialId,
+        worker: &str,
+        every: Duration,
+    ) -> Heartbeat {
         let lost = Arc::new(AtomicBool::new(false));
         let (store, worker, flag) = (store.clone(), worker.to_owned(), Arc::clone(&lost));
         let every = every.max(Duration::from_millis(10));

@@ -27,7 +27,9 @@ pub enum StoreError {
     #[error("{location}: the database is locked by another process and stayed locked past the busy timeout")]
     Locked { location: String },
 
-    #[error("unsupported database {0:?}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)")]
+    #[error(
+        "unsupported database {0:?}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)"
+    )]
     UnsupportedUrl(String),
 
     #[error("no run with id or name {0:?} (list them with `effnas runs`)")]

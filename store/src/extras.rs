@@ -4,7 +4,9 @@
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
-use crate::model::{Checkpoint, CompoundPoint, NewCompoundPoint, NewScaledModel, RunId, ScaledModel, TrialId};
+use crate::model::{
+    Checkpoint, CompoundPoint, NewCompoundPoint, NewScaledModel, RunId, ScaledModel, TrialId,
+};
 use crate::{from_sql_int, time, to_sql_int, Store};
 
 #[derive(sqlx::FromRow)]
@@ -63,8 +65,15 @@ fn check_finite(field: &'static str, value: f64) -> Result<()> {
 impl Store {
     /// Saves the controller's state after `step` (replacing an earlier save of the same step).
     #[instrument(skip_all, fields(run = %run, step), err(level = "debug"))]
-    pub async fn save_checkpoint(&self, run: RunId, step: i64, state: &serde_json::Value, blob: Option<&[u8]>) -> Result<()> {
-        let state = serde_json::to_string(state).map_err(|e| StoreError::invalid("checkpoint state", e.to_string()))?;
+    pub async fn save_checkpoint(
+        &self,
+        run: RunId,
+        step: i64,
+        state: &serde_json::Value,
+        blob: Option<&[u8]>,
+    ) -> Result<()> {
+        let state = serde_json::to_string(state)
+            .map_err(|e| StoreError::invalid("checkpoint state", e.to_string()))?;
         sqlx::query(
             "INSERT INTO controller_checkpoints (run_id, step, state, blob, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (run_id, step) DO UPDATE SET state = excluded.state, blob = excluded.blob, created_at = excluded.created_at",
@@ -92,7 +101,8 @@ impl Store {
             Ok(Checkpoint {
                 run_id: run,
                 step: r.step,
-                state: serde_json::from_str(&r.state).map_err(|e| StoreError::corrupt(format!("checkpoint {} of run {run}", r.step), e))?,
+                state: serde_json::from_str(&r.state)
+                    .map_err(|e| StoreError::corrupt(format!("checkpoint {} of run {run}", r.step), e))?,
                 blob: r.blob,
                 created: r.created_at,
             })
@@ -103,7 +113,9 @@ impl Store {
     /// Records a compound-scaling grid point; α·β²·γ² is computed here. Returns its id.
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn add_compound_point(&self, run: RunId, point: &NewCompoundPoint) -> Result<i64> {
-        for (field, value) in [("alpha", point.alpha), ("beta", point.beta), ("gamma", point.gamma), ("phi", point.phi)] {
+        for (field, value) in
+            [("alpha", point.alpha), ("beta", point.beta), ("gamma", point.gamma), ("phi", point.phi)]
+        {
             check_finite(field, value)?;
         }
         let flops_factor = point.alpha * point.beta * point.beta * point.gamma * point.gamma;
@@ -148,7 +160,11 @@ impl Store {
                     phi: r.phi,
                     flops_factor: r.flops_factor,
                     trial_id: r.trial_id.map(TrialId),
-                    trial_state: r.trial_state.map(|s| s.parse()).transpose().map_err(|e| StoreError::corrupt(what.clone(), e))?,
+                    trial_state: r
+                        .trial_state
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(|e| StoreError::corrupt(what.clone(), e))?,
                     accuracy: r.accuracy,
                     reward: r.reward,
                     params: r.params.map(|v| from_sql_int(&what, v)).transpose()?,
@@ -162,13 +178,17 @@ impl Store {
     /// Records a scaled model with its cost from the cost model. Returns its id.
     #[instrument(skip_all, fields(run = %run, name = %model.name), err(level = "debug"))]
     pub async fn add_scaled_model(&self, run: RunId, model: &NewScaledModel) -> Result<i64> {
-        for (field, value) in
-            [("phi", model.phi), ("width", model.width), ("depth", model.depth), ("resolution_multiplier", model.resolution_multiplier)]
-        {
+        for (field, value) in [
+            ("phi", model.phi),
+            ("width", model.width),
+            ("depth", model.depth),
+            ("resolution_multiplier", model.resolution_multiplier),
+        ] {
             check_finite(field, value)?;
         }
         model.arch.validate().map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
-        let arch_json = serde_json::to_string(&model.arch).map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
+        let arch_json = serde_json::to_string(&model.arch)
+            .map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
         let cost = effnas_space::cost(&model.arch);
         sqlx::query_scalar(
             "INSERT INTO scaled_models (run_id, name, phi, width, depth, resolution_multiplier, resolution, dropout,

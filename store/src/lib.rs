@@ -38,8 +38,9 @@ use sqlx::SqlitePool;
 pub use blocking::{BlockingStore, Heartbeat};
 pub use error::{Result, StoreError};
 pub use model::{
-    Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId,
-    RunKind, RunStatus, ScaledModel, Trial, TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
+    Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel,
+    NewTrial, Requeued, Run, RunId, RunKind, RunStatus, ScaledModel, Trial, TrialFilter, TrialId,
+    TrialMetrics, TrialSort, TrialState,
 };
 pub use open::{latest_version, OpenOptions};
 pub use pareto::pareto_front;

@@ -269,7 +269,8 @@ pub struct Trial {
 impl Trial {
     /// The architecture, parsed and validated.
     pub fn arch(&self) -> Result<ArchSpec> {
-        serde_json::from_str(&self.arch_json).map_err(|e| StoreError::corrupt(format!("architecture of trial {}", self.id), e))
+        serde_json::from_str(&self.arch_json)
+            .map_err(|e| StoreError::corrupt(format!("architecture of trial {}", self.id), e))
     }
 }
 

@@ -37,7 +37,12 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { busy_timeout: Duration::from_secs(10), max_connections: 4, create: true, read_only_fallback: false }
+        OpenOptions {
+            busy_timeout: Duration::from_secs(10),
+            max_connections: 4,
+            create: true,
+            read_only_fallback: false,
+        }
     }
 }
 
@@ -85,7 +90,9 @@ fn check_file(path: &Path, options: &OpenOptions) -> Result<bool> {
         Ok(meta) if meta.is_dir() => Err(open_err("it is a directory".to_owned())),
         Ok(meta) => {
             let mut header = Vec::with_capacity(16);
-            std::fs::File::open(path).and_then(|file| file.take(16).read_to_end(&mut header)).map_err(|e| open_err(e.to_string()))?;
+            std::fs::File::open(path)
+                .and_then(|file| file.take(16).read_to_end(&mut header))
+                .map_err(|e| open_err(e.to_string()))?;
             // SQLite treats an empty file as an empty database.
             if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
                 return Err(StoreError::NotADatabase { location });
@@ -147,7 +154,9 @@ impl Store {
             if found < known {
                 return Err(StoreError::ReadOnly {
                     location: store.location.to_string(),
-                    reason: format!("its schema (version {found}) needs upgrading to {known}; copy it somewhere writable"),
+                    reason: format!(
+                        "its schema (version {found}) needs upgrading to {known}; copy it somewhere writable"
+                    ),
                 });
             }
             return Ok(store);
@@ -162,19 +171,25 @@ impl Store {
     pub async fn open_at_schema_version(target: &str, version: i64) -> Result<Store> {
         let store = Store::connect(target, &OpenOptions::default()).await?;
         let migrations: Vec<Migration> = MIGRATOR.iter().filter(|m| m.version <= version).cloned().collect();
-        let migrator = Migrator::new(Prefix(migrations))
-            .await
-            .map_err(|e| StoreError::Migration { location: store.location.to_string(), reason: e.to_string() })?;
+        let migrator = Migrator::new(Prefix(migrations)).await.map_err(|e| StoreError::Migration {
+            location: store.location.to_string(),
+            reason: e.to_string(),
+        })?;
         store.migrate(&migrator).await?;
         Ok(store)
     }
 
     async fn connect(target: &str, options: &OpenOptions) -> Result<Store> {
         let (connect, location, read_only, max_connections) = match parse_target(target)? {
-            Target::Memory => (SqliteConnectOptions::from_str("sqlite::memory:"), ":memory:".to_owned(), false, 1),
+            Target::Memory => {
+                (SqliteConnectOptions::from_str("sqlite::memory:"), ":memory:".to_owned(), false, 1)
+            }
             Target::File(path) => {
                 let read_only = check_file(&path, options)?;
-                let connect = SqliteConnectOptions::new().filename(&path).create_if_missing(options.create).read_only(read_only);
+                let connect = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(options.create)
+                    .read_only(read_only);
                 (Ok(connect), path.display().to_string(), read_only, options.max_connections.max(1))
             }
         };
@@ -203,11 +218,12 @@ impl Store {
     /// Refuses an SQLite file that holds some other program's tables, so that opening the
     /// wrong file never adds effnas tables to it.
     async fn check_schema_owner(&self) -> Result<()> {
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.db_error(e))?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
         let ours = tables.iter().any(|t| t == "_sqlx_migrations");
         if !ours && !tables.is_empty() {
             return Err(StoreError::Open {
@@ -220,17 +236,20 @@ impl Store {
 
     /// The highest schema version applied to this database (0 for a new one).
     pub async fn schema_version(&self) -> Result<i64> {
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
         if exists == 0 {
             return Ok(0);
         }
-        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.db_error(e))?;
         Ok(version.unwrap_or(0))
     }
 
@@ -247,7 +266,11 @@ impl Store {
             match migrator.run(&self.pool).await {
                 Ok(()) => return Ok(()),
                 Err(MigrateError::VersionMissing(version)) => {
-                    return Err(StoreError::NewerSchema { location: self.location.to_string(), found: version, known });
+                    return Err(StoreError::NewerSchema {
+                        location: self.location.to_string(),
+                        found: version,
+                        known,
+                    });
                 }
                 Err(MigrateError::VersionMismatch(version)) => {
                     return Err(StoreError::Migration {
@@ -265,13 +288,19 @@ impl Store {
                 Err(MigrateError::Execute(e)) => return Err(self.db_error(e)),
                 Err(MigrateError::ExecuteMigration(e, version)) => {
                     return Err(match self.db_error(e) {
-                        StoreError::Database { source, .. } => {
-                            StoreError::Migration { location: self.location.to_string(), reason: format!("version {version}: {source}") }
-                        }
+                        StoreError::Database { source, .. } => StoreError::Migration {
+                            location: self.location.to_string(),
+                            reason: format!("version {version}: {source}"),
+                        },
                         specific => specific,
                     });
                 }
-                Err(other) => return Err(StoreError::Migration { location: self.location.to_string(), reason: other.to_string() }),
+                Err(other) => {
+                    return Err(StoreError::Migration {
+                        location: self.location.to_string(),
+                        reason: other.to_string(),
+                    })
+                }
             }
         }
     }
@@ -287,7 +316,10 @@ pub fn latest_version() -> i64 {
 struct Prefix(Vec<Migration>);
 
 impl MigrationSource<'static> for Prefix {
-    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 'static>> {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 'static>>
+    {
         Box::pin(async move { Ok(self.0) })
     }
 }

@@ -8,7 +8,9 @@ pub fn pareto_front<T>(items: &[T], point: impl Fn(&T) -> Option<(f64, u64)>) ->
     let mut measured: Vec<(usize, f64, u64)> = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| point(item).filter(|(acc, _)| !acc.is_nan()).map(|(acc, flops)| (i, acc, flops)))
+        .filter_map(|(i, item)| {
+            point(item).filter(|(acc, _)| !acc.is_nan()).map(|(acc, flops)| (i, acc, flops))
+        })
         .collect();
     // Cheapest first; among equal cost, most accurate first.
     measured.sort_by(|a, b| a.2.cmp(&b.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
@@ -17,7 +19,9 @@ pub fn pareto_front<T>(items: &[T], point: impl Fn(&T) -> Option<(f64, u64)>) ->
     for (index, accuracy, flops) in measured {
         let keep = match best {
             None => true,
-            Some((best_accuracy, best_flops)) => accuracy > best_accuracy || (accuracy == best_accuracy && flops == best_flops),
+            Some((best_accuracy, best_flops)) => {
+                accuracy > best_accuracy || (accuracy == best_accuracy && flops == best_flops)
+            }
         };
         if keep {
             front.push(index);
@@ -58,9 +62,13 @@ mod tests {
             state >> 33
         };
         for _ in 0..200 {
-            let points: Vec<(f64, u64)> = (0..20).map(|_| ((next() % 10) as f64 / 10.0, next() % 10)).collect();
-            let dominated =
-                |j: usize| points.iter().any(|p| p.0 >= points[j].0 && p.1 <= points[j].1 && (p.0 > points[j].0 || p.1 < points[j].1));
+            let points: Vec<(f64, u64)> =
+                (0..20).map(|_| ((next() % 10) as f64 / 10.0, next() % 10)).collect();
+            let dominated = |j: usize| {
+                points.iter().any(|p| {
+                    p.0 >= points[j].0 && p.1 <= points[j].1 && (p.0 > points[j].0 || p.1 < points[j].1)
+                })
+            };
             let mut expected: Vec<usize> = (0..points.len()).filter(|&j| !dominated(j)).collect();
             let mut got = front(&points);
             expected.sort_unstable();

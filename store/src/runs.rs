@@ -40,7 +40,8 @@ SELECT r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.creat
        MAX(t.finished_at) AS last_trial_finished
 FROM runs r LEFT JOIN trials t ON t.run_id = r.id";
 
-const RUN_GROUP: &str = " GROUP BY r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.created_at, r.finished_at";
+const RUN_GROUP: &str =
+    " GROUP BY r.id, r.name, r.kind, r.status, r.config, r.seed, r.code_version, r.created_at, r.finished_at";
 
 impl RunRow {
     fn into_run(self) -> Result<Run> {
@@ -74,7 +75,8 @@ impl Store {
             return Err(StoreError::invalid("run name", "must not be empty"));
         }
         let seed = run.seed.map(|s| to_sql_int("seed", s)).transpose()?;
-        let config = serde_json::to_string(&run.config).map_err(|e| StoreError::invalid("run config", e.to_string()))?;
+        let config = serde_json::to_string(&run.config)
+            .map_err(|e| StoreError::invalid("run config", e.to_string()))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (name, kind, status, config, seed, code_version, created_at)
              VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id",
@@ -113,7 +115,8 @@ impl Store {
     /// One run with its trial counts.
     pub async fn run(&self, id: RunId) -> Result<Run> {
         let sql = format!("{RUN_SELECT} WHERE r.id = $1{RUN_GROUP}");
-        let row: Option<RunRow> = sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<RunRow> =
+            sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
         row.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?.into_run()
     }
 
@@ -127,28 +130,38 @@ impl Store {
             }
         }
         let sql = format!("{RUN_SELECT} WHERE r.id = (SELECT MAX(id) FROM runs WHERE name = $1){RUN_GROUP}");
-        let row: Option<RunRow> = sqlx::query_as(&sql).bind(selector).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<RunRow> = sqlx::query_as(&sql)
+            .bind(selector)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
         row.ok_or_else(|| StoreError::RunNotFound(selector.to_owned()))?.into_run()
     }
 
     /// The most recently created run, if any.
     pub async fn latest_run(&self) -> Result<Option<Run>> {
         let sql = format!("{RUN_SELECT} WHERE r.id = (SELECT MAX(id) FROM runs){RUN_GROUP}");
-        let row: Option<RunRow> = sqlx::query_as(&sql).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<RunRow> =
+            sqlx::query_as(&sql).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
         row.map(RunRow::into_run).transpose()
     }
 
     /// Every run, oldest first, with trial counts.
     pub async fn runs(&self) -> Result<Vec<Run>> {
         let sql = format!("{RUN_SELECT}{RUN_GROUP} ORDER BY r.id");
-        let rows: Vec<RunRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let rows: Vec<RunRow> =
+            sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
         rows.into_iter().map(RunRow::into_run).collect()
     }
 
     /// Runs of one kind, oldest first.
     pub async fn runs_of_kind(&self, kind: RunKind) -> Result<Vec<Run>> {
         let sql = format!("{RUN_SELECT} WHERE r.kind = $1{RUN_GROUP} ORDER BY r.id");
-        let rows: Vec<RunRow> = sqlx::query_as(&sql).bind(kind.as_str()).fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let rows: Vec<RunRow> = sqlx::query_as(&sql)
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
         rows.into_iter().map(RunRow::into_run).collect()
     }
 }

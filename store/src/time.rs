@@ -36,7 +36,15 @@ pub fn format_millis(millis: i64) -> String {
 /// (a hand-edited row, say), so callers show a blank rather than fail.
 pub fn parse_millis(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
         return None;
     }
     let field = |from: usize, to: usize| text.get(from..to)?.parse::<i64>().ok();
@@ -112,7 +120,13 @@ mod tests {
 
     #[test]
     fn malformed_text_is_none() {
-        for text in ["", "2025-11-25", "2025-13-01T00:00:00.000Z", "2025-11-25 18:33:07.125Z", "abcd-11-25T18:33:07.125Z"] {
+        for text in [
+            "",
+            "2025-11-25",
+            "2025-13-01T00:00:00.000Z",
+            "2025-11-25 18:33:07.125Z",
+            "abcd-11-25T18:33:07.125Z",
+        ] {
             assert_eq!(parse_millis(text), None, "{text}");
         }
     }

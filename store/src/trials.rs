@@ -6,7 +6,10 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
-use crate::model::{ClaimedTrial, EpochMetrics, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId, TrialMetrics, TrialState};
+use crate::model::{
+    ClaimedTrial, EpochMetrics, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId, TrialMetrics,
+    TrialState,
+};
 use crate::{from_sql_int, time, to_sql_int, Store};
 
 /// Every trial column, in the order of [`TrialRow`].
@@ -56,7 +59,12 @@ impl TrialRow {
             attempts: from_sql_int(&what("attempts"), self.attempts)?,
             params: from_sql_int(&what("params"), self.params)?,
             flops: from_sql_int(&what("flops"), self.flops)?,
-            extra: self.extra.as_deref().map(serde_json::from_str).transpose().map_err(|e| StoreError::corrupt(what("extra"), e))?,
+            extra: self
+                .extra
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::corrupt(what("extra"), e))?,
             arch_json: self.arch,
             arch_hash: self.arch_hash,
             proxy_key: self.proxy_key,
@@ -110,7 +118,8 @@ fn prepare(trial: &NewTrial) -> Result<PreparedTrial<'_>> {
         return Err(StoreError::invalid("proxy_key", "must not be empty"));
     }
     trial.arch.validate().map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
-    let arch_json = serde_json::to_string(&trial.arch).map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
+    let arch_json =
+        serde_json::to_string(&trial.arch).map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
     let cost = effnas_space::cost(&trial.arch);
     Ok(PreparedTrial {
         trial,
@@ -141,7 +150,10 @@ fn check_metrics(metrics: &TrialMetrics) -> Result<CheckedMetrics> {
     };
     finite("accuracy", metrics.accuracy)?;
     if !(0.0..=1.0).contains(&metrics.accuracy) {
-        return Err(StoreError::invalid("accuracy", format!("{} is outside 0..1 (give a fraction, not a percentage)", metrics.accuracy)));
+        return Err(StoreError::invalid(
+            "accuracy",
+            format!("{} is outside 0..1 (give a fraction, not a percentage)", metrics.accuracy),
+        ));
     }
     finite("loss", metrics.loss)?;
     finite("reward", metrics.reward)?;
@@ -150,8 +162,17 @@ fn check_metrics(metrics: &TrialMetrics) -> Result<CheckedMetrics> {
     if let Some(latency) = metrics.latency_ms {
         finite("latency_ms", latency)?;
     }
-    let extra = metrics.extra.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::invalid("extra", e.to_string()))?;
-    Ok(CheckedMetrics { params: to_sql_int("params", metrics.params)?, flops: to_sql_int("flops", metrics.flops)?, extra })
+    let extra = metrics
+        .extra
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::invalid("extra", e.to_string()))?;
+    Ok(CheckedMetrics {
+        params: to_sql_int("params", metrics.params)?,
+        flops: to_sql_int("flops", metrics.flops)?,
+        extra,
+    })
 }
 
 /// NaN and infinities become NULL: a diverged epoch is still worth a row.
@@ -267,7 +288,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            let id = insert_prepared(&mut tx, run, p, TrialState::Pending, &now).await.map_err(|e| self.run_error(run, e))?;
+            let id = insert_prepared(&mut tx, run, p, TrialState::Pending, &now)
+                .await
+                .map_err(|e| self.run_error(run, e))?;
             ids.push(TrialId(id));
         }
         tx.commit().await.map_err(|e| self.db_error(e))?;
@@ -288,7 +311,9 @@ impl Store {
         let checked = check_metrics(metrics)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id = insert_prepared(&mut tx, run, &prepared, TrialState::Running, &now).await.map_err(|e| self.run_error(run, e))?;
+        let id = insert_prepared(&mut tx, run, &prepared, TrialState::Running, &now)
+            .await
+            .map_err(|e| self.run_error(run, e))?;
         for epoch in epochs {
             upsert_epoch(&mut tx, id, epoch).await.map_err(|e| self.db_error(e))?;
         }
@@ -301,7 +326,12 @@ impl Store {
     /// same architecture under the same proxy settings (see [`Store::find_measured`]). The copy
     /// is complete at once, points back with `reused_from`, and carries over no curve.
     #[instrument(skip_all, fields(run = %run, source = %source), err(level = "debug"))]
-    pub async fn insert_reused_trial(&self, run: RunId, trial: &NewTrial, source: TrialId) -> Result<TrialId> {
+    pub async fn insert_reused_trial(
+        &self,
+        run: RunId,
+        trial: &NewTrial,
+        source: TrialId,
+    ) -> Result<TrialId> {
         let prepared = prepare(trial)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
@@ -391,13 +421,15 @@ impl Store {
                     }));
                 }
                 Err(parse_error) => {
-                    sqlx::query("UPDATE trials SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3")
-                        .bind(&now)
-                        .bind(format!("stored architecture is invalid: {parse_error}"))
-                        .bind(row.id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.db_error(e))?;
+                    sqlx::query(
+                        "UPDATE trials SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3",
+                    )
+                    .bind(&now)
+                    .bind(format!("stored architecture is invalid: {parse_error}"))
+                    .bind(row.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_error(e))?;
                     tx.commit().await.map_err(|e| self.db_error(e))?;
                     tracing::warn!(trial = row.id, error = %parse_error, "failed a trial whose architecture does not parse");
                 }
@@ -410,13 +442,15 @@ impl Store {
     /// the worker should then drop it.
     #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
     pub async fn heartbeat(&self, trial: TrialId, worker: &str) -> Result<bool> {
-        let updated = sqlx::query("UPDATE trials SET heartbeat_at = $1 WHERE id = $2 AND state = 'running' AND worker = $3")
-            .bind(time::now())
-            .bind(trial.0)
-            .bind(worker)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let updated = sqlx::query(
+            "UPDATE trials SET heartbeat_at = $1 WHERE id = $2 AND state = 'running' AND worker = $3",
+        )
+        .bind(time::now())
+        .bind(trial.0)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -440,7 +474,9 @@ impl Store {
     pub async fn complete_trial(&self, trial: TrialId, metrics: &TrialMetrics) -> Result<()> {
         let checked = check_metrics(metrics)?;
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = write_metrics(&mut conn, trial.0, metrics, &checked, &time::now()).await.map_err(|e| self.db_error(e))?;
+        let updated = write_metrics(&mut conn, trial.0, metrics, &checked, &time::now())
+            .await
+            .map_err(|e| self.db_error(e))?;
         drop(conn);
         if updated == 0 {
             return Err(self.why_not_open(trial).await);
@@ -496,8 +532,10 @@ impl Store {
         if !pending.is_empty() || !failed.is_empty() {
             tracing::info!(requeued = pending.len(), failed = failed.len(), "trials with stale heartbeats");
         }
-        let mut requeued =
-            Requeued { pending: pending.into_iter().map(TrialId).collect(), failed: failed.into_iter().map(TrialId).collect() };
+        let mut requeued = Requeued {
+            pending: pending.into_iter().map(TrialId).collect(),
+            failed: failed.into_iter().map(TrialId).collect(),
+        };
         requeued.pending.sort();
         requeued.failed.sort();
         Ok(requeued)
@@ -523,21 +561,27 @@ impl Store {
         let sql = format!(
             "SELECT {TRIAL_COLUMNS} FROM trials WHERE arch_hash = $1 AND proxy_key = $2 AND state = 'complete' ORDER BY id DESC LIMIT 1"
         );
-        let row: Option<TrialRow> =
-            sqlx::query_as(&sql).bind(arch_hash).bind(proxy_key).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<TrialRow> = sqlx::query_as(&sql)
+            .bind(arch_hash)
+            .bind(proxy_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db_error(e))?;
         row.map(TrialRow::into_trial).transpose()
     }
 
     /// One trial.
     pub async fn trial(&self, id: TrialId) -> Result<Trial> {
         let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = $1");
-        let row: Option<TrialRow> = sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<TrialRow> =
+            sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
         row.ok_or(StoreError::TrialNotFound(id.0))?.into_trial()
     }
 
     /// The trials of a run that pass `filter`, in its order.
     pub async fn trials(&self, run: RunId, filter: &TrialFilter) -> Result<Vec<Trial>> {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE run_id = "));
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE run_id = "));
         query.push_bind(run.0);
         if let Some(state) = filter.state {
             query.push(" AND state = ").push_bind(state.as_str());
@@ -552,7 +596,8 @@ impl Store {
         if let Some(limit) = filter.limit {
             query.push(" LIMIT ").push_bind(to_sql_int("limit", limit)?);
         }
-        let rows: Vec<TrialRow> = query.build_query_as().fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let rows: Vec<TrialRow> =
+            query.build_query_as().fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
         rows.into_iter().map(TrialRow::into_trial).collect()
     }
 
@@ -584,7 +629,10 @@ impl Store {
     /// Why a finishing update touched no row: the trial is missing or already finished.
     async fn why_not_open(&self, trial: TrialId) -> StoreError {
         let state: std::result::Result<Option<String>, _> =
-            sqlx::query_scalar("SELECT state FROM trials WHERE id = $1").bind(trial.0).fetch_optional(&self.pool).await;
+            sqlx::query_scalar("SELECT state FROM trials WHERE id = $1")
+                .bind(trial.0)
+                .fetch_optional(&self.pool)
+                .await;
         match state {
             Ok(Some(state)) => StoreError::TrialFinished { id: trial.0, state },
             Ok(None) => StoreError::TrialNotFound(trial.0),

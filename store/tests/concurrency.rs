@@ -45,7 +45,10 @@ fn child() {
         let store = Store::open(&db).await.expect("child opens");
         match role.as_str() {
             "writer" => {
-                let run = store.create_run(&NewRun::new(format!("writer-{index}"), RunKind::Search)).await.expect("run");
+                let run = store
+                    .create_run(&NewRun::new(format!("writer-{index}"), RunKind::Search))
+                    .await
+                    .expect("run");
                 for i in 0..TRIALS_PER_WRITER {
                     // One transaction per trial, so the writers interleave.
                     let id = store.insert_trial(run, &trial(index * 1000 + i)).await.expect("insert");
@@ -56,7 +59,8 @@ fn child() {
             }
             "doomed" => {
                 let run = store.find_run("doomed-run").await.expect("run");
-                let claimed = store.claim_trial(run.id, "doomed-worker").await.expect("claim").expect("pending trial");
+                let claimed =
+                    store.claim_trial(run.id, "doomed-worker").await.expect("claim").expect("pending trial");
                 assert!(store.heartbeat(claimed.id, "doomed-worker").await.expect("heartbeat"));
                 // Killed between claim and result: no destructors, no goodbye.
                 std::process::abort();
@@ -81,7 +85,12 @@ fn four_processes_writing_at_once_lose_nothing() {
         assert_eq!(runs.len(), 4);
         let mut hashes = HashSet::new();
         for run in &runs {
-            assert_eq!((run.trials_total, run.trials_done, run.trials_pending), (TRIALS_PER_WRITER as u64, 20, 20), "{}", run.name);
+            assert_eq!(
+                (run.trials_total, run.trials_done, run.trials_pending),
+                (TRIALS_PER_WRITER as u64, 20, 20),
+                "{}",
+                run.name
+            );
             for t in store.trials(run.id, &TrialFilter::default()).await.unwrap() {
                 assert!(hashes.insert(t.arch_hash.clone()), "every architecture once");
             }
@@ -167,7 +176,10 @@ fn keep_alive_beats_while_training_and_stops_when_dropped() {
     {
         let beat = store.keep_alive(id, "w", Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(400));
-        assert!(store.block_on(store.store().requeue_stale(limit, 3)).unwrap().pending.is_empty(), "heartbeats kept it alive");
+        assert!(
+            store.block_on(store.store().requeue_stale(limit, 3)).unwrap().pending.is_empty(),
+            "heartbeats kept it alive"
+        );
         assert!(!beat.is_lost());
     }
     std::thread::sleep(Duration::from_millis(250));

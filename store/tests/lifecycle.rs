@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{arch, metrics, search_run, trial, TempDb};
 use effnas_store::{
-    EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel, RunKind, RunStatus, StoreError, TrialFilter, TrialSort, TrialState,
+    EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel, RunKind, RunStatus, StoreError, TrialFilter,
+    TrialSort, TrialState,
 };
 
 #[tokio::test]
@@ -42,7 +43,15 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
     }
     // A diverged value is kept as NULL, not refused.
     store
-        .record_epoch(id, &EpochMetrics { epoch: 2, train_loss: Some(f64::NAN), val_accuracy: Some(0.7), ..Default::default() })
+        .record_epoch(
+            id,
+            &EpochMetrics {
+                epoch: 2,
+                train_loss: Some(f64::NAN),
+                val_accuracy: Some(0.7),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let mut result = metrics(0.75, 123_456);
@@ -60,11 +69,19 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
     assert_eq!(curve[1].val_accuracy, Some(0.6));
 
     match store.complete_trial(id, &result).await {
-        Err(StoreError::TrialFinished { id: got, state }) => assert_eq!((got, state.as_str()), (id.0, "complete")),
+        Err(StoreError::TrialFinished { id: got, state }) => {
+            assert_eq!((got, state.as_str()), (id.0, "complete"))
+        }
         other => panic!("expected TrialFinished, got {other:?}"),
     }
-    assert!(matches!(store.fail_trial(effnas_store::TrialId(999), "x").await, Err(StoreError::TrialNotFound(999))));
-    assert!(matches!(store.record_epoch(effnas_store::TrialId(999), &EpochMetrics::default()).await, Err(StoreError::TrialNotFound(999))));
+    assert!(matches!(
+        store.fail_trial(effnas_store::TrialId(999), "x").await,
+        Err(StoreError::TrialNotFound(999))
+    ));
+    assert!(matches!(
+        store.record_epoch(effnas_store::TrialId(999), &EpochMetrics::default()).await,
+        Err(StoreError::TrialNotFound(999))
+    ));
 }
 
 #[tokio::test]
@@ -101,7 +118,10 @@ async fn a_stale_heartbeat_returns_the_trial_to_pending_and_repeated_deaths_fail
     assert!(!store.heartbeat(id, "dead-worker").await.unwrap(), "the dead worker lost the trial");
 
     // Claimed again by someone else: attempt 2; its earlier curve is gone.
-    store.record_epoch(id, &EpochMetrics { epoch: 0, train_loss: Some(1.0), ..Default::default() }).await.unwrap();
+    store
+        .record_epoch(id, &EpochMetrics { epoch: 0, train_loss: Some(1.0), ..Default::default() })
+        .await
+        .unwrap();
     let again = store.claim_trial(run, "w2").await.unwrap().unwrap();
     assert_eq!((again.id, again.attempt), (id, 2));
     assert!(store.epochs(id).await.unwrap().is_empty());
@@ -141,19 +161,29 @@ async fn a_measured_architecture_is_found_only_under_the_same_proxy_settings_and
     let first = search_run(&store, "first").await;
     let id = store.insert_trial(first, &trial(5)).await.unwrap();
     let hash = effnas_space::arch_hash(&arch(5));
-    assert!(store.find_measured(&hash, &trial(5).proxy_key).await.unwrap().is_none(), "pending is not measured");
+    assert!(
+        store.find_measured(&hash, &trial(5).proxy_key).await.unwrap().is_none(),
+        "pending is not measured"
+    );
     store.claim_trial(first, "w").await.unwrap();
     store.complete_trial(id, &metrics(0.8, 1000)).await.unwrap();
 
     let found = store.find_measured(&hash, &trial(5).proxy_key).await.unwrap().expect("measured");
     assert_eq!(found.id, id);
     assert!(store.find_measured(&hash, "cifar10/e5").await.unwrap().is_none());
-    assert!(store.find_measured(&effnas_space::arch_hash(&arch(6)), &trial(5).proxy_key).await.unwrap().is_none());
+    assert!(store
+        .find_measured(&effnas_space::arch_hash(&arch(6)), &trial(5).proxy_key)
+        .await
+        .unwrap()
+        .is_none());
 
     let second = search_run(&store, "second").await;
     let copy = store.insert_reused_trial(second, &trial(5), id).await.unwrap();
     let copied = store.trial(copy).await.unwrap();
-    assert_eq!((copied.state, copied.accuracy, copied.reused_from, copied.run_id), (TrialState::Complete, Some(0.8), Some(id), second));
+    assert_eq!(
+        (copied.state, copied.accuracy, copied.reused_from, copied.run_id),
+        (TrialState::Complete, Some(0.8), Some(id), second)
+    );
     // Reuse is refused across architectures or proxy settings.
     assert!(store.insert_reused_trial(second, &trial(6), id).await.is_err());
     let mut other_proxy = trial(5);
@@ -182,7 +212,10 @@ async fn runs_list_with_counts_best_reward_and_status() {
     let runs = store.runs().await.unwrap();
     assert_eq!(runs.len(), 2);
     let r = &runs[0];
-    assert_eq!((r.id, r.name.as_str(), r.kind, r.status, r.seed), (run, "b0-search", RunKind::Search, RunStatus::Complete, Some(7)));
+    assert_eq!(
+        (r.id, r.name.as_str(), r.kind, r.status, r.seed),
+        (run, "b0-search", RunKind::Search, RunStatus::Complete, Some(7))
+    );
     assert_eq!((r.trials_done, r.trials_failed, r.trials_pending, r.trials_total), (2, 1, 1, 4));
     assert_eq!(r.best_reward, Some(0.9));
     assert_eq!(r.config["strategy"], "rl");
@@ -233,22 +266,37 @@ async fn filters_sorts_and_limits() {
     let all = store.trials(run, &TrialFilter::default()).await.unwrap();
     assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
 
-    let by_accuracy = store.trials(run, &TrialFilter { sort: TrialSort::Accuracy, ..Default::default() }).await.unwrap();
+    let by_accuracy =
+        store.trials(run, &TrialFilter { sort: TrialSort::Accuracy, ..Default::default() }).await.unwrap();
     let accuracies: Vec<Option<f64>> = by_accuracy.iter().map(|t| t.accuracy).collect();
     assert_eq!(&accuracies[..4], &[Some(0.9), Some(0.8), Some(0.7), Some(0.6)]);
     assert_eq!(&accuracies[4..], &[None, None], "unmeasured last");
 
-    let top2 = store.trials(run, &TrialFilter { sort: TrialSort::Reward, limit: Some(2), ..Default::default() }).await.unwrap();
+    let top2 = store
+        .trials(run, &TrialFilter { sort: TrialSort::Reward, limit: Some(2), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(top2.len(), 2);
     assert!(top2[0].reward >= top2[1].reward);
 
-    let cheap_good = TrialFilter { max_flops: Some(500), min_accuracy: Some(0.65), sort: TrialSort::Flops, ..Default::default() };
+    let cheap_good = TrialFilter {
+        max_flops: Some(500),
+        min_accuracy: Some(0.65),
+        sort: TrialSort::Flops,
+        ..Default::default()
+    };
     let got: Vec<u64> = store.trials(run, &cheap_good).await.unwrap().iter().map(|t| t.flops).collect();
     assert_eq!(got, vec![100, 500]);
 
-    let failed = store.trials(run, &TrialFilter { state: Some(TrialState::Failed), ..Default::default() }).await.unwrap();
+    let failed = store
+        .trials(run, &TrialFilter { state: Some(TrialState::Failed), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(failed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[4]]);
-    let pending = store.trials(run, &TrialFilter { state: Some(TrialState::Pending), ..Default::default() }).await.unwrap();
+    let pending = store
+        .trials(run, &TrialFilter { state: Some(TrialState::Pending), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 1);
 }
 
@@ -258,9 +306,11 @@ async fn impossible_values_are_refused_with_the_field_named() {
     let store = db.open().await;
     let run = search_run(&store, "values").await;
     let id = store.insert_trial(run, &trial(1)).await.unwrap();
-    for (bad, field) in
-        [(metrics(93.1, 1), "accuracy"), (metrics(f64::NAN, 1), "accuracy"), (metrics(0.5, 1).with_loss(f64::INFINITY), "loss")]
-    {
+    for (bad, field) in [
+        (metrics(93.1, 1), "accuracy"),
+        (metrics(f64::NAN, 1), "accuracy"),
+        (metrics(0.5, 1).with_loss(f64::INFINITY), "loss"),
+    ] {
         match store.complete_trial(id, &bad).await {
             Err(StoreError::InvalidValue { field: got, .. }) => assert_eq!(got, field),
             other => panic!("expected InvalidValue for {field}, got {other:?}"),
@@ -270,8 +320,14 @@ async fn impossible_values_are_refused_with_the_field_named() {
     let mut empty_key = trial(1);
     empty_key.proxy_key = " ".into();
     assert!(matches!(store.insert_trial(run, &empty_key).await, Err(StoreError::InvalidValue { .. })));
-    assert!(matches!(store.insert_trial(effnas_store::RunId(42), &trial(1)).await, Err(StoreError::RunNotFound(_))));
-    assert!(matches!(store.create_run(&NewRun::new("  ", RunKind::Search)).await, Err(StoreError::InvalidValue { .. })));
+    assert!(matches!(
+        store.insert_trial(effnas_store::RunId(42), &trial(1)).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        store.create_run(&NewRun::new("  ", RunKind::Search)).await,
+        Err(StoreError::InvalidValue { .. })
+    ));
     let mut huge_seed = NewRun::new("seed", RunKind::Search);
     huge_seed.seed = Some(u64::MAX);
     assert!(matches!(store.create_run(&huge_seed).await, Err(StoreError::InvalidValue { .. })));
@@ -313,10 +369,16 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     let run = store.create_run(&NewRun::new("compound", RunKind::Compound)).await.unwrap();
     assert!(store.latest_checkpoint(run).await.unwrap().is_none());
     store.save_checkpoint(run, 1, &serde_json::json!({"step": 1}), None).await.unwrap();
-    store.save_checkpoint(run, 3, &serde_json::json!({"step": 3, "baseline": 0.5}), Some(&[1, 2, 3])).await.unwrap();
+    store
+        .save_checkpoint(run, 3, &serde_json::json!({"step": 3, "baseline": 0.5}), Some(&[1, 2, 3]))
+        .await
+        .unwrap();
     store.save_checkpoint(run, 2, &serde_json::json!({"step": 2}), None).await.unwrap();
     let latest = store.latest_checkpoint(run).await.unwrap().unwrap();
-    assert_eq!((latest.step, latest.state["baseline"].as_f64(), latest.blob), (3, Some(0.5), Some(vec![1, 2, 3])));
+    assert_eq!(
+        (latest.step, latest.state["baseline"].as_f64(), latest.blob),
+        (3, Some(0.5), Some(vec![1, 2, 3]))
+    );
     store.save_checkpoint(run, 3, &serde_json::json!({"step": 3, "baseline": 0.6}), None).await.unwrap();
     assert_eq!(store.latest_checkpoint(run).await.unwrap().unwrap().state["baseline"].as_f64(), Some(0.6));
 
@@ -324,10 +386,19 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     store.claim_trial(run, "w").await.unwrap();
     store.complete_trial(trial_id, &metrics(0.7, 800)).await.unwrap();
     store
-        .add_compound_point(run, &NewCompoundPoint { alpha: 1.2, beta: 1.1, gamma: 1.15, phi: 1.0, trial_id: Some(trial_id) })
+        .add_compound_point(
+            run,
+            &NewCompoundPoint { alpha: 1.2, beta: 1.1, gamma: 1.15, phi: 1.0, trial_id: Some(trial_id) },
+        )
         .await
         .unwrap();
-    store.add_compound_point(run, &NewCompoundPoint { alpha: 1.4, beta: 1.0, gamma: 1.2, phi: 1.0, trial_id: None }).await.unwrap();
+    store
+        .add_compound_point(
+            run,
+            &NewCompoundPoint { alpha: 1.4, beta: 1.0, gamma: 1.2, phi: 1.0, trial_id: None },
+        )
+        .await
+        .unwrap();
     let grid = store.compound_points(run).await.unwrap();
     assert_eq!(grid.len(), 2);
     assert!((grid[0].flops_factor - 1.2 * 1.21 * 1.3225).abs() < 1e-12);
@@ -335,14 +406,23 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     assert_eq!((grid[1].trial_id, grid[1].accuracy), (None, None));
 
     let missing = effnas_store::RunId(999);
-    assert!(matches!(store.save_checkpoint(missing, 1, &serde_json::json!({}), None).await, Err(StoreError::RunNotFound(_))));
+    assert!(matches!(
+        store.save_checkpoint(missing, 1, &serde_json::json!({}), None).await,
+        Err(StoreError::RunNotFound(_))
+    ));
     let point = NewCompoundPoint { alpha: 1.0, beta: 1.0, gamma: 1.0, phi: 1.0, trial_id: None };
     assert!(matches!(store.add_compound_point(missing, &point).await, Err(StoreError::RunNotFound(_))));
 
     let b1 = effnas_space::presets::preset("b1").unwrap();
     let cost = effnas_space::cost(&b1);
-    let model =
-        NewScaledModel { name: "b1".into(), phi: 1.0, width: 1.0, depth: 1.1, resolution_multiplier: 240.0 / 224.0, arch: b1.clone() };
+    let model = NewScaledModel {
+        name: "b1".into(),
+        phi: 1.0,
+        width: 1.0,
+        depth: 1.1,
+        resolution_multiplier: 240.0 / 224.0,
+        arch: b1.clone(),
+    };
     store.add_scaled_model(run, &model).await.unwrap();
     let scaled = store.scaled_models(run).await.unwrap();
     assert_eq!((scaled[0].params, scaled[0].flops, scaled[0].resolution), (cost.params, cost.macs, 240));

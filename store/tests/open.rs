@@ -58,15 +58,24 @@ async fn a_populated_schema_1_database_migrates_forward_keeping_its_rows() {
         .await
         .unwrap();
     }
-    sqlx::query("INSERT INTO trial_epochs (trial_id, epoch, val_accuracy) VALUES (1, 0, 0.5)").execute(&mut conn).await.unwrap();
+    sqlx::query("INSERT INTO trial_epochs (trial_id, epoch, val_accuracy) VALUES (1, 0, 0.5)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
 
     let store = db.open().await;
     assert_eq!(store.schema_version().await.unwrap(), latest_version());
     let run = store.find_run("old").await.unwrap();
-    assert_eq!((run.trials_total, run.trials_done, run.trials_failed, run.best_reward, run.seed), (3, 1, 1, Some(0.81), Some(3)));
+    assert_eq!(
+        (run.trials_total, run.trials_done, run.trials_failed, run.best_reward, run.seed),
+        (3, 1, 1, Some(0.81), Some(3))
+    );
     let trials = store.trials(run.id, &TrialFilter::default()).await.unwrap();
-    assert_eq!(trials.iter().map(|t| t.state).collect::<Vec<_>>(), vec![TrialState::Complete, TrialState::Failed, TrialState::Pending]);
+    assert_eq!(
+        trials.iter().map(|t| t.state).collect::<Vec<_>>(),
+        vec![TrialState::Complete, TrialState::Failed, TrialState::Pending]
+    );
     assert_eq!((trials[0].step, trials[0].extra.as_ref(), trials[0].reused_from), (None, None, None));
     assert_eq!(store.epochs(trials[0].id).await.unwrap().len(), 1);
     // The new tables work, and the old pending trial can be claimed.
@@ -85,7 +94,11 @@ async fn a_file_that_is_not_a_database_is_named_in_the_error() {
             other => panic!("expected NotADatabase, got {other:?}"),
         }
     }
-    assert_eq!(std::fs::read_to_string(&db.path).unwrap(), "epoch,accuracy\n1,0.5\n", "the file is untouched");
+    assert_eq!(
+        std::fs::read_to_string(&db.path).unwrap(),
+        "epoch,accuracy\n1,0.5\n",
+        "the file is untouched"
+    );
 }
 
 #[tokio::test]
@@ -95,9 +108,15 @@ async fn another_programs_sqlite_database_is_refused_and_left_alone() {
     sqlx::query("CREATE TABLE users (name TEXT)").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     let error = Store::open(&db.url()).await.unwrap_err();
-    assert!(error.to_string().contains("not an effnas database") && error.to_string().contains("users"), "{error}");
+    assert!(
+        error.to_string().contains("not an effnas database") && error.to_string().contains("users"),
+        "{error}"
+    );
     let mut conn = raw(&db).await;
-    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(&mut conn).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(tables, vec!["users".to_owned()]);
 }
 
@@ -216,10 +235,16 @@ async fn schema_md_documents_every_table_and_column() {
         let start = doc.find(&heading).unwrap_or_else(|| panic!("SCHEMA.md has no section {heading}"));
         let section = &doc[start + heading.len()..];
         let section = &section[..section.find("\n### ").unwrap_or(section.len())];
-        let columns: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM pragma_table_info($1)").bind(&table).fetch_all(&mut conn).await.unwrap();
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+            .bind(&table)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
         for column in columns {
-            assert!(section.contains(&format!("| `{column}` |")), "SCHEMA.md, table {table}: column {column} is not documented");
+            assert!(
+                section.contains(&format!("| `{column}` |")),
+                "SCHEMA.md, table {table}: column {column} is not documented"
+            );
         }
     }
 }

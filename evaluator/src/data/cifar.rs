@@ -26,18 +26,8 @@ pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 
 /// CIFAR-10's class names in label order, as in the official `batches.meta.txt`.
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// The folder holding the batches: `dir` itself, or the tarball's `cifar-10-batches-bin` in it.
 pub(crate) fn batches_dir(dir: &Path) -> Option<PathBuf> {
@@ -54,9 +44,7 @@ fn train_batches(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let number = name
-            .strip_prefix("data_batch_")
-            .and_then(|rest| rest.strip_suffix(".bin"));
+        let number = name.strip_prefix("data_batch_").and_then(|rest| rest.strip_suffix(".bin"));
         if let Some(n) = number.and_then(|n| n.parse::<u32>().ok()) {
             numbered.push((n, entry.path()));
         }
@@ -72,19 +60,12 @@ fn class_names(dir: &Path) -> Result<Vec<String>, DataError> {
         return Ok(CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.is_empty() || names.len() > 256 {
         return Err(DataError::Malformed {
             path,
-            reason: format!(
-                "names {} classes; expected 1 to 256 (one per line)",
-                names.len()
-            ),
+            reason: format!("names {} classes; expected 1 to 256 (one per line)", names.len()),
         });
     }
     Ok(names)
@@ -99,10 +80,7 @@ fn read_batch(
 ) -> Result<(), DataError> {
     let bytes = read_maybe_gzip(path)?;
     if bytes.is_empty() {
-        return Err(DataError::Malformed {
-            path: path.into(),
-            reason: "empty batch file".into(),
-        });
+        return Err(DataError::Malformed { path: path.into(), reason: "empty batch file".into() });
     }
     if bytes.len() % RECORD_BYTES != 0 {
         let records = bytes.len().div_ceil(RECORD_BYTES);
@@ -136,9 +114,8 @@ fn read_batches(files: &[PathBuf], class_names: Vec<String>) -> Result<ImageSet,
         read_batch(file, num_classes, &mut pixels, &mut labels)?;
     }
     let shape = [labels.len() as i64, 3, 32, 32];
-    let images = Tensor::f_from_data_size(&pixels, &shape, Kind::Uint8).map_err(
-        DataError::torch(format!("{}: copying images", files[0].display())),
-    )?;
+    let images = Tensor::f_from_data_size(&pixels, &shape, Kind::Uint8)
+        .map_err(DataError::torch(format!("{}: copying images", files[0].display())))?;
     ImageSet::from_parts(images, labels, class_names)
 }
 
@@ -146,17 +123,11 @@ fn read_batches(files: &[PathBuf], class_names: Vec<String>) -> Result<ImageSet,
 pub(crate) fn load_dir(dir: &Path) -> Result<(ImageSet, Option<ImageSet>), DataError> {
     let train_files = train_batches(dir)?;
     if train_files.is_empty() {
-        return Err(DataError::Missing {
-            path: dir.join("data_batch_1.bin"),
-        });
+        return Err(DataError::Missing { path: dir.join("data_batch_1.bin") });
     }
     let names = class_names(dir)?;
     let train = read_batches(&train_files, names.clone())?;
     let test_file = dir.join("test_batch.bin");
-    let test = if test_file.exists() {
-        Some(read_batches(&[test_file], names)?)
-    } else {
-        None
-    };
+    let test = if test_file.exists() { Some(read_batches(&[test_file], names)?) } else { None };
     Ok((train, test))
 }

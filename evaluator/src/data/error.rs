@@ -14,11 +14,7 @@ pub enum DataError {
 
     /// A named data set (such as `fashion-mnist`) is not installed where it is expected.
     #[error("data set '{name}' not found at {path}: {hint}")]
-    NamedMissing {
-        name: String,
-        path: PathBuf,
-        hint: &'static str,
-    },
+    NamedMissing { name: String, path: PathBuf, hint: &'static str },
 
     /// A folder that holds none of the formats effnas reads.
     #[error(
@@ -29,34 +25,19 @@ pub enum DataError {
 
     /// Reading a file or listing a folder failed.
     #[error("{path}: {}", one_line(.source))]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// A gzip-compressed file whose stream is corrupt or cut short.
     #[error("{path}: corrupt or truncated gzip stream: {}", one_line(.source))]
-    Gzip {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Gzip { path: PathBuf, source: std::io::Error },
 
     /// An IDX file whose first four bytes are not the magic number its role requires.
     #[error("{path}: expected magic {expected}, found {found} ({what})")]
-    BadMagic {
-        path: PathBuf,
-        expected: u32,
-        found: u32,
-        what: &'static str,
-    },
+    BadMagic { path: PathBuf, expected: u32, found: u32, what: &'static str },
 
     /// A file shorter than its header (or its record size) says it must be.
     #[error("{path}: truncated: expected {expected} bytes, found {found}")]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Truncated { path: PathBuf, expected: u64, found: u64 },
 
     /// A file whose content is structurally wrong in some other way (trailing bytes, zero images, …).
     #[error("{path}: {reason}")]
@@ -64,21 +45,11 @@ pub enum DataError {
 
     /// A label not below the number of classes.
     #[error("{path}: label {label} of image {index} is out of range for {num_classes} classes")]
-    LabelOutOfRange {
-        path: PathBuf,
-        index: usize,
-        label: i64,
-        num_classes: u32,
-    },
+    LabelOutOfRange { path: PathBuf, index: usize, label: i64, num_classes: u32 },
 
     /// An images file and its labels file that disagree on the number of items.
     #[error("{images_path} holds {images} images but {labels_path} holds {labels} labels")]
-    CountMismatch {
-        images_path: PathBuf,
-        images: usize,
-        labels_path: PathBuf,
-        labels: usize,
-    },
+    CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
 
     /// Parts of one data set that do not fit together (image sizes of train and test, class folders).
     #[error("{path}: {reason}")]
@@ -94,10 +65,7 @@ pub enum DataError {
 
     /// An image file that the decoder rejects.
     #[error("{path}: cannot decode image: {}", one_line(.source))]
-    Undecodable {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Undecodable { path: PathBuf, source: image::ImageError },
 
     /// A split, budget or subset that cannot be made from the set it is asked of.
     #[error("{0}")]
@@ -105,10 +73,7 @@ pub enum DataError {
 
     /// A libtorch operation failed (out of memory, or a tensor that breaks `ImageSet`'s invariants).
     #[error("{context}: {}", one_line(.source))]
-    Torch {
-        context: String,
-        source: tch::TchError,
-    },
+    Torch { context: String, source: tch::TchError },
 }
 
 impl DataError {

@@ -36,9 +36,7 @@ fn is_image_file(path: &Path) -> bool {
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
 /// Entries of a folder, sorted by name, hidden ones left out.
@@ -55,10 +53,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn sub_folders(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    Ok(sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect())
+    Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()).collect())
 }
 
 /// Whether `dir` looks like an image folder: it holds at least one sub-folder.
@@ -70,10 +65,7 @@ pub(crate) fn detect(dir: &Path) -> bool {
 fn roots(root: &Path) -> Result<(PathBuf, Option<PathBuf>), DataError> {
     let train = root.join("train");
     if train.is_dir() && !sub_folders(&train)?.is_empty() {
-        let test = ["test", "val"]
-            .iter()
-            .map(|n| root.join(n))
-            .find(|p| p.is_dir());
+        let test = ["test", "val"].iter().map(|n| root.join(n)).find(|p| p.is_dir());
         Ok((train, test))
     } else {
         Ok((root.to_path_buf(), None))
@@ -94,27 +86,19 @@ fn classes(root: &Path) -> Result<Vec<Class>, DataError> {
     folders
         .into_iter()
         .map(|folder| {
-            let files: Vec<PathBuf> = sorted_entries(&folder)?
-                .into_iter()
-                .filter(|p| p.is_file() && is_image_file(p))
-                .collect();
+            let files: Vec<PathBuf> =
+                sorted_entries(&folder)?.into_iter().filter(|p| p.is_file() && is_image_file(p)).collect();
             if files.is_empty() {
                 return Err(DataError::NoImages { path: folder });
             }
-            let name = folder
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             Ok(Class { name, files })
         })
         .collect()
 }
 
 fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let undecodable = |source| DataError::Undecodable {
-        path: path.into(),
-        source,
-    };
+    let undecodable = |source| DataError::Undecodable { path: path.into(), source };
     image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
@@ -125,29 +109,18 @@ fn decode(path: &Path) -> Result<DynamicImage, DataError> {
 
 /// Decodes files on all cores, keeping their order; the first failure in file order wins.
 fn decode_all(files: &[&Path]) -> Result<Vec<DynamicImage>, DataError> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len().max(1));
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(files.len().max(1));
     let chunk = files.len().div_ceil(threads).max(1);
     let parts: Vec<Result<Vec<DynamicImage>, DataError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|f| decode(f))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(|f| decode(f)).collect::<Result<Vec<_>, _>>()))
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(DataError::InvalidArgument(
-                        "image decoder thread panicked".into(),
-                    ))
+                    Err(DataError::InvalidArgument("image decoder thread panicked".into()))
                 })
             })
             .collect()
@@ -163,10 +136,7 @@ fn decode_all(files: &[&Path]) -> Result<Vec<DynamicImage>, DataError> {
 fn modal_size(images: &[&DynamicImage]) -> (u32, u32) {
     let mut counts: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
     for (order, image) in images.iter().enumerate() {
-        counts
-            .entry((image.width(), image.height()))
-            .or_insert((0, order))
-            .0 += 1;
+        counts.entry((image.width(), image.height())).or_insert((0, order)).0 += 1;
     }
     counts
         .into_iter()
@@ -202,19 +172,11 @@ fn pack(
             pixels.extend_from_slice(image.to_rgb8().as_raw());
         }
     }
-    let shape = [
-        images.len() as i64,
-        i64::from(height),
-        i64::from(width),
-        channels as i64,
-    ];
+    let shape = [images.len() as i64, i64::from(height), i64::from(width), channels as i64];
     Tensor::f_from_data_size(&pixels, &shape, Kind::Uint8)
         .and_then(|t| t.f_permute([0, 3, 1, 2]))
         .and_then(|t| t.f_contiguous())
-        .map_err(DataError::torch(format!(
-            "{}: packing images",
-            context.display()
-        )))
+        .map_err(DataError::torch(format!("{}: packing images", context.display())))
 }
 
 /// Reads an image folder: the training set, and the test set when the folder has one.
@@ -223,10 +185,7 @@ pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), Data
     let train_classes = classes(&train_root)?;
     let class_names: Vec<String> = train_classes.iter().map(|c| c.name.clone()).collect();
     if class_names.len() > u32::MAX as usize {
-        return Err(DataError::Malformed {
-            path: train_root,
-            reason: "too many classes".into(),
-        });
+        return Err(DataError::Malformed { path: train_root, reason: "too many classes".into() });
     }
     let mut splits = vec![(train_root.clone(), train_classes)];
     if let Some(test_root) = &test_root {
@@ -251,10 +210,7 @@ pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), Data
         let mut labels = Vec::new();
         let mut files = Vec::new();
         for class in split_classes {
-            let label = class_names
-                .iter()
-                .position(|n| *n == class.name)
-                .unwrap_or(0) as i64;
+            let label = class_names.iter().position(|n| *n == class.name).unwrap_or(0) as i64;
             labels.extend(std::iter::repeat_n(label, class.files.len()));
             files.extend(class.files.iter().map(PathBuf::as_path));
         }
@@ -262,11 +218,7 @@ pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), Data
         labeled.push(labels);
     }
     let all: Vec<&DynamicImage> = decoded.iter().flatten().collect();
-    let channels = if all.iter().any(|i| i.color().has_color()) {
-        3
-    } else {
-        1
-    };
+    let channels = if all.iter().any(|i| i.color().has_color()) { 3 } else { 1 };
     let size = modal_size(&all);
 
     let mut sets = Vec::new();
@@ -275,8 +227,6 @@ pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), Data
         sets.push(ImageSet::from_parts(tensor, labels, class_names.clone())?);
     }
     let test = if sets.len() > 1 { sets.pop() } else { None };
-    let train = sets
-        .pop()
-        .ok_or_else(|| DataError::EmptyFolder { path: train_root })?;
+    let train = sets.pop().ok_or_else(|| DataError::EmptyFolder { path: train_root })?;
     Ok((train, test))
 }

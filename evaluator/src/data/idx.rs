@@ -48,10 +48,7 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
         let mut inflated = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut inflated)
-            .map_err(|source| DataError::Gzip {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| DataError::Gzip { path: path.to_path_buf(), source })?;
         Ok(inflated)
     } else {
         Ok(raw)
@@ -80,47 +77,24 @@ fn read_idx(path: &Path, expected_magic: u32, what: &'static str) -> Result<Idx,
     let bytes = read_maybe_gzip(path)?;
     let found_len = bytes.len() as u64;
     if bytes.len() < 4 {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: 4,
-            found: found_len,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected: 4, found: found_len });
     }
     let magic = be_u32(&bytes, 0);
     if magic != expected_magic {
-        return Err(DataError::BadMagic {
-            path: path.into(),
-            expected: expected_magic,
-            found: magic,
-            what,
-        });
+        return Err(DataError::BadMagic { path: path.into(), expected: expected_magic, found: magic, what });
     }
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: header as u64,
-            found: found_len,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected: header as u64, found: found_len });
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|d| be_u32(&bytes, 4 + 4 * d) as usize)
-        .collect();
-    let elements = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| DataError::Malformed {
-            path: path.into(),
-            reason: format!("header dimensions {dims:?} overflow"),
-        })?;
+    let dims: Vec<usize> = (0..ndims).map(|d| be_u32(&bytes, 4 + 4 * d) as usize).collect();
+    let elements = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        DataError::Malformed { path: path.into(), reason: format!("header dimensions {dims:?} overflow") }
+    })?;
     let expected = (header + elements) as u64;
     if found_len < expected {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected,
-            found: found_len,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected, found: found_len });
     }
     if found_len > expected {
         return Err(DataError::Malformed {
@@ -132,16 +106,9 @@ fn read_idx(path: &Path, expected_magic: u32, what: &'static str) -> Result<Idx,
         });
     }
     if dims[0] == 0 {
-        return Err(DataError::Malformed {
-            path: path.into(),
-            reason: "holds no items".into(),
-        });
+        return Err(DataError::Malformed { path: path.into(), reason: "holds no items".into() });
     }
-    Ok(Idx {
-        dims,
-        bytes,
-        offset: header,
-    })
+    Ok(Idx { dims, bytes, offset: header })
 }
 
 /// The images file and the labels file of one split.
@@ -172,12 +139,12 @@ fn find_pair(dir: &Path, prefixes: &[&str]) -> Result<Option<IdxPair>, DataError
     match (images, labels) {
         (Some(images), Some(labels)) => Ok(Some(IdxPair { images, labels })),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(DataError::Missing {
-            path: dir.join(format!("{}-labels-idx1-ubyte[.gz]", prefixes[0])),
-        }),
-        (None, Some(_)) => Err(DataError::Missing {
-            path: dir.join(format!("{}-images-idx3-ubyte[.gz]", prefixes[0])),
-        }),
+        (Some(_), None) => {
+            Err(DataError::Missing { path: dir.join(format!("{}-labels-idx1-ubyte[.gz]", prefixes[0])) })
+        }
+        (None, Some(_)) => {
+            Err(DataError::Missing { path: dir.join(format!("{}-images-idx3-ubyte[.gz]", prefixes[0])) })
+        }
     }
 }
 
@@ -198,15 +165,9 @@ fn read_split(pair: &IdxPair) -> Result<(Tensor, Vec<u8>), DataError> {
             labels: labels.dims[0],
         });
     }
-    let shape = [
-        images.dims[0] as i64,
-        1,
-        images.dims[1] as i64,
-        images.dims[2] as i64,
-    ];
-    let tensor = Tensor::f_from_data_size(images.data(), &shape, Kind::Uint8).map_err(
-        DataError::torch(format!("{}: copying images", pair.images.display())),
-    )?;
+    let shape = [images.dims[0] as i64, 1, images.dims[1] as i64, images.dims[2] as i64];
+    let tensor = Tensor::f_from_data_size(images.data(), &shape, Kind::Uint8)
+        .map_err(DataError::torch(format!("{}: copying images", pair.images.display())))?;
     Ok((tensor, labels.data().to_vec()))
 }
 
@@ -235,9 +196,8 @@ pub(crate) fn load_dir(
     dir: &Path,
     class_names: Option<Vec<String>>,
 ) -> Result<(ImageSet, Option<ImageSet>), DataError> {
-    let train_pair = find_pair(dir, TRAIN_PREFIXES)?.ok_or_else(|| DataError::Missing {
-        path: dir.join("train-images-idx3-ubyte[.gz]"),
-    })?;
+    let train_pair = find_pair(dir, TRAIN_PREFIXES)?
+        .ok_or_else(|| DataError::Missing { path: dir.join("train-images-idx3-ubyte[.gz]") })?;
     let test_pair = find_pair(dir, TEST_PREFIXES)?;
 
     let (train_images, train_labels) = read_split(&train_pair)?;

@@ -84,16 +84,8 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// Wraps tensors as an image set after checking kinds, shapes and the label range.
-    pub fn new(
-        images: Tensor,
-        labels: Tensor,
-        class_names: Vec<String>,
-    ) -> Result<ImageSet, DataError> {
-        let bad = |reason: String| {
-            Err(DataError::InvalidArgument(format!(
-                "ImageSet::new: {reason}"
-            )))
-        };
+    pub fn new(images: Tensor, labels: Tensor, class_names: Vec<String>) -> Result<ImageSet, DataError> {
+        let bad = |reason: String| Err(DataError::InvalidArgument(format!("ImageSet::new: {reason}")));
         let (image_kind, label_kind) = (images.f_kind(), labels.f_kind());
         if !matches!(image_kind, Ok(Kind::Uint8)) || images.dim() != 4 {
             return bad(format!(
@@ -102,32 +94,18 @@ impl ImageSet {
             ));
         }
         if !matches!(label_kind, Ok(Kind::Int64)) || labels.dim() != 1 {
-            return bad(format!(
-                "labels must be int64 [N], found {label_kind:?} {:?}",
-                labels.size()
-            ));
+            return bad(format!("labels must be int64 [N], found {label_kind:?} {:?}", labels.size()));
         }
         if images.size()[0] != labels.size()[0] {
-            return bad(format!(
-                "{} images but {} labels",
-                images.size()[0],
-                labels.size()[0]
-            ));
+            return bad(format!("{} images but {} labels", images.size()[0], labels.size()[0]));
         }
         if class_names.is_empty() || class_names.len() > u32::MAX as usize {
             return bad(format!("{} class names", class_names.len()));
         }
-        let set = ImageSet {
-            images,
-            labels,
-            num_classes: class_names.len() as u32,
-            class_names,
-        };
+        let set = ImageSet { images, labels, num_classes: class_names.len() as u32, class_names };
         let values = set.label_values()?;
-        if let Some((index, &label)) = values
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l < 0 || l >= i64::from(set.num_classes))
+        if let Some((index, &label)) =
+            values.iter().enumerate().find(|(_, &l)| l < 0 || l >= i64::from(set.num_classes))
         {
             return bad(format!(
                 "label {label} of image {index} is out of range for {} classes",
@@ -144,12 +122,7 @@ impl ImageSet {
         class_names: Vec<String>,
     ) -> Result<ImageSet, DataError> {
         let labels = Tensor::f_from_slice(&labels).map_err(DataError::torch("copying labels"))?;
-        Ok(ImageSet {
-            images,
-            labels,
-            num_classes: class_names.len() as u32,
-            class_names,
-        })
+        Ok(ImageSet { images, labels, num_classes: class_names.len() as u32, class_names })
     }
 
     /// A second handle on the same tensors (no pixels are copied).
@@ -187,9 +160,7 @@ impl ImageSet {
     pub fn label_values(&self) -> Result<Vec<i64>, DataError> {
         let len = self.len();
         let mut values = vec![0i64; len];
-        self.labels
-            .f_copy_data(&mut values, len)
-            .map_err(DataError::torch("reading labels"))?;
+        self.labels.f_copy_data(&mut values, len).map_err(DataError::torch("reading labels"))?;
         Ok(values)
     }
 
@@ -213,20 +184,9 @@ impl ImageSet {
             )));
         }
         let index = Tensor::f_from_slice(indices).map_err(DataError::torch("subset indices"))?;
-        let images = self
-            .images
-            .f_index_select(0, &index)
-            .map_err(DataError::torch("subset images"))?;
-        let labels = self
-            .labels
-            .f_index_select(0, &index)
-            .map_err(DataError::torch("subset labels"))?;
-        Ok(ImageSet {
-            images,
-            labels,
-            num_classes: self.num_classes,
-            class_names: self.class_names.clone(),
-        })
+        let images = self.images.f_index_select(0, &index).map_err(DataError::torch("subset images"))?;
+        let labels = self.labels.f_index_select(0, &index).map_err(DataError::torch("subset labels"))?;
+        Ok(ImageSet { images, labels, num_classes: self.num_classes, class_names: self.class_names.clone() })
     }
 
     /// Per-channel mean and standard deviation of the pixels scaled to `[0, 1]`, for
@@ -244,9 +204,7 @@ impl ImageSet {
                 .and_then(|flat| flat.f_bincount::<Tensor>(None, 256))
                 .map_err(DataError::torch(format!("pixel histogram of channel {c}")))?;
             let mut counts = vec![0i64; 256];
-            histogram
-                .f_copy_data(&mut counts, 256)
-                .map_err(DataError::torch("reading pixel histogram"))?;
+            histogram.f_copy_data(&mut counts, 256).map_err(DataError::torch("reading pixel histogram"))?;
             let total: i64 = counts.iter().sum();
             if total == 0 {
                 means.push(0.0);
@@ -287,25 +245,11 @@ impl fmt::Display for Dataset {
     /// `fashion-mnist (idx, /usr/share/datasets/fashion-mnist): 60000 train + 10000 test images, 1×28×28, 10 classes`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.train;
-        write!(
-            f,
-            "{} ({}, {}): {} train",
-            self.name,
-            self.format,
-            self.source.display(),
-            t.len()
-        )?;
+        write!(f, "{} ({}, {}): {} train", self.name, self.format, self.source.display(), t.len())?;
         if let Some(test) = &self.test {
             write!(f, " + {} test", test.len())?;
         }
-        write!(
-            f,
-            " images, {}×{}×{}, {} classes",
-            t.channels(),
-            t.height(),
-            t.width(),
-            t.num_classes
-        )
+        write!(f, " images, {}×{}×{}, {} classes", t.channels(), t.height(), t.width(), t.num_classes)
     }
 }
 
@@ -361,30 +305,16 @@ pub fn load_path(path: &Path) -> Result<Dataset, DataError> {
     };
 
     if idx::detect(path) {
-        let names = name
-            .to_ascii_lowercase()
-            .contains("fashion")
-            .then(fashion_names);
+        let names = name.to_ascii_lowercase().contains("fashion").then(fashion_names);
         return Ok(dataset(DataFormat::Idx, path, idx::load_dir(path, names)?));
     }
     if let Some(batches) = cifar::batches_dir(path) {
-        return Ok(dataset(
-            DataFormat::Cifar10,
-            &batches,
-            cifar::load_dir(&batches)?,
-        ));
+        return Ok(dataset(DataFormat::Cifar10, &batches, cifar::load_dir(&batches)?));
     }
     if folder::detect(path) {
-        return Ok(dataset(
-            DataFormat::ImageFolder,
-            path,
-            folder::load_dir(path)?,
-        ));
+        return Ok(dataset(DataFormat::ImageFolder, path, folder::load_dir(path)?));
     }
-    let empty = std::fs::read_dir(path)
-        .map_err(|e| DataError::io(path, e))?
-        .next()
-        .is_none();
+    let empty = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?.next().is_none();
     if empty {
         Err(DataError::EmptyFolder { path: path.into() })
     } else {
@@ -393,8 +323,5 @@ pub fn load_path(path: &Path) -> Result<Dataset, DataError> {
 }
 
 fn fashion_names() -> Vec<String> {
-    FASHION_MNIST_CLASSES
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect()
 }

@@ -106,21 +106,13 @@ impl ImageSet {
     /// The validation images depend only on this set, `validation` and `seed`: draw the image
     /// budget from the returned training part with [`ImageSet::take`], never before splitting.
     /// `validation` may be 0 (an empty validation set) but must leave at least one training image.
-    pub fn split_validation(
-        &self,
-        validation: usize,
-        seed: u64,
-    ) -> Result<(ImageSet, ImageSet), DataError> {
+    pub fn split_validation(&self, validation: usize, seed: u64) -> Result<(ImageSet, ImageSet), DataError> {
         let (kept, held_out) = self.split_indices(validation, seed)?;
         Ok((self.subset(&kept)?, self.subset(&held_out)?))
     }
 
     /// The indices behind [`ImageSet::split_validation`]: `(train, validation)`, each ascending.
-    pub fn split_indices(
-        &self,
-        validation: usize,
-        seed: u64,
-    ) -> Result<(Vec<i64>, Vec<i64>), DataError> {
+    pub fn split_indices(&self, validation: usize, seed: u64) -> Result<(Vec<i64>, Vec<i64>), DataError> {
         let len = self.len();
         if validation >= len {
             return Err(DataError::InvalidArgument(format!(
@@ -146,9 +138,7 @@ impl ImageSet {
     /// The indices behind [`ImageSet::take`], ascending.
     pub fn take_indices(&self, n: usize, seed: u64) -> Result<Vec<i64>, DataError> {
         if n == 0 {
-            return Err(DataError::InvalidArgument(
-                "an image budget must be at least 1 image".into(),
-            ));
+            return Err(DataError::InvalidArgument("an image budget must be at least 1 image".into()));
         }
         let order = stratified_order(&self.label_values()?, &mut budget_rng(seed));
         Ok(sorted(&order[..n.min(order.len())]))
@@ -202,10 +192,7 @@ mod tests {
             }
             for c in 0..3 {
                 let ideal = k as f64 * shares[c];
-                assert!(
-                    (counts[c] as f64 - ideal).abs() <= 1.0,
-                    "prefix {k}: {counts:?}"
-                );
+                assert!((counts[c] as f64 - ideal).abs() <= 1.0, "prefix {k}: {counts:?}");
             }
         }
     }

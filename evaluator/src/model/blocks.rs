@@ -51,7 +51,15 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// `c_in → c_out`, `k × k`, at `p` (`p.weight`, `p.bias`).
-    pub fn new(p: &Path, c_in: u32, c_out: u32, kernel: u32, stride: u32, groups: u32, bias: bool) -> TResult<Self> {
+    pub fn new(
+        p: &Path,
+        c_in: u32,
+        c_out: u32,
+        kernel: u32,
+        stride: u32,
+        groups: u32,
+        bias: bool,
+    ) -> TResult<Self> {
         let (c_in, c_out, k, g) = (i64::from(c_in), i64::from(c_out), i64::from(kernel), i64::from(groups));
         // torchvision: kaiming_normal_(mode="fan_out"): std = √(2 / (c_out · k²)).
         let std = (2.0 / (c_out * k * k) as f64).sqrt();
@@ -92,7 +100,14 @@ impl BatchNorm {
         let running_var = p.f_ones_no_train("running_var", &[c])?;
         let tracked = Tensor::f_zeros([] as [i64; 0], (Kind::Int64, p.device()))?;
         let _ = p.add("num_batches_tracked", tracked, false);
-        Ok(BatchNorm { weight, bias, running_mean, running_var, config, momentum: Cell::new(config.momentum) })
+        Ok(BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            config,
+            momentum: Cell::new(config.momentum),
+        })
     }
 
     /// Resets the running statistics (mean 0, variance 1).
@@ -134,7 +149,16 @@ pub struct ConvNormAct {
 
 impl ConvNormAct {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(p: &Path, c_in: u32, c_out: u32, kernel: u32, stride: u32, groups: u32, activation: bool, norm: NormConfig) -> TResult<Self> {
+    pub fn new(
+        p: &Path,
+        c_in: u32,
+        c_out: u32,
+        kernel: u32,
+        stride: u32,
+        groups: u32,
+        activation: bool,
+        norm: NormConfig,
+    ) -> TResult<Self> {
         Ok(ConvNormAct {
             conv: Conv2d::new(&(p / "0"), c_in, c_out, kernel, stride, groups, false)?,
             norm: BatchNorm::new(&(p / "1"), c_out, norm)?,
@@ -194,7 +218,10 @@ enum LayerShortcut {
     Identity,
     /// Average pool with kernel = stride (ceil mode, so the size matches the padded strided
     /// convolution on odd inputs) and an optional 1×1 conv + BN when channels change.
-    Pool { stride: i64, project: Option<ConvNormAct> },
+    Pool {
+        stride: i64,
+        project: Option<ConvNormAct>,
+    },
 }
 
 /// One layer of a block: the main branch (`p.block.N`) and its shortcut (`p.shortcut` when it
@@ -222,23 +249,59 @@ impl Layer {
             Op::MBConv => {
                 let hidden = block.hidden_channels(c_in);
                 if hidden != c_in {
-                    parts.push(Part::Conv(ConvNormAct::new(&next(&parts), c_in, hidden, 1, 1, 1, true, norm)?));
+                    parts.push(Part::Conv(ConvNormAct::new(
+                        &next(&parts),
+                        c_in,
+                        hidden,
+                        1,
+                        1,
+                        1,
+                        true,
+                        norm,
+                    )?));
                 }
-                parts.push(Part::Conv(ConvNormAct::new(&next(&parts), hidden, hidden, k, stride, hidden, true, norm)?));
+                parts.push(Part::Conv(ConvNormAct::new(
+                    &next(&parts),
+                    hidden,
+                    hidden,
+                    k,
+                    stride,
+                    hidden,
+                    true,
+                    norm,
+                )?));
                 if let Some(squeeze) = se {
                     parts.push(Part::Se(SqueezeExcite::new(&next(&parts), hidden, squeeze)?));
                 }
                 parts.push(Part::Conv(ConvNormAct::new(&next(&parts), hidden, c_out, 1, 1, 1, false, norm)?));
             }
             Op::DepthwiseSeparable => {
-                parts.push(Part::Conv(ConvNormAct::new(&next(&parts), c_in, c_in, k, stride, c_in, true, norm)?));
+                parts.push(Part::Conv(ConvNormAct::new(
+                    &next(&parts),
+                    c_in,
+                    c_in,
+                    k,
+                    stride,
+                    c_in,
+                    true,
+                    norm,
+                )?));
                 if let Some(squeeze) = se {
                     parts.push(Part::Se(SqueezeExcite::new(&next(&parts), c_in, squeeze)?));
                 }
                 parts.push(Part::Conv(ConvNormAct::new(&next(&parts), c_in, c_out, 1, 1, 1, true, norm)?));
             }
             Op::Conv => {
-                parts.push(Part::Conv(ConvNormAct::new(&next(&parts), c_in, c_out, k, stride, 1, true, norm)?));
+                parts.push(Part::Conv(ConvNormAct::new(
+                    &next(&parts),
+                    c_in,
+                    c_out,
+                    k,
+                    stride,
+                    1,
+                    true,
+                    norm,
+                )?));
                 if let Some(squeeze) = se {
                     parts.push(Part::Se(SqueezeExcite::new(&next(&parts), c_out, squeeze)?));
                 }

@@ -71,7 +71,8 @@ impl Network {
     pub fn with_norm(root: &nn::Path, arch: &ArchSpec, norm: NormConfig) -> Result<Self> {
         arch.validate()?;
         let features = root / "features";
-        let stem = ConvNormAct::new(&(&features / 0), arch.input_channels, arch.stem_channels, 3, 2, 1, true, norm)?;
+        let stem =
+            ConvNormAct::new(&(&features / 0), arch.input_channels, arch.stem_channels, 3, 2, 1, true, norm)?;
         let total = f64::from(arch.num_layers());
         let mut layers = Vec::with_capacity(arch.num_layers() as usize);
         let mut index = 0u32;
@@ -84,13 +85,30 @@ impl Network {
             }
         }
         let head_path = &features / (arch.blocks.len() + 1);
-        let head = ConvNormAct::new(&head_path, arch.last_block_channels(), arch.head_channels, 1, 1, 1, true, norm)?;
+        let head = ConvNormAct::new(
+            &head_path,
+            arch.last_block_channels(),
+            arch.head_channels,
+            1,
+            1,
+            1,
+            true,
+            norm,
+        )?;
         let classifier = root / "classifier" / 1;
         let (features_in, classes) = (i64::from(arch.head_channels), i64::from(arch.num_classes));
         let range = 1.0 / (classes as f64).sqrt();
         let classifier_weight = classifier.f_uniform("weight", &[classes, features_in], -range, range)?;
         let classifier_bias = classifier.f_zeros("bias", &[classes])?;
-        Ok(Network { stem, layers, head, classifier_weight, classifier_bias, dropout: arch.dropout, precision: Precision::Fp32 })
+        Ok(Network {
+            stem,
+            layers,
+            head,
+            classifier_weight,
+            classifier_bias,
+            dropout: arch.dropout,
+            precision: Precision::Fp32,
+        })
     }
 
     pub fn set_precision(&mut self, precision: Precision) {
@@ -122,7 +140,10 @@ impl Network {
     /// the last weights (an exponential average over a few hundred steps of fast-changing
     /// weights); recalibrating before evaluation removes that lag (the "BN calibration" of
     /// weight-sharing NAS, e.g. Once-for-All §3.2). Returns the number of batches used.
-    pub fn recalibrate_batch_norm(&self, batches: impl IntoIterator<Item = Result<Tensor, TchError>>) -> Result<usize, TchError> {
+    pub fn recalibrate_batch_norm(
+        &self,
+        batches: impl IntoIterator<Item = Result<Tensor, TchError>>,
+    ) -> Result<usize, TchError> {
         let norms = self.norms();
         for norm in &norms {
             norm.reset_running_stats()?;

@@ -25,9 +25,7 @@ impl Raw {
 
 pub fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut out).unwrap();
     out
 }
 
@@ -35,11 +33,7 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
 pub fn t10k() -> Raw {
     let images = gunzip(&Path::new(FASHION).join("t10k-images-idx3-ubyte.gz"));
     let labels = gunzip(&Path::new(FASHION).join("t10k-labels-idx1-ubyte.gz"));
-    Raw {
-        n: 10000,
-        pixels: images[16..].to_vec(),
-        labels: labels[8..].to_vec(),
-    }
+    Raw { n: 10000, pixels: images[16..].to_vec(), labels: labels[8..].to_vec() }
 }
 
 /// IDX bytes: magic, big-endian dimensions, data.
@@ -56,16 +50,9 @@ pub fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
 pub fn write_idx(dir: &Path, prefix: &str, pixels: &[u8], labels: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     let n = labels.len() as u32;
-    std::fs::write(
-        dir.join(format!("{prefix}-images-idx3-ubyte")),
-        idx_bytes(2051, &[n, 28, 28], pixels),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("{prefix}-labels-idx1-ubyte")),
-        idx_bytes(2049, &[n], labels),
-    )
-    .unwrap();
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), idx_bytes(2051, &[n, 28, 28], pixels))
+        .unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), idx_bytes(2049, &[n], labels)).unwrap();
 }
 
 /// All bytes of a uint8 tensor, in row-major order.

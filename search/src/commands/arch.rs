@@ -28,7 +28,12 @@ pub struct Args {
 }
 
 /// Resolves SPEC and applies the overrides, validating the result.
-pub fn resolve(spec: &str, resolution: Option<u32>, num_classes: Option<u32>, input_channels: Option<u32>) -> Result<ArchSpec> {
+pub fn resolve(
+    spec: &str,
+    resolution: Option<u32>,
+    num_classes: Option<u32>,
+    input_channels: Option<u32>,
+) -> Result<ArchSpec> {
     let mut arch = parse_arch(spec).with_context(|| format!("architecture {spec:?}"))?;
     if let Some(resolution) = resolution {
         arch.resolution = resolution;
@@ -91,8 +96,20 @@ pub fn to_json(name: &str, arch: &ArchSpec, breakdown: &CostBreakdown) -> serde_
 }
 
 fn render(name: &str, arch: &ArchSpec, breakdown: &CostBreakdown) -> String {
-    let mut table =
-        Table::new(["stage", "operator", "k", "s", "e", "se", "skip", "channels", "layers", "out res", "params", "mult-adds"]);
+    let mut table = Table::new([
+        "stage",
+        "operator",
+        "k",
+        "s",
+        "e",
+        "se",
+        "skip",
+        "channels",
+        "layers",
+        "out res",
+        "params",
+        "mult-adds",
+    ]);
     let first_res = effnas_space::arch::conv_output_size(arch.resolution, 3, 2);
     table.row([
         "stem".to_owned(),

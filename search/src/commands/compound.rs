@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use effnas_evaluator::score::Objective;
 use effnas_search::orchestrator::{drain_queue, Evaluator, Event, OracleEvaluator};
 use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
-use effnas_store::{BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, TrialId};
+use effnas_store::{
+    BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, TrialId,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -85,7 +87,9 @@ fn parse_point(text: &str) -> Result<Compound, String> {
         .map(|v| v.trim().parse::<f64>().map_err(|_| format!("{v:?} is not a number")))
         .collect::<Result<_, _>>()?;
     match values[..] {
-        [alpha, beta, gamma] if [alpha, beta, gamma].iter().all(|v| v.is_finite() && (1.0..=4.0).contains(v)) => {
+        [alpha, beta, gamma]
+            if [alpha, beta, gamma].iter().all(|v| v.is_finite() && (1.0..=4.0).contains(v)) =>
+        {
             Ok(Compound { alpha, beta, gamma })
         }
         [_, _, _] => Err(format!("{text:?}: α, β and γ must lie between 1 and 4")),
@@ -112,7 +116,11 @@ fn choose_points(mut grid: Vec<Compound>, max: Option<usize>) -> Vec<Compound> {
     if let Some(max) = max {
         grid.sort_by(|a, b| (a.flops_factor() - 2.0).abs().total_cmp(&(b.flops_factor() - 2.0).abs()));
         grid.truncate(max);
-        grid.sort_by(|a, b| (a.alpha, a.beta, a.gamma).partial_cmp(&(b.alpha, b.beta, b.gamma)).unwrap_or(std::cmp::Ordering::Equal));
+        grid.sort_by(|a, b| {
+            (a.alpha, a.beta, a.gamma)
+                .partial_cmp(&(b.alpha, b.beta, b.gamma))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
     }
     grid
 }
@@ -120,7 +128,8 @@ fn choose_points(mut grid: Vec<Compound>, max: Option<usize>) -> Vec<Compound> {
 fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
     if let Ok(id) = spec.trim().parse::<i64>() {
         let store = store.context("a trial id as --base needs the database")?;
-        let trial = store.block_on(store.store().trial(TrialId(id))).with_context(|| format!("--base {spec}"))?;
+        let trial =
+            store.block_on(store.store().trial(TrialId(id))).with_context(|| format!("--base {spec}"))?;
         return trial.arch().with_context(|| format!("--base {spec}"));
     }
     parse_arch(spec).with_context(|| format!("--base {spec:?}"))
@@ -148,7 +157,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let (run_id, config, store) = if let Some(selector) = &args.resume {
         let store = store_early.context("the database")?;
-        let (run, config): (_, CompoundConfig) = super::resume::resumable(&store, selector, RunKind::Compound)?;
+        let (run, config): (_, CompoundConfig) =
+            super::resume::resumable(&store, selector, RunKind::Compound)?;
         (run.id, config, store)
     } else {
         if args.workers == 0 {
@@ -160,7 +170,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if args.max_points == Some(0) {
             bail!("--max-points must be at least 1");
         }
-        let grid = GridSpec { alpha: args.alpha_range, beta: args.beta_range, gamma: args.gamma_range, step: args.step, tolerance: args.tolerance };
+        let grid = GridSpec {
+            alpha: args.alpha_range,
+            beta: args.beta_range,
+            gamma: args.gamma_range,
+            step: args.step,
+            tolerance: args.tolerance,
+        };
         let all = compound_grid(&grid).context("the compound grid is empty")?;
         let mut points = choose_points(all.clone(), args.max_points);
         for extra in &args.point {
@@ -174,7 +190,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.tolerance,
             points.len(),
             args.phi,
-            if args.point.is_empty() { String::new() } else { format!(" ({} given with --point)", args.point.len()) }
+            if args.point.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} given with --point)", args.point.len())
+            }
         );
         let base = resolve_base(store_early.as_ref(), &args.base)?;
         let config = CompoundConfig {
@@ -195,7 +215,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let evaluator = evaluator_for(&config)?;
         let store = match store_early {
             Some(store) => store,
-            None => BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?,
+            None => {
+                BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?
+            }
         };
         let run_id = create_run(&store, &args, &config)?;
         return finish(&store, run_id, &config, evaluator, args.json);
@@ -209,18 +231,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn create_run(store: &BlockingStore, args: &Args, config: &CompoundConfig) -> Result<RunId> {
     let mut trials = Vec::with_capacity(config.points.len());
     for point in &config.points {
-        let arch = scale(&config.base, Multipliers::compound(*point, config.phi))
-            .with_context(|| format!("scaling the base by α {}, β {}, γ {}", point.alpha, point.beta, point.gamma))?;
+        let arch = scale(&config.base, Multipliers::compound(*point, config.phi)).with_context(|| {
+            format!("scaling the base by α {}, β {}, γ {}", point.alpha, point.beta, point.gamma)
+        })?;
         trials.push(NewTrial::new(arch, proxy_key(config)));
     }
-    let mut new_run =
-        NewRun::new(args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec.replace(' ', "-"))), RunKind::Compound);
+    let mut new_run = NewRun::new(
+        args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec.replace(' ', "-"))),
+        RunKind::Compound,
+    );
     new_run.config = serde_json::to_value(config)?;
     new_run.seed = Some(config.seed);
     let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
     let ids = store.block_on(store.store().insert_trials(run_id, &trials))?;
     for (point, id) in config.points.iter().zip(ids) {
-        let new_point = NewCompoundPoint { alpha: point.alpha, beta: point.beta, gamma: point.gamma, phi: config.phi, trial_id: Some(id) };
+        let new_point = NewCompoundPoint {
+            alpha: point.alpha,
+            beta: point.beta,
+            gamma: point.gamma,
+            phi: config.phi,
+            trial_id: Some(id),
+        };
         store.block_on(store.store().add_compound_point(run_id, &new_point))?;
     }
     Ok(run_id)
@@ -229,34 +260,57 @@ fn create_run(store: &BlockingStore, args: &Args, config: &CompoundConfig) -> Re
 /// The best point of a finished compound run: its coefficients, the base network and how the
 /// base was given.
 pub fn winner(store: &BlockingStore, selector: &str) -> Result<(Compound, ArchSpec, String, RunId)> {
-    let run = store.block_on(store.store().find_run(selector)).with_context(|| format!("--from-run {selector:?}"))?;
+    let run = store
+        .block_on(store.store().find_run(selector))
+        .with_context(|| format!("--from-run {selector:?}"))?;
     if run.kind != RunKind::Compound {
         bail!("--from-run {selector:?}: run {} is a {} run, not a compound run", run.id, run.kind.as_str());
     }
-    let config: CompoundConfig = serde_json::from_value(run.config.clone()).with_context(|| format!("the configuration of run {}", run.id))?;
+    let config: CompoundConfig = serde_json::from_value(run.config.clone())
+        .with_context(|| format!("the configuration of run {}", run.id))?;
     let points = store.block_on(store.store().compound_points(run.id))?;
     let best = points
         .iter()
         .filter(|p| p.accuracy.is_some())
         .max_by(|a, b| a.accuracy.unwrap_or(0.0).total_cmp(&b.accuracy.unwrap_or(0.0)))
         .with_context(|| format!("--from-run {selector:?}: run {} has no measured point yet", run.id))?;
-    Ok((Compound { alpha: best.alpha, beta: best.beta, gamma: best.gamma }, config.base, config.base_spec, run.id))
+    Ok((
+        Compound { alpha: best.alpha, beta: best.beta, gamma: best.gamma },
+        config.base,
+        config.base_spec,
+        run.id,
+    ))
 }
 
 fn proxy_key(config: &CompoundConfig) -> String {
     match (&config.proxy, config.evaluator.as_str()) {
         (Some(proxy), "train") => format!(
             "compound:{}:e{}-n{}-r{}-w{}-d{}-s{}",
-            proxy.dataset, proxy.epochs, proxy.train_images, proxy.resolution, proxy.width, proxy.depth, config.seed
+            proxy.dataset,
+            proxy.epochs,
+            proxy.train_images,
+            proxy.resolution,
+            proxy.width,
+            proxy.depth,
+            config.seed
         ),
         _ => "oracle-compound-v1".to_owned(),
     }
 }
 
-fn finish(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, mut evaluator: Box<dyn Evaluator>, json: bool) -> Result<ExitCode> {
+fn finish(
+    store: &BlockingStore,
+    run_id: RunId,
+    config: &CompoundConfig,
+    mut evaluator: Box<dyn Evaluator>,
+    json: bool,
+) -> Result<ExitCode> {
     let stop = super::resume::stop_on_ctrl_c();
     let points = store.block_on(store.store().compound_points(run_id))?;
-    let done = points.iter().filter(|p| p.trial_state.is_some_and(|s| s.as_str() == "complete" || s.as_str() == "failed")).count();
+    let done = points
+        .iter()
+        .filter(|p| p.trial_state.is_some_and(|s| s.as_str() == "complete" || s.as_str() == "failed"))
+        .count();
     let bar = ProgressBar::new(points.len() as u64).with_position(done as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} compound run {prefix} [{bar:30}] {pos}/{len} points, {elapsed} elapsed, ETA {eta} | {msg}")
@@ -271,12 +325,18 @@ fn finish(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, mut eva
             if let Some(a) = accuracy {
                 best = Some(best.map_or(*a, |b: f64| b.max(*a)));
             }
-            bar.set_message(format!("best accuracy {}", best.map_or("-".to_owned(), |b| format!("{:.2}%", b * 100.0))));
+            bar.set_message(format!(
+                "best accuracy {}",
+                best.map_or("-".to_owned(), |b| format!("{:.2}%", b * 100.0))
+            ));
         }
     })?;
     bar.finish_and_clear();
     if summary.interrupted {
-        println!("interrupted: continue with `effnas compound --db {} --resume {run_id}`", store.store().location());
+        println!(
+            "interrupted: continue with `effnas compound --db {} --resume {run_id}`",
+            store.store().location()
+        );
         return Ok(ExitCode::from(130));
     }
     report(store, run_id, config, json)?;
@@ -312,10 +372,25 @@ fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: b
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"run": run_id.0, "phi": config.phi, "points": list}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run": run_id.0, "phi": config.phi, "points": list}))?
+        );
         return Ok(());
     }
-    let mut table = Table::new(["rank", "α", "β", "γ", "α·β²·γ²", "trial", "accuracy", "params", "mult-adds", "× base", "vs 2^φ"]);
+    let mut table = Table::new([
+        "rank",
+        "α",
+        "β",
+        "γ",
+        "α·β²·γ²",
+        "trial",
+        "accuracy",
+        "params",
+        "mult-adds",
+        "× base",
+        "vs 2^φ",
+    ]);
     for (rank, p) in points.iter().enumerate() {
         table.row([
             (rank + 1).to_string(),
@@ -324,14 +399,22 @@ fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: b
             format!("{:.2}", p.gamma),
             format!("{:.3}", p.flops_factor),
             p.trial_id.map_or("-".to_owned(), |t| t.to_string()),
-            p.accuracy.map_or_else(|| p.trial_state.map_or("-", |s| s.as_str()).to_owned(), |a| format!("{:.2}%", a * 100.0)),
+            p.accuracy.map_or_else(
+                || p.trial_state.map_or("-", |s| s.as_str()).to_owned(),
+                |a| format!("{:.2}%", a * 100.0),
+            ),
             p.params.map_or("-".to_owned(), human_count),
             p.flops.map_or("-".to_owned(), human_count),
             ratio(p).map_or("-".to_owned(), |r| format!("{r:.2}")),
             ratio(p).map_or("-".to_owned(), |r| format!("{:+.1}%", (r / intended - 1.0) * 100.0)),
         ]);
     }
-    println!("compound run {run_id}: {} points around {} at φ = {} (2^φ = {intended:.2})\n", points.len(), config.base_spec, config.phi);
+    println!(
+        "compound run {run_id}: {} points around {} at φ = {} (2^φ = {intended:.2})\n",
+        points.len(),
+        config.base_spec,
+        config.phi
+    );
     print!("{}", table.render());
     if let Some(winner) = points.first().filter(|p| p.accuracy.is_some()) {
         println!(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use effnas_store::TrialFilter;
 
-use super::runs::{RunSelector, block_on};
+use super::runs::{block_on, RunSelector};
 use super::trials::trial_json;
 
 #[derive(Debug, clap::Args)]
@@ -112,7 +112,8 @@ fn to_csv(rows: &[serde_json::Value]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
     for row in rows {
-        let fields: Vec<String> = COLUMNS.iter().map(|column| csv_field(&cell(&row[*column], column))).collect();
+        let fields: Vec<String> =
+            COLUMNS.iter().map(|column| csv_field(&cell(&row[*column], column))).collect();
         out.push_str(&fields.join(","));
         out.push_str("\r\n");
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use effnas_store::{pareto_front, Trial, TrialFilter, TrialState};
 
-use super::runs::{RunSelector, block_on};
+use super::runs::{block_on, RunSelector};
 use super::trials::{trial_json, trial_table, BLOCKS_LEGEND};
 
 #[derive(Debug, clap::Args)]
@@ -20,10 +20,12 @@ pub struct Args {
 
 /// The complete trials on the accuracy / multiply-adds front, cheapest first.
 pub fn front(trials: &[Trial]) -> Vec<&Trial> {
-    pareto_front(trials, |t| (t.state == TrialState::Complete).then_some(t.accuracy.map(|a| (a, t.flops))).flatten())
-        .into_iter()
-        .map(|i| &trials[i])
-        .collect()
+    pareto_front(trials, |t| {
+        (t.state == TrialState::Complete).then_some(t.accuracy.map(|a| (a, t.flops))).flatten()
+    })
+    .into_iter()
+    .map(|i| &trials[i])
+    .collect()
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::pareto::front;
-use super::runs::{RunSelector, block_on};
+use super::runs::{block_on, RunSelector};
 use super::trials::reference_model;
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,10 @@ pub(crate) fn format_of(path: &Path) -> Result<Format> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("svg") => Ok(Format::Svg),
         Some("png") => Ok(Format::Png),
-        _ => bail!("{}: the plot is written as .svg or .png; give a file name ending in one of them", path.display()),
+        _ => bail!(
+            "{}: the plot is written as .svg or .png; give a file name ending in one of them",
+            path.display()
+        ),
     }
 }
 
@@ -84,7 +87,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if data.references.is_empty() {
             String::new()
         } else {
-            format!(", {} marked", data.references.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                ", {} marked",
+                data.references.iter().map(|r| r.0.as_str()).collect::<Vec<_>>().join(", ")
+            )
         }
     );
     Ok(ExitCode::SUCCESS)
@@ -196,7 +202,9 @@ where
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BEST.stroke_width(2)));
     if !data.failed.is_empty() {
         chart
-            .draw_series(data.failed.iter().map(|&x| Cross::new((x, reward_floor), 4, FAILED.stroke_width(1))))
+            .draw_series(
+                data.failed.iter().map(|&x| Cross::new((x, reward_floor), 4, FAILED.stroke_width(1))),
+            )
             .map_err(fail)?
             .label("failed")
             .legend(|(x, y)| Cross::new((x + 10, y), 4, FAILED.stroke_width(1)));
@@ -247,7 +255,8 @@ where
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, REFERENCE.filled()));
         chart
             .draw_series(data.references.iter().map(|(name, p)| {
-                EmptyElement::at(*p) + Text::new(name.clone(), (10, -6), ("sans-serif", 15).into_font().color(&REFERENCE))
+                EmptyElement::at(*p)
+                    + Text::new(name.clone(), (10, -6), ("sans-serif", 15).into_font().color(&REFERENCE))
             }))
             .map_err(fail)?;
     }

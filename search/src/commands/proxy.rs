@@ -107,8 +107,9 @@ impl ProxyArgs {
             .collect::<Result<Vec<_>>>()?;
         let dataset = data::load(&self.dataset).with_context(|| format!("--dataset {:?}", self.dataset))?;
         // The split seed is fixed, not --seed: every run on this data validates on the same images.
-        let data = ProxyData::from_dataset(&dataset, self.validation_images, Some(self.train_images), false, 0)
-            .with_context(|| format!("preparing the proxy data from {}", self.dataset))?;
+        let data =
+            ProxyData::from_dataset(&dataset, self.validation_images, Some(self.train_images), false, 0)
+                .with_context(|| format!("preparing the proxy data from {}", self.dataset))?;
         let config = ProxyConfig {
             epochs: self.epochs,
             train_images: Some(self.train_images),
@@ -120,7 +121,13 @@ impl ProxyArgs {
             ..ProxyConfig::default()
         };
         config.validate().context("proxy settings")?;
-        Ok(ResolvedProxy { args: self.clone(), reference_resolution: effnas_space::arch::defaults::RESOLUTION, data, config, devices })
+        Ok(ResolvedProxy {
+            args: self.clone(),
+            reference_resolution: effnas_space::arch::defaults::RESOLUTION,
+            data,
+            config,
+            devices,
+        })
     }
 }
 
@@ -139,14 +146,23 @@ impl ResolvedProxy {
         });
         let digest = Sha256::digest(settings.to_string().as_bytes());
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}-e{}-n{}-r{}-w{}-d{}-{hex}", self.args.dataset, self.args.epochs, self.args.train_images, self.args.resolution, self.args.width, self.args.depth)
+        format!(
+            "{}-e{}-n{}-r{}-w{}-d{}-{hex}",
+            self.args.dataset,
+            self.args.epochs,
+            self.args.train_images,
+            self.args.resolution,
+            self.args.width,
+            self.args.depth
+        )
     }
 
     /// The network a proxy trains for a searched architecture: the data's input channels and
     /// classes, the width and depth multipliers, and the proxy resolution scaled by the
     /// architecture's resolution over the reference.
     pub fn proxy_arch(&self, arch: &ArchSpec) -> Result<ArchSpec> {
-        let scaled = scale(arch, Multipliers { width: self.args.width, depth: self.args.depth, resolution: 1.0 })?;
+        let scaled =
+            scale(arch, Multipliers { width: self.args.width, depth: self.args.depth, resolution: 1.0 })?;
         let ratio = f64::from(arch.resolution) / f64::from(self.reference_resolution.max(1));
         let resolution = (f64::from(self.args.resolution) * ratio).round().max(1.0) as u32;
         Ok(self.data.adapt(&scaled, Some(resolution))?)
@@ -182,7 +198,8 @@ impl TrainEvaluator {
     pub fn new(proxy: ResolvedProxy, workers: usize, objective: Objective) -> Result<Self> {
         let mut proxy = proxy;
         proxy.config.objective = objective;
-        let pool = WorkerPool::new(&PoolConfig::devices(proxy.devices.clone(), workers), &proxy.data).context("starting the workers")?;
+        let pool = WorkerPool::new(&PoolConfig::devices(proxy.devices.clone(), workers), &proxy.data)
+            .context("starting the workers")?;
         let capacity = pool.workers();
         Ok(TrainEvaluator { proxy, pool, capacity, in_flight: HashMap::new() })
     }

@@ -23,14 +23,29 @@ pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
 
 /// The run `--resume SELECTOR` names, checked to be of `kind` and unfinished, with its stored
 /// configuration.
-pub fn resumable<T: DeserializeOwned>(store: &BlockingStore, selector: &str, kind: RunKind) -> Result<(Run, T)> {
-    let run = store.block_on(store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
+pub fn resumable<T: DeserializeOwned>(
+    store: &BlockingStore,
+    selector: &str,
+    kind: RunKind,
+) -> Result<(Run, T)> {
+    let run =
+        store.block_on(store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
     if run.kind != kind {
-        bail!("--resume {selector:?}: run {} is a {} run, not a {} run", run.id, run.kind.as_str(), kind.as_str());
+        bail!(
+            "--resume {selector:?}: run {} is a {} run, not a {} run",
+            run.id,
+            run.kind.as_str(),
+            kind.as_str()
+        );
     }
     if run.status == RunStatus::Complete {
-        bail!("--resume {selector:?}: run {} has finished ({} trials); nothing to resume", run.id, run.trials_done + run.trials_failed);
+        bail!(
+            "--resume {selector:?}: run {} has finished ({} trials); nothing to resume",
+            run.id,
+            run.trials_done + run.trials_failed
+        );
     }
-    let config = serde_json::from_value(run.config.clone()).with_context(|| format!("the stored configuration of run {}", run.id))?;
+    let config = serde_json::from_value(run.config.clone())
+        .with_context(|| format!("the stored configuration of run {}", run.id))?;
     Ok((run, config))
 }

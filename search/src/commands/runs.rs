@@ -49,7 +49,10 @@ impl RunSelector {
 
 /// Runs an async query on a small runtime of its own: the commands are short and sequential.
 pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(future)
 }
 
@@ -79,7 +82,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else if runs.is_empty() {
         println!("no runs in {}", args.db.db);
     } else {
-        let mut table = Table::new(["id", "name", "kind", "status", "done", "failed", "total", "best reward", "started", "duration"]);
+        let mut table = Table::new([
+            "id",
+            "name",
+            "kind",
+            "status",
+            "done",
+            "failed",
+            "total",
+            "best reward",
+            "started",
+            "duration",
+        ]);
         for r in &runs {
             table.row([
                 r.id.to_string(),

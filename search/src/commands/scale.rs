@@ -55,8 +55,10 @@ pub fn parse_phi_list(text: &str) -> Result<Vec<f64>> {
     let mut values = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if let Some((from, to)) = item.split_once("..") {
-            let from: u32 = from.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
-            let to: u32 = to.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
+            let from: u32 =
+                from.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
+            let to: u32 =
+                to.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
             if from > to || to > 64 {
                 bail!("--phi: range {item:?} must go upwards and stay at most 64");
             }
@@ -93,7 +95,14 @@ pub fn scale_family(base: &ArchSpec, coefficients: Compound, phis: &[f64]) -> Re
             let multipliers = Multipliers::compound(coefficients, phi);
             let arch = scale(base, multipliers).with_context(|| format!("scaling at φ = {phi}"))?;
             let c = cost(&arch);
-            Ok(ScaledRow { phi, multipliers, params: c.params, flops: c.macs, flops_ratio: c.macs as f64 / base_flops, arch })
+            Ok(ScaledRow {
+                phi,
+                multipliers,
+                params: c.params,
+                flops: c.macs,
+                flops_ratio: c.macs as f64 / base_flops,
+                arch,
+            })
         })
         .collect()
 }
@@ -115,7 +124,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let phis = parse_phi_list(&args.phi)?;
     let (coefficients, base, base_name, source) = match &args.from_run {
         Some(selector) => {
-            let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
+            let store =
+                BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
             let (coefficients, base, base_name, run) = super::compound::winner(&store, selector)?;
             (coefficients, base, base_name, Some((store, run)))
         }
@@ -137,7 +147,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 resolution_multiplier: row.multipliers.resolution,
                 arch: row.arch.clone(),
             };
-            store.block_on(store.store().add_scaled_model(*run, &model)).context("recording the scaled models")?;
+            store
+                .block_on(store.store().add_scaled_model(*run, &model))
+                .context("recording the scaled models")?;
         }
     }
 
@@ -145,7 +157,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for row in &rows {
             let path = dir.join(format!("phi-{}.json", row.phi));
-            std::fs::write(&path, serde_json::to_string_pretty(&row.arch)?).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, serde_json::to_string_pretty(&row.arch)?)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
 
@@ -153,8 +166,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let format = super::plot::format_of(path)?;
         let size = (900, 560);
         let drawn = match format {
-            super::plot::Format::Svg => draw(SVGBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients),
-            super::plot::Format::Png => draw(BitMapBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients),
+            super::plot::Format::Svg => {
+                draw(SVGBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients)
+            }
+            super::plot::Format::Png => {
+                draw(BitMapBackend::new(path, size).into_drawing_area(), &rows, &base_name, coefficients)
+            }
         };
         drawn.with_context(|| format!("drawing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
@@ -206,10 +223,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         coefficients.beta,
         coefficients.gamma,
         coefficients.flops_factor(),
-        source.as_ref().map_or(String::new(), |(_, run)| format!(", the winner of compound run {run}; recorded as scaled models of that run")),
+        source.as_ref().map_or(String::new(), |(_, run)| format!(
+            ", the winner of compound run {run}; recorded as scaled models of that run"
+        )),
     );
     let mut table = Table::new([
-        "φ", "depth", "width", "res", "params", "mult-adds", "× base", "2^φ", "official", "res", "params", "mult-adds", "paper",
+        "φ",
+        "depth",
+        "width",
+        "res",
+        "params",
+        "mult-adds",
+        "× base",
+        "2^φ",
+        "official",
+        "res",
+        "params",
+        "mult-adds",
+        "paper",
     ]);
     for row in &rows {
         let official = official_row(row.phi);
@@ -254,29 +285,52 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Multiply-adds (log scale) against φ: the scaled family, the official models at integer φ,
 /// and the base's multiply-adds × 2^φ that the constraint aims at.
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[ScaledRow], base_name: &str, c: Compound) -> Result<()>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[ScaledRow],
+    base_name: &str,
+    c: Compound,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let to_err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
     root.fill(&WHITE).map_err(to_err)?;
-    let base_flops = rows.iter().find(|r| r.phi == 0.0).map_or_else(|| rows[0].flops as f64 / rows[0].flops_ratio, |r| r.flops as f64) / 1e6;
-    let official: Vec<(f64, f64)> =
-        rows.iter().filter_map(|r| official_row(r.phi).map(|(_, arch)| (r.phi, cost(&arch).macs as f64 / 1e6))).collect();
+    let base_flops = rows
+        .iter()
+        .find(|r| r.phi == 0.0)
+        .map_or_else(|| rows[0].flops as f64 / rows[0].flops_ratio, |r| r.flops as f64)
+        / 1e6;
+    let official: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| official_row(r.phi).map(|(_, arch)| (r.phi, cost(&arch).macs as f64 / 1e6)))
+        .collect();
     let scaled: Vec<(f64, f64)> = rows.iter().map(|r| (r.phi, r.flops as f64 / 1e6)).collect();
-    let (low, high) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(r.phi), h.max(r.phi)));
+    let (low, high) =
+        rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(r.phi), h.max(r.phi)));
     let (low, high) = if high > low { (low, high) } else { (low - 0.5, high + 0.5) };
-    let target: Vec<(f64, f64)> = (0..=100).map(|i| low + (high - low) * f64::from(i) / 100.0).map(|phi| (phi, base_flops * 2f64.powf(phi))).collect();
+    let target: Vec<(f64, f64)> = (0..=100)
+        .map(|i| low + (high - low) * f64::from(i) / 100.0)
+        .map(|phi| (phi, base_flops * 2f64.powf(phi)))
+        .collect();
     let all = scaled.iter().chain(&official).chain(&target).map(|p| p.1);
     let (y_low, y_high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), y| (l.min(y), h.max(y)));
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{base_name} scaled by α = {}, β = {}, γ = {}", c.alpha, c.beta, c.gamma), ("sans-serif", 20))
+        .caption(
+            format!("{base_name} scaled by α = {}, β = {}, γ = {}", c.alpha, c.beta, c.gamma),
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(low..high, (y_low * 0.8..y_high * 1.25).log_scale())
         .map_err(to_err)?;
-    chart.configure_mesh().x_desc("φ").y_desc("multiply-adds (millions, log scale)").draw().map_err(to_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("φ")
+        .y_desc("multiply-adds (millions, log scale)")
+        .draw()
+        .map_err(to_err)?;
     chart
         .draw_series(LineSeries::new(target, BLACK.mix(0.4).stroke_width(1)))
         .map_err(to_err)?
@@ -293,7 +347,12 @@ where
         .map_err(to_err)?
         .label("official B0–B7")
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, RED.filled()));
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(to_err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(to_err)?;
     root.present().map_err(to_err)?;
     Ok(())
 }

@@ -113,7 +113,9 @@ struct RunConfig {
 fn strategy(args: &Args) -> Strategy {
     match args.strategy {
         StrategyName::Random => Strategy::Random,
-        StrategyName::Evolution => Strategy::Evolution(EvolutionConfig { population: args.population, sample_size: args.tournament }),
+        StrategyName::Evolution => {
+            Strategy::Evolution(EvolutionConfig { population: args.population, sample_size: args.tournament })
+        }
         StrategyName::Rl => Strategy::Rl(RlConfig {
             algorithm: match args.rl_algorithm {
                 RlAlgorithmName::Ppo => RlAlgorithm::Ppo,
@@ -156,7 +158,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(selector) => (None, Some(selector.clone())),
         None => {
             check_args(&args)?;
-            let space = SearchSpace::resolve(&args.space).with_context(|| format!("--space {:?}", args.space))?;
+            let space =
+                SearchSpace::resolve(&args.space).with_context(|| format!("--space {:?}", args.space))?;
             let mut included = Vec::new();
             for spec in &args.include {
                 let arch = super::arch::resolve(spec, None, None, None)?;
@@ -176,7 +179,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 EvaluatorName::Oracle => None,
                 EvaluatorName::Train => Some(args.proxy.resolve(args.seed)?),
             };
-            let proxy_key = resolved.as_ref().map_or_else(|| format!("oracle-v1:{}", space.name), ResolvedProxy::key);
+            let proxy_key =
+                resolved.as_ref().map_or_else(|| format!("oracle-v1:{}", space.name), ResolvedProxy::key);
             let plan = SearchPlan {
                 space,
                 strategy: strategy(&args),
@@ -196,7 +200,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let config = RunConfig {
                 plan,
                 evaluator: if args.evaluator == EvaluatorName::Train { "train" } else { "oracle" }.to_owned(),
-                proxy: (args.evaluator == EvaluatorName::Train).then(|| serde_json::to_value(&args.proxy)).transpose()?,
+                proxy: (args.evaluator == EvaluatorName::Train)
+                    .then(|| serde_json::to_value(&args.proxy))
+                    .transpose()?,
             };
             (Some((config, evaluator, included)), None)
         }
@@ -205,17 +211,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
     let (run_id, config) = match (run_config, resume_selector) {
         (Some((config, evaluator, included)), _) => {
-            let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", config.plan.strategy.name(), config.plan.space.name));
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", config.plan.strategy.name(), config.plan.space.name));
             let mut new_run = NewRun::new(name, RunKind::Search);
             new_run.config = serde_json::to_value(&config)?;
             new_run.seed = Some(config.plan.seed);
             let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
-            let first: Vec<NewTrial> = included.into_iter().map(|arch| NewTrial::new(arch, config.plan.proxy_key.clone()).at_step(0)).collect();
+            let first: Vec<NewTrial> = included
+                .into_iter()
+                .map(|arch| NewTrial::new(arch, config.plan.proxy_key.clone()).at_step(0))
+                .collect();
             store.block_on(store.store().insert_trials(run_id, &first)).context("queueing --include")?;
             return execute(&store, run_id, &config, evaluator, args.json);
         }
         (None, Some(selector)) => {
-            let (run, config): (Run, RunConfig) = super::resume::resumable(&store, &selector, RunKind::Search)?;
+            let (run, config): (Run, RunConfig) =
+                super::resume::resumable(&store, &selector, RunKind::Search)?;
             (run.id, config)
         }
         (None, None) => unreachable!("either a new run or a resume"),
@@ -229,14 +242,25 @@ fn build_evaluator(config: &RunConfig) -> Result<Box<dyn Evaluator>> {
     Ok(match config.evaluator.as_str() {
         "oracle" => Box::new(OracleEvaluator::new(&config.plan.space, config.plan.workers)),
         "train" => {
-            let proxy: ProxyArgs = serde_json::from_value(config.proxy.clone().unwrap_or_default()).context("the run's proxy settings")?;
-            Box::new(TrainEvaluator::new(proxy.resolve(config.plan.seed)?, config.plan.workers, config.plan.objective)?)
+            let proxy: ProxyArgs = serde_json::from_value(config.proxy.clone().unwrap_or_default())
+                .context("the run's proxy settings")?;
+            Box::new(TrainEvaluator::new(
+                proxy.resolve(config.plan.seed)?,
+                config.plan.workers,
+                config.plan.objective,
+            )?)
         }
         other => bail!("unknown evaluator {other:?} in the run's configuration"),
     })
 }
 
-fn execute(store: &BlockingStore, run_id: RunId, config: &RunConfig, mut evaluator: Box<dyn Evaluator>, json: bool) -> Result<ExitCode> {
+fn execute(
+    store: &BlockingStore,
+    run_id: RunId,
+    config: &RunConfig,
+    mut evaluator: Box<dyn Evaluator>,
+    json: bool,
+) -> Result<ExitCode> {
     let stop = super::resume::stop_on_ctrl_c();
     let total = config.plan.trials as u64;
     let already = {
@@ -245,9 +269,11 @@ fn execute(store: &BlockingStore, run_id: RunId, config: &RunConfig, mut evaluat
     };
     let bar = ProgressBar::new(total).with_position(already);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} run {prefix} [{bar:30}] {pos}/{len} trials, {elapsed} elapsed, ETA {eta} | {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} run {prefix} [{bar:30}] {pos}/{len} trials, {elapsed} elapsed, ETA {eta} | {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_prefix(run_id.to_string());
     let (mut failed, mut best, mut images_per_second) = (0u64, None::<(f64, String)>, None::<f64>);
@@ -266,7 +292,8 @@ fn execute(store: &BlockingStore, run_id: RunId, config: &RunConfig, mut evaluat
             bar.set_message(format!("failed {failed}{ips} | best {best_text}"));
         }
         Event::NewBest { trial, reward, blocks } => {
-            let short: Vec<String> = blocks.iter().map(|b| b.split("_i").next().unwrap_or(b).to_owned()).collect();
+            let short: Vec<String> =
+                blocks.iter().map(|b| b.split("_i").next().unwrap_or(b).to_owned()).collect();
             best = Some((*reward, format!("(trial {trial}: {})", short.join(","))));
         }
     })?;
@@ -300,7 +327,11 @@ fn execute(store: &BlockingStore, run_id: RunId, config: &RunConfig, mut evaluat
             run.best_reward.map_or("-".to_owned(), |r| format!("{r:.4}")),
         );
         if summary.interrupted {
-            println!("interrupted: continue with `effnas search --db {} --resume {}`", store.store().location(), run.id);
+            println!(
+                "interrupted: continue with `effnas search --db {} --resume {}`",
+                store.store().location(),
+                run.id
+            );
         } else {
             println!(
                 "next: `effnas trials --db {db} --run {id} --top 10`, `effnas pareto --db {db} --run {id}`, `effnas plot --db {db} --run {id} --out search.svg`",

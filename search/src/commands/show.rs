@@ -86,8 +86,14 @@ fn render(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
         out.push('\n');
         out.push_str(&architecture_table(arch));
     }
-    let _ =
-        writeln!(out, "\ncost: {} parameters ({}), {} multiply-adds ({})", t.params, human_count(t.params), t.flops, human_count(t.flops));
+    let _ = writeln!(
+        out,
+        "\ncost: {} parameters ({}), {} multiply-adds ({})",
+        t.params,
+        human_count(t.params),
+        t.flops,
+        human_count(t.flops)
+    );
     let _ = writeln!(
         out,
         "result: accuracy {}, loss {}, reward {}, latency {}, training {}, {} images/s",
@@ -102,7 +108,8 @@ fn render(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
         let _ = writeln!(out, "extra: {extra}");
     }
     if !epochs.is_empty() {
-        let mut curve = Table::new(["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]);
+        let mut curve =
+            Table::new(["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]);
         let number = |v: Option<f64>, digits: usize| or_dash(v, |v| format!("{v:.digits$}"));
         let percent = |v: Option<f64>| or_dash(v, |v| format!("{:.2}%", v * 100.0));
         for e in epochs {

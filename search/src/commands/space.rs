@@ -40,7 +40,8 @@ fn join<T: ToString>(values: &[T]) -> String {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let space = SearchSpace::resolve(&args.space).with_context(|| format!("search space {:?}", args.space))?;
+    let space =
+        SearchSpace::resolve(&args.space).with_context(|| format!("search space {:?}", args.space))?;
     if args.sample.is_some_and(|n| n > 100_000) {
         bail!("--sample: at most 100000 architectures at once");
     }
@@ -112,7 +113,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             space.resolution,
             space.num_classes,
         );
-        let mut table = Table::new(["block", "stride", "ops", "kernels", "se", "skips", "channels", "layers"]);
+        let mut table =
+            Table::new(["block", "stride", "ops", "kernels", "se", "skips", "channels", "layers"]);
         for (index, block) in space.blocks.iter().enumerate() {
             table.row([
                 (index + 1).to_string(),
@@ -138,7 +140,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     arch.block_strings().join(","),
                 ]);
             }
-            println!("{} samples (seed {}) at {} px:\n{}", samples.len(), args.seed, space.resolution, table.render());
+            println!(
+                "{} samples (seed {}) at {} px:\n{}",
+                samples.len(),
+                args.seed,
+                space.resolution,
+                table.render()
+            );
         }
         if let Some((spec, result)) = &membership {
             match result {

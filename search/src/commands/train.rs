@@ -11,10 +11,12 @@ use effnas_evaluator::device::{device_name, resolve_device};
 use effnas_evaluator::model::{checkpoint, Precision};
 use effnas_evaluator::optim::OptimizerKind;
 use effnas_evaluator::score::{Constraint, Objective};
-use effnas_evaluator::train::{train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult};
+use effnas_evaluator::train::{
+    train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult,
+};
 use effnas_space::{scale, Multipliers};
-use indicatif::{ProgressBar, ProgressStyle};
 use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tch::Device;
@@ -198,7 +200,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let device = choose_device(args.device.as_deref())?;
     let config = proxy_config(&args, device);
     config.validate().context("proxy configuration")?;
-    let base = effnas_space::parse_arch(&args.spec).with_context(|| format!("architecture {:?}", args.spec))?;
+    let base =
+        effnas_space::parse_arch(&args.spec).with_context(|| format!("architecture {:?}", args.spec))?;
     let mut arch = scale(&base, Multipliers { width: args.width, depth: args.depth, resolution: 1.0 })
         .with_context(|| format!("scaling {:?} by width {} depth {}", args.spec, args.width, args.depth))?;
     if let Some(dropout) = args.dropout {
@@ -225,13 +228,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let native = u32::try_from(dataset.train.height()).unwrap_or(32);
     let proxy = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
         .with_context(|| format!("proxy split of {}", dataset.name))?;
-    let arch = proxy.adapt(&arch, Some(args.resolution.unwrap_or(native))).context("architecture for this data set")?;
+    let arch = proxy
+        .adapt(&arch, Some(args.resolution.unwrap_or(native)))
+        .context("architecture for this data set")?;
 
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let trained = train_with_progress(&arch, &proxy, &config, device, &mut |p| {
@@ -253,7 +260,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         result: trained.result,
     };
     if let (Some(dir), Some(model)) = (&args.save, &trained.model) {
-        checkpoint::save(model, dir, Some(&report)).with_context(|| format!("saving to {}", dir.display()))?;
+        checkpoint::save(model, dir, Some(&report))
+            .with_context(|| format!("saving to {}", dir.display()))?;
     }
     let recorded = match &store {
         Some(store) => Some(record(store, &report).context("recording the result")?),
@@ -284,7 +292,11 @@ fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
     let settings = serde_json::json!({"dataset": report.dataset, "resolution": report.result.resolution,
         "validation_images": report.result.validation_images, "config": report.config});
     let digest = Sha256::digest(settings.to_string().as_bytes());
-    let key = format!("manual:{}:{}", report.dataset, digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let key = format!(
+        "manual:{}:{}",
+        report.dataset,
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     let trial = NewTrial::new(report.arch.clone(), key);
     let r = &report.result;
     let trial_id = match r.status {
@@ -298,7 +310,9 @@ fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
                 latency_ms: r.latency_ms,
                 seconds: r.seconds,
                 images_per_second: r.images_per_second,
-                extra: Some(serde_json::json!({"device": r.device, "images_seen": r.images_seen, "test_accuracy": r.test_accuracy})),
+                extra: Some(
+                    serde_json::json!({"device": r.device, "images_seen": r.images_seen, "test_accuracy": r.test_accuracy}),
+                ),
             };
             let epochs = super::proxy::epoch_metrics(r);
             store.block_on(store.store().insert_completed_trial(run_id, &trial, &metrics, &epochs))?
@@ -318,13 +332,22 @@ fn render(report: &Report, device: Device) -> String {
     let r = &report.result;
     let mut table = Table::new(["", "value"]);
     let percent = |a: f64| format!("{:.2}%", 100.0 * a);
-    table.row(["data set".to_owned(), format!("{} ({} train, {} validation)", report.dataset, r.train_images, r.validation_images)]);
-    table.row(["architecture".to_owned(), format!("{} ({} blocks, {} px)", report.spec, report.blocks.len(), r.resolution)]);
+    table.row([
+        "data set".to_owned(),
+        format!("{} ({} train, {} validation)", report.dataset, r.train_images, r.validation_images),
+    ]);
+    table.row([
+        "architecture".to_owned(),
+        format!("{} ({} blocks, {} px)", report.spec, report.blocks.len(), r.resolution),
+    ]);
     table.row(["device".to_owned(), device_name(device)]);
-    table.row(["status".to_owned(), match r.status {
-        Status::Complete => "complete".to_owned(),
-        Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")),
-    }]);
+    table.row([
+        "status".to_owned(),
+        match r.status {
+            Status::Complete => "complete".to_owned(),
+            Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")),
+        },
+    ]);
     table.row(["validation accuracy".to_owned(), percent(r.accuracy)]);
     if let Some(test) = r.test_accuracy {
         table.row(["test accuracy".to_owned(), percent(test)]);

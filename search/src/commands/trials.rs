@@ -10,7 +10,7 @@ use effnas_space::{presets, ArchSpec, Op, Skip};
 use effnas_store::{CompoundPoint, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
 use serde_json::json;
 
-use super::runs::{RunSelector, block_on};
+use super::runs::{block_on, RunSelector};
 use crate::table::{human_count, Table};
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +149,10 @@ pub fn trial_table(trials: &[Trial]) -> String {
 }
 
 /// The grid point behind each trial of a compound run (empty for other runs).
-pub async fn compound_points_by_trial(store: &effnas_store::Store, run: &effnas_store::Run) -> Result<HashMap<TrialId, CompoundPoint>> {
+pub async fn compound_points_by_trial(
+    store: &effnas_store::Store,
+    run: &effnas_store::Run,
+) -> Result<HashMap<TrialId, CompoundPoint>> {
     if run.kind != RunKind::Compound {
         return Ok(HashMap::new());
     }
@@ -169,10 +172,13 @@ pub fn add_compound_point(row: &mut serde_json::Value, point: Option<&CompoundPo
 
 /// The table of a compound run's trials: the grid point in place of the blocks.
 fn compound_table(trials: &[Trial], points: &HashMap<TrialId, CompoundPoint>) -> String {
-    let mut table = Table::new(["id", "state", "α", "β", "γ", "φ", "α·β²·γ²", "accuracy", "flops", "params", "time"]);
+    let mut table =
+        Table::new(["id", "state", "α", "β", "γ", "φ", "α·β²·γ²", "accuracy", "flops", "params", "time"]);
     for t in trials {
         let point = points.get(&t.id);
-        let coefficient = |f: fn(&CompoundPoint) -> f64, digits: usize| point.map_or("-".to_owned(), |p| format!("{:.digits$}", f(p)));
+        let coefficient = |f: fn(&CompoundPoint) -> f64, digits: usize| {
+            point.map_or("-".to_owned(), |p| format!("{:.digits$}", f(p)))
+        };
         table.row([
             t.id.to_string(),
             t.state.to_string(),
@@ -279,7 +285,8 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         Some((i, 'g' | 'G' | 'b' | 'B')) => (&trimmed[..i], 1e9),
         _ => (trimmed, 1.0),
     };
-    let value: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a count (examples: 400M, 0.4G, 4e8)"))?;
+    let value: f64 =
+        number.trim().parse().map_err(|_| format!("{text:?} is not a count (examples: 400M, 0.4G, 4e8)"))?;
     let count = value * scale;
     if !count.is_finite() || count < 0.0 || count > u64::MAX as f64 {
         return Err(format!("{text:?} is out of range"));

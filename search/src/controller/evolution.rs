@@ -50,7 +50,8 @@ pub struct EvolutionController {
 
 impl EvolutionController {
     pub fn new(space: SearchSpace, config: EvolutionConfig, seed: u64) -> Self {
-        let config = EvolutionConfig { population: config.population.max(2), sample_size: config.sample_size.max(1) };
+        let config =
+            EvolutionConfig { population: config.population.max(2), sample_size: config.sample_size.max(1) };
         EvolutionController {
             space,
             config,

@@ -79,7 +79,9 @@ impl Strategy {
     pub fn build(&self, space: &SearchSpace, seed: u64) -> Result<Box<dyn Controller>> {
         Ok(match self {
             Strategy::Random => Box::new(RandomController::new(space.clone(), seed)),
-            Strategy::Evolution(config) => Box::new(EvolutionController::new(space.clone(), config.clone(), seed)),
+            Strategy::Evolution(config) => {
+                Box::new(EvolutionController::new(space.clone(), config.clone(), seed))
+            }
             Strategy::Rl(config) => Box::new(RlController::new(space.clone(), config.clone(), seed)?),
         })
     }
@@ -100,8 +102,10 @@ impl RngState {
 
     pub fn rebuild(&self) -> Result<ChaCha8Rng> {
         use rand::SeedableRng;
-        let position: u128 =
-            self.word_pos.parse().map_err(|_| ControllerError::BadState(format!("rng position {:?}", self.word_pos)))?;
+        let position: u128 = self
+            .word_pos
+            .parse()
+            .map_err(|_| ControllerError::BadState(format!("rng position {:?}", self.word_pos)))?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_word_pos(position);
         Ok(rng)
@@ -115,7 +119,10 @@ fn from_state<T: serde::de::DeserializeOwned>(state: &Value) -> Result<T> {
 fn check_tokens(space: &SearchSpace, tokens: &[usize]) -> Result<()> {
     let counts = space.choice_counts();
     if tokens.len() != counts.len() || tokens.iter().zip(&counts).any(|(t, n)| t >= n) {
-        return Err(ControllerError::BadState(format!("tokens {tokens:?} are not a member of space {:?}", space.name)));
+        return Err(ControllerError::BadState(format!(
+            "tokens {tokens:?} are not a member of space {:?}",
+            space.name
+        )));
     }
     Ok(())
 }

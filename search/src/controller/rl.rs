@@ -80,7 +80,14 @@ struct Policy {
 
 impl Policy {
     fn parameters(&self) -> [&Tensor; 6] {
-        [&self.embedding, &self.input_weight, &self.hidden_weight, &self.gate_bias, &self.head_weight, &self.head_bias]
+        [
+            &self.embedding,
+            &self.input_weight,
+            &self.hidden_weight,
+            &self.gate_bias,
+            &self.head_weight,
+            &self.head_bias,
+        ]
     }
 }
 
@@ -121,11 +128,14 @@ fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
 impl RlController {
     pub fn new(space: SearchSpace, config: RlConfig, seed: u64) -> Result<Self> {
         let counts: Vec<i64> = space.choice_counts().iter().map(|&n| n as i64).collect();
-        let offsets: Vec<i64> = counts.iter().scan(0, |acc, &n| {
-            let start = *acc;
-            *acc += n;
-            Some(start)
-        }).collect();
+        let offsets: Vec<i64> = counts
+            .iter()
+            .scan(0, |acc, &n| {
+                let start = *acc;
+                *acc += n;
+                Some(start)
+            })
+            .collect();
         let total: i64 = counts.iter().sum();
         let (h, e) = (config.hidden.max(1), config.embedding.max(1));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -171,9 +181,13 @@ impl RlController {
     /// One LSTM step: returns the new (h, c).
     fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
         let p = &self.policy;
-        let gates = x.f_matmul(&p.input_weight.f_tr()?)?.f_add(&h.f_matmul(&p.hidden_weight.f_tr()?)?)?.f_add(&p.gate_bias)?;
+        let gates = x
+            .f_matmul(&p.input_weight.f_tr()?)?
+            .f_add(&h.f_matmul(&p.hidden_weight.f_tr()?)?)?
+            .f_add(&p.gate_bias)?;
         let chunks = gates.f_chunk(4, 1)?;
-        let (i, f, g, o) = (chunks[0].f_sigmoid()?, chunks[1].f_sigmoid()?, chunks[2].f_tanh()?, chunks[3].f_sigmoid()?);
+        let (i, f, g, o) =
+            (chunks[0].f_sigmoid()?, chunks[1].f_sigmoid()?, chunks[2].f_tanh()?, chunks[3].f_sigmoid()?);
         let c = f.f_mul(c)?.f_add(&i.f_mul(&g)?)?;
         let h = o.f_mul(&c.f_tanh()?)?;
         Ok((h, c))
@@ -212,8 +226,10 @@ impl RlController {
             let log_p = self.logits(position, &h)?.f_log_softmax(1, Kind::Float)?;
             let taken: Vec<i64> = sequences.iter().map(|s| s[position] as i64).collect();
             let taken = Tensor::from_slice(&taken);
-            log_prob = log_prob.f_add(&log_p.f_gather(1, &taken.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?)?;
-            entropy = entropy.f_sub(&log_p.f_exp()?.f_mul(&log_p)?.f_sum_dim_intlist(1, false, Kind::Float)?)?;
+            log_prob =
+                log_prob.f_add(&log_p.f_gather(1, &taken.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?)?;
+            entropy =
+                entropy.f_sub(&log_p.f_exp()?.f_mul(&log_p)?.f_sum_dim_intlist(1, false, Kind::Float)?)?;
             x = self.embed(Some(position), &taken)?;
         }
         Ok((log_prob, entropy))
@@ -261,7 +277,9 @@ impl RlController {
                 continue;
             }
             let m = self.first_moments[index].f_mul_scalar(beta1)?.f_add(&grad.f_mul_scalar(1.0 - beta1)?)?;
-            let v = self.second_moments[index].f_mul_scalar(beta2)?.f_add(&grad.f_square()?.f_mul_scalar(1.0 - beta2)?)?;
+            let v = self.second_moments[index]
+                .f_mul_scalar(beta2)?
+                .f_add(&grad.f_square()?.f_mul_scalar(1.0 - beta2)?)?;
             let update = m
                 .f_div_scalar(correction1)?
                 .f_div(&v.f_div_scalar(correction2)?.f_sqrt()?.f_add_scalar(eps)?)?
@@ -287,7 +305,8 @@ impl RlController {
         if spread > 1e-12 {
             advantages.iter_mut().for_each(|a| *a /= spread);
         }
-        self.baseline = Some(self.config.baseline_decay * baseline + (1.0 - self.config.baseline_decay) * mean);
+        self.baseline =
+            Some(self.config.baseline_decay * baseline + (1.0 - self.config.baseline_decay) * mean);
         let advantages = Tensor::from_slice(&advantages.iter().map(|&a| a as f32).collect::<Vec<_>>());
         let sequences: Vec<Vec<usize>> = batch.into_iter().map(|o| o.tokens).collect();
 
@@ -380,9 +399,13 @@ impl Controller for RlController {
     fn restore(&mut self, state: &Value) -> Result<()> {
         let state: RlState = from_state(state)?;
         let sizes: Vec<i64> = self.policy.parameters().iter().map(|p| p.numel() as i64).collect();
-        let fits = |lists: &[Vec<f32>]| lists.len() == sizes.len() && lists.iter().zip(&sizes).all(|(l, &n)| l.len() as i64 == n);
+        let fits = |lists: &[Vec<f32>]| {
+            lists.len() == sizes.len() && lists.iter().zip(&sizes).all(|(l, &n)| l.len() as i64 == n)
+        };
         if !(fits(&state.weights) && fits(&state.first_moments) && fits(&state.second_moments)) {
-            return Err(ControllerError::BadState("policy sizes differ (another space or RL configuration)".into()));
+            return Err(ControllerError::BadState(
+                "policy sizes differ (another space or RL configuration)".into(),
+            ));
         }
         for observation in &state.buffer {
             check_tokens(&self.space, &observation.tokens)?;
