@@ -39,100 +39,131 @@ pub fn format_block(block: &BlockSpec) -> String {
 
 /// Parses one block string. `default_in` supplies the input channels when the string has no
 /// `i` token (timm style); without either, it is an error.
+///
+/// The steps: the operator prefix, each field token, the defaults for missing fields, and the
+/// field checks of [`BlockSpec::validate`]. Every error names the text as the user wrote it.
 pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
     let err = |reason: String| SpaceError::BlockString { block: text.to_owned(), reason };
-    let text_trimmed = text.trim();
-    if text_trimmed.is_empty() {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
         return Err(err("empty block string".to_owned()));
     }
-    let mut tokens = text_trimmed.split('_').peekable();
-    let mut op = Op::MBConv;
-    if let Some(&first) = tokens.peek() {
-        let prefix = match first {
-            "ir" => Some(Op::MBConv),
-            "ds" => Some(Op::DepthwiseSeparable),
-            "cn" => Some(Op::Conv),
-            _ if first.chars().all(|c| c.is_ascii_alphabetic())
-                && !matches!(first, "noskip" | "poolskip") =>
-            {
-                return Err(err(format!("unknown operator prefix {first:?} (known: ir, ds, cn)")));
-            }
-            _ => None,
-        };
-        if let Some(prefix) = prefix {
-            op = prefix;
-            tokens.next();
-        }
-    }
-
-    let (mut repeats, mut kernel, mut stride, mut expansion) = (None, None, None, None);
-    let (mut in_channels, mut out_channels, mut se_ratio, mut skip) = (None, None, None, None);
+    let mut tokens = trimmed.split('_').peekable();
+    let op = read_prefix(&mut tokens).map_err(err)?;
+    let mut fields = Fields::default();
     for token in tokens {
-        let number = |digits: &str| -> Result<u32> {
-            digits
-                .parse::<u32>()
-                .map_err(|_| err(format!("token {token:?} needs a whole number after its letter")))
-        };
-        let set = |slot: &mut Option<u32>, value: u32| -> Result<()> {
-            if slot.replace(value).is_some() {
-                return Err(err(format!("token {token:?} repeats a field given before")));
-            }
-            Ok(())
-        };
-        if let Some(ratio) = token.strip_prefix("se") {
-            let value: f64 =
-                ratio.parse().map_err(|_| err(format!("token {token:?} needs a number after \"se\"")))?;
-            if se_ratio.replace(value).is_some() {
-                return Err(err(format!("token {token:?} repeats a field given before")));
-            }
-        } else if token == "noskip" || token == "poolskip" {
-            let value = if token == "noskip" { Skip::None } else { Skip::Pool };
-            if skip.replace(value).is_some() {
-                return Err(err(format!("token {token:?} repeats a field given before")));
-            }
-        } else if let Some(digits) = token.strip_prefix('s') {
-            // TF writes the stride once per axis (`s22`); both must agree.
-            let value = match digits.len() {
-                1 => number(digits)?,
-                2 if digits[..1] == digits[1..] => number(&digits[..1])?,
-                2 => return Err(err(format!("token {token:?}: strides must be equal on both axes"))),
-                _ => return Err(err(format!("token {token:?} is not a stride (s1, s2, s11 or s22)"))),
-            };
-            set(&mut stride, value)?;
-        } else {
-            let mut chars = token.chars();
-            let letter = chars.next();
-            let digits = chars.as_str();
-            let slot = match letter {
-                Some('r') => &mut repeats,
-                Some('k') => &mut kernel,
-                Some('e') => &mut expansion,
-                Some('i') => &mut in_channels,
-                Some('o' | 'c') => &mut out_channels,
-                _ => return Err(err(format!("unknown token {token:?}"))),
-            };
-            set(slot, number(digits)?)?;
-        }
+        fields.read(token).map_err(err)?;
     }
-
-    let need = |value: Option<u32>, what: &str| value.ok_or_else(|| err(format!("missing {what}")));
-    let block = BlockSpec {
-        op,
-        repeats: need(repeats, "repeat count (rN)")?,
-        kernel: need(kernel, "kernel (kN)")?,
-        stride: stride.unwrap_or(1),
-        expansion: expansion.unwrap_or(1),
-        in_channels: need(in_channels.or(default_in), "input channels (iN)")?,
-        out_channels: need(out_channels, "output channels (oN or cN)")?,
-        se_ratio: se_ratio.unwrap_or(0.0),
-        skip: skip.unwrap_or(Skip::Identity),
-    };
+    let block = fields.into_block(op, default_in).map_err(err)?;
     // Report the text as the user wrote it, not as it would print.
     block.validate().map_err(|e| match e {
         SpaceError::BlockString { reason, .. } => SpaceError::BlockString { block: text.to_owned(), reason },
         other => other,
     })?;
     Ok(block)
+}
+
+/// Consumes the optional operator prefix (`ir`, `ds`, `cn`); MBConv without one. A leading
+/// all-letter token that is neither a prefix nor a skip token is an unknown prefix.
+fn read_prefix<'a>(
+    tokens: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+) -> std::result::Result<Op, String> {
+    let Some(&first) = tokens.peek() else { return Ok(Op::MBConv) };
+    let op = match first {
+        "ir" => Op::MBConv,
+        "ds" => Op::DepthwiseSeparable,
+        "cn" => Op::Conv,
+        _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
+            return Err(format!("unknown operator prefix {first:?} (known: ir, ds, cn)"));
+        }
+        _ => return Ok(Op::MBConv),
+    };
+    tokens.next();
+    Ok(op)
+}
+
+/// The fields of a block string as they are read, each at most once.
+#[derive(Default)]
+struct Fields {
+    repeats: Option<u32>,
+    kernel: Option<u32>,
+    stride: Option<u32>,
+    expansion: Option<u32>,
+    in_channels: Option<u32>,
+    out_channels: Option<u32>,
+    se_ratio: Option<f64>,
+    skip: Option<Skip>,
+}
+
+impl Fields {
+    /// Reads one token into its field; the error names the token.
+    fn read(&mut self, token: &str) -> std::result::Result<(), String> {
+        if let Some(ratio) = token.strip_prefix("se") {
+            let value = ratio.parse().map_err(|_| format!("token {token:?} needs a number after \"se\""))?;
+            return fill(&mut self.se_ratio, value, token);
+        }
+        match token {
+            "noskip" => return fill(&mut self.skip, Skip::None, token),
+            "poolskip" => return fill(&mut self.skip, Skip::Pool, token),
+            _ => {}
+        }
+        if let Some(digits) = token.strip_prefix('s') {
+            return fill(&mut self.stride, parse_stride(token, digits)?, token);
+        }
+        let mut chars = token.chars();
+        let letter = chars.next();
+        let slot = match letter {
+            Some('r') => &mut self.repeats,
+            Some('k') => &mut self.kernel,
+            Some('e') => &mut self.expansion,
+            Some('i') => &mut self.in_channels,
+            Some('o' | 'c') => &mut self.out_channels,
+            _ => return Err(format!("unknown token {token:?}")),
+        };
+        fill(slot, whole_number(token, chars.as_str())?, token)
+    }
+
+    /// The block, with the defaults for optional fields (stride 1, expansion 1, no SE,
+    /// identity skip) and `default_in` for missing input channels.
+    fn into_block(self, op: Op, default_in: Option<u32>) -> std::result::Result<BlockSpec, String> {
+        let need = |value: Option<u32>, what: &str| value.ok_or_else(|| format!("missing {what}"));
+        Ok(BlockSpec {
+            op,
+            repeats: need(self.repeats, "repeat count (rN)")?,
+            kernel: need(self.kernel, "kernel (kN)")?,
+            stride: self.stride.unwrap_or(1),
+            expansion: self.expansion.unwrap_or(1),
+            in_channels: need(self.in_channels.or(default_in), "input channels (iN)")?,
+            out_channels: need(self.out_channels, "output channels (oN or cN)")?,
+            se_ratio: self.se_ratio.unwrap_or(0.0),
+            skip: self.skip.unwrap_or(Skip::Identity),
+        })
+    }
+}
+
+/// Stores a field's value; a second value for the same field is an error.
+fn fill<T>(slot: &mut Option<T>, value: T, token: &str) -> std::result::Result<(), String> {
+    match slot.replace(value) {
+        Some(_) => Err(format!("token {token:?} repeats a field given before")),
+        None => Ok(()),
+    }
+}
+
+/// The number after a token's letter.
+fn whole_number(token: &str, digits: &str) -> std::result::Result<u32, String> {
+    digits.parse().map_err(|_| format!("token {token:?} needs a whole number after its letter"))
+}
+
+/// The stride of an `s` token: TF writes it once per axis (`s22`); both must agree.
+fn parse_stride(token: &str, digits: &str) -> std::result::Result<u32, String> {
+    match digits.len() {
+        1 => whole_number(token, digits),
+        // Equal bytes are two equal ASCII characters (a two-byte character never repeats its
+        // lead byte), so slicing at 1 stays on a character boundary.
+        2 if digits.as_bytes()[0] == digits.as_bytes()[1] => whole_number(token, &digits[..1]),
+        2 => Err(format!("token {token:?}: strides must be equal on both axes")),
+        _ => Err(format!("token {token:?} is not a stride (s1, s2, s11 or s22)")),
+    }
 }
 
 /// Parses a chain of block strings; a block without `i` takes the previous block's output
@@ -210,6 +241,7 @@ pub fn arch_hash(arch: &ArchSpec) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -254,6 +286,12 @@ mod tests {
             }
         }
         assert!(parse_block("r2_k3_s22_e6_o24", None).unwrap_err().to_string().contains("input channels"));
+    }
+
+    #[test]
+    fn a_two_byte_character_after_s_is_an_error_not_a_panic() {
+        let error = parse_block("r1_k3_s\u{e9}_i8_o8", None).expect_err("not a stride");
+        assert!(error.to_string().contains("strides must be equal"), "{error}");
     }
 
     #[test]
