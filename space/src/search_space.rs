@@ -69,17 +69,22 @@ impl<'de> Deserialize<'de> for OpChoice {
 }
 
 /// The independent decisions of one block, in token order.
+///
+/// This enum is the one place that fixes the token layout: a block's tokens are its choice
+/// indices in declaration order (the discriminants), which is also the order of
+/// [`Decision::ALL`]. Stored runs and controllers depend on it, so it never changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Op,
-    Kernel,
-    SeRatio,
-    Skip,
-    Channels,
-    Layers,
+    Op = 0,
+    Kernel = 1,
+    SeRatio = 2,
+    Skip = 3,
+    Channels = 4,
+    Layers = 5,
 }
 
 impl Decision {
+    /// Every decision, in token order.
     pub const ALL: [Decision; 6] = [
         Decision::Op,
         Decision::Kernel,
@@ -89,6 +94,15 @@ impl Decision {
         Decision::Layers,
     ];
 
+    /// Number of tokens per block.
+    pub const PER_BLOCK: usize = Decision::ALL.len();
+
+    /// The position of this decision's token within its block's tokens.
+    pub const fn position(self) -> usize {
+        self as usize
+    }
+
+    /// The name of the decision's choice list in a space file.
     pub fn name(self) -> &'static str {
         match self {
             Decision::Op => "ops",
@@ -98,6 +112,25 @@ impl Decision {
             Decision::Channels => "channels",
             Decision::Layers => "layers",
         }
+    }
+
+    /// The block's value for this decision, as error messages show it.
+    fn value_text(self, block: &BlockSpec) -> String {
+        match self {
+            Decision::Op => OpChoice::of(block).to_string(),
+            Decision::Kernel => block.kernel.to_string(),
+            Decision::SeRatio => block.se_ratio.to_string(),
+            Decision::Skip => format!("{:?}", block.skip),
+            Decision::Channels => block.out_channels.to_string(),
+            Decision::Layers => block.repeats.to_string(),
+        }
+    }
+}
+
+impl OpChoice {
+    /// The operator choice a block makes.
+    fn of(block: &BlockSpec) -> Self {
+        OpChoice { op: block.op, expansion: block.expansion }
     }
 }
 
@@ -115,6 +148,7 @@ pub struct BlockChoices {
 }
 
 impl BlockChoices {
+    /// The number of choices for a decision.
     fn len(&self, decision: Decision) -> usize {
         match decision {
             Decision::Op => self.ops.len(),
@@ -126,43 +160,132 @@ impl BlockChoices {
         }
     }
 
-    /// The index of the block's value for each decision, or which decision has no such choice.
-    fn encode(&self, block: &BlockSpec) -> std::result::Result<[usize; 6], String> {
-        let position = |found: Option<usize>, decision: Decision, value: String| {
-            found.ok_or_else(|| format!("{value} is not among its {} choices", decision.name()))
-        };
-        let op = OpChoice { op: block.op, expansion: block.expansion };
+    /// The number of distinct values among the choices for a decision (SE ratios compared
+    /// bit for bit).
+    fn distinct(&self, decision: Decision) -> usize {
+        fn count<T: Ord>(values: impl Iterator<Item = T>) -> usize {
+            values.collect::<BTreeSet<T>>().len()
+        }
+        match decision {
+            Decision::Op => count(self.ops.iter()),
+            Decision::Kernel => count(self.kernels.iter()),
+            Decision::SeRatio => count(self.se_ratios.iter().map(|r| r.to_bits())),
+            Decision::Skip => count(self.skips.iter()),
+            Decision::Channels => count(self.channels.iter()),
+            Decision::Layers => count(self.layers.iter()),
+        }
+    }
+
+    /// The index of the block's value among the choices for a decision.
+    fn index_of(&self, decision: Decision, block: &BlockSpec) -> Option<usize> {
+        match decision {
+            Decision::Op => self.ops.iter().position(|&o| o == OpChoice::of(block)),
+            Decision::Kernel => self.kernels.iter().position(|&k| k == block.kernel),
+            Decision::SeRatio => self.se_ratios.iter().position(|&r| r == block.se_ratio),
+            Decision::Skip => self.skips.iter().position(|&s| s == block.skip),
+            Decision::Channels => self.channels.iter().position(|&c| c == block.out_channels),
+            Decision::Layers => self.layers.iter().position(|&l| l == block.repeats),
+        }
+    }
+
+    /// The block's tokens (choice indices in token order), or which decision has no such
+    /// choice.
+    fn encode(&self, block: &BlockSpec) -> std::result::Result<[usize; Decision::PER_BLOCK], String> {
         if block.stride != self.stride {
             return Err(format!("stride {} where the space fixes {}", block.stride, self.stride));
         }
-        Ok([
-            position(self.ops.iter().position(|&o| o == op), Decision::Op, op.to_string())?,
-            position(
-                self.kernels.iter().position(|&k| k == block.kernel),
-                Decision::Kernel,
-                block.kernel.to_string(),
-            )?,
-            position(
-                self.se_ratios.iter().position(|&r| r == block.se_ratio),
-                Decision::SeRatio,
-                block.se_ratio.to_string(),
-            )?,
-            position(
-                self.skips.iter().position(|&s| s == block.skip),
-                Decision::Skip,
-                format!("{:?}", block.skip),
-            )?,
-            position(
-                self.channels.iter().position(|&c| c == block.out_channels),
-                Decision::Channels,
-                block.out_channels.to_string(),
-            )?,
-            position(
-                self.layers.iter().position(|&l| l == block.repeats),
-                Decision::Layers,
-                block.repeats.to_string(),
-            )?,
-        ])
+        let mut tokens = [0; Decision::PER_BLOCK];
+        for decision in Decision::ALL {
+            tokens[decision.position()] = self.index_of(decision, block).ok_or_else(|| {
+                format!("{} is not among its {} choices", decision.value_text(block), decision.name())
+            })?;
+        }
+        Ok(tokens)
+    }
+
+    /// Checks one block's tokens against the lengths of its choice lists.
+    fn check_tokens(&self, index: usize, tokens: &[usize]) -> Result<()> {
+        for decision in Decision::ALL {
+            let (token, len) = (tokens[decision.position()], self.len(decision));
+            if token >= len {
+                return Err(SpaceError::invalid(
+                    format!("tokens (block {index}, {})", decision.name()),
+                    format!("choice {token} of {len}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The block that one block's checked tokens select, fed by `in_channels`.
+    fn block(&self, tokens: &[usize], in_channels: u32) -> BlockSpec {
+        let choice = |decision: Decision| tokens[decision.position()];
+        let op = self.ops[choice(Decision::Op)];
+        BlockSpec {
+            op: op.op,
+            repeats: self.layers[choice(Decision::Layers)],
+            kernel: self.kernels[choice(Decision::Kernel)],
+            stride: self.stride,
+            expansion: op.expansion,
+            in_channels,
+            out_channels: self.channels[choice(Decision::Channels)],
+            se_ratio: self.se_ratios[choice(Decision::SeRatio)],
+            skip: self.skips[choice(Decision::Skip)],
+        }
+    }
+
+    /// Checks that every choice list is non-empty and free of duplicates; the error names
+    /// the list (`blocks[2].kernels`).
+    fn check_lists(&self, index: usize) -> Result<()> {
+        let field = |decision: Decision| format!("blocks[{index}].{}", decision.name());
+        for decision in Decision::ALL {
+            if self.len(decision) == 0 {
+                return Err(SpaceError::invalid(field(decision), "the choice list is empty"));
+            }
+        }
+        for decision in Decision::ALL {
+            if self.distinct(decision) != self.len(decision) {
+                return Err(SpaceError::invalid(field(decision), "the choice list repeats a value"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value by building blocks it appears in: each layer count against the
+    /// limit, each operator with each kernel and SE ratio, each channel count. Blocks are
+    /// probed with `probe_in` input channels.
+    fn check_values(&self, index: usize, probe_in: u32) -> Result<()> {
+        for &layers in &self.layers {
+            if !(1..=crate::arch::MAX_REPEATS).contains(&layers) {
+                return Err(SpaceError::invalid(
+                    format!("blocks[{index}].{}", Decision::Layers.name()),
+                    format!("{layers} layers (1 to {})", crate::arch::MAX_REPEATS),
+                ));
+            }
+        }
+        let probe = |op: OpChoice, kernel: u32, se_ratio: f64, out_channels: u32| {
+            let block = BlockSpec {
+                op: op.op,
+                repeats: self.layers[0],
+                kernel,
+                stride: self.stride,
+                expansion: op.expansion,
+                in_channels: probe_in,
+                out_channels,
+                se_ratio,
+                skip: Skip::Identity,
+            };
+            block.validate().map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))
+        };
+        for &op in &self.ops {
+            for &kernel in &self.kernels {
+                for &se_ratio in &self.se_ratios {
+                    probe(op, kernel, se_ratio, self.channels[0])?;
+                }
+            }
+        }
+        let plain = OpChoice { op: Op::MBConv, expansion: 1 };
+        self.channels.iter().try_for_each(|&channels| probe(plain, 3, 0.0, channels))
     }
 }
 
@@ -279,83 +402,8 @@ impl SearchSpace {
             return Err(SpaceError::invalid("blocks", "a space needs at least one block"));
         }
         for (index, block) in self.blocks.iter().enumerate() {
-            let field = |decision: Decision| format!("blocks[{index}].{}", decision.name());
-            for decision in Decision::ALL {
-                if block.len(decision) == 0 {
-                    return Err(SpaceError::invalid(field(decision), "the choice list is empty"));
-                }
-            }
-            let distinct = |len: usize, unique: usize, decision: Decision| {
-                if len == unique {
-                    Ok(())
-                } else {
-                    Err(SpaceError::invalid(field(decision), "the choice list repeats a value"))
-                }
-            };
-            distinct(block.ops.len(), block.ops.iter().collect::<BTreeSet<_>>().len(), Decision::Op)?;
-            distinct(
-                block.kernels.len(),
-                block.kernels.iter().collect::<BTreeSet<_>>().len(),
-                Decision::Kernel,
-            )?;
-            distinct(block.skips.len(), block.skips.iter().collect::<BTreeSet<_>>().len(), Decision::Skip)?;
-            distinct(
-                block.channels.len(),
-                block.channels.iter().collect::<BTreeSet<_>>().len(),
-                Decision::Channels,
-            )?;
-            distinct(
-                block.layers.len(),
-                block.layers.iter().collect::<BTreeSet<_>>().len(),
-                Decision::Layers,
-            )?;
-            let ratios: BTreeSet<u64> = block.se_ratios.iter().map(|r| r.to_bits()).collect();
-            distinct(block.se_ratios.len(), ratios.len(), Decision::SeRatio)?;
-            // Each value is checked by building the extreme blocks it can appear in.
-            for op in &block.ops {
-                for &kernel in &block.kernels {
-                    for &se_ratio in &block.se_ratios {
-                        let probe = BlockSpec {
-                            op: op.op,
-                            repeats: block.layers[0],
-                            kernel,
-                            stride: block.stride,
-                            expansion: op.expansion,
-                            in_channels: self.stem_channels,
-                            out_channels: block.channels[0],
-                            se_ratio,
-                            skip: Skip::Identity,
-                        };
-                        probe
-                            .validate()
-                            .map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
-                    }
-                }
-            }
-            for (&channels, &layers) in block.channels.iter().zip(block.layers.iter().cycle()) {
-                let probe = BlockSpec {
-                    op: Op::MBConv,
-                    repeats: layers,
-                    kernel: 3,
-                    stride: block.stride,
-                    expansion: 1,
-                    in_channels: self.stem_channels,
-                    out_channels: channels,
-                    se_ratio: 0.0,
-                    skip: Skip::Identity,
-                };
-                probe
-                    .validate()
-                    .map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))?;
-            }
-            for &layers in &block.layers {
-                if !(1..=crate::arch::MAX_REPEATS).contains(&layers) {
-                    return Err(SpaceError::invalid(
-                        field(Decision::Layers),
-                        format!("{layers} layers (1 to {})", crate::arch::MAX_REPEATS),
-                    ));
-                }
-            }
+            block.check_lists(index)?;
+            block.check_values(index, self.stem_channels)?;
         }
         // The skeleton itself must be a valid architecture.
         self.decode(&vec![0; self.num_tokens()]).map(|_| ())
@@ -363,7 +411,7 @@ impl SearchSpace {
 
     /// Number of tokens that describe one member (six per block).
     pub fn num_tokens(&self) -> usize {
-        self.blocks.len() * Decision::ALL.len()
+        self.blocks.len() * Decision::PER_BLOCK
     }
 
     /// The number of choices at each token position: the controller's vocabulary sizes.
@@ -391,27 +439,11 @@ impl SearchSpace {
         }
         let mut in_channels = self.stem_channels;
         let mut blocks = Vec::with_capacity(self.blocks.len());
-        for (index, (choices, t)) in self.blocks.iter().zip(tokens.chunks(Decision::ALL.len())).enumerate() {
-            for (decision, &token) in Decision::ALL.iter().zip(t) {
-                if token >= choices.len(*decision) {
-                    return Err(SpaceError::invalid(
-                        format!("tokens (block {index}, {})", decision.name()),
-                        format!("choice {token} of {}", choices.len(*decision)),
-                    ));
-                }
-            }
-            let op = choices.ops[t[0]];
-            let block = BlockSpec {
-                op: op.op,
-                repeats: choices.layers[t[5]],
-                kernel: choices.kernels[t[1]],
-                stride: choices.stride,
-                expansion: op.expansion,
-                in_channels,
-                out_channels: choices.channels[t[4]],
-                se_ratio: choices.se_ratios[t[2]],
-                skip: choices.skips[t[3]],
-            };
+        for (index, (choices, block_tokens)) in
+            self.blocks.iter().zip(tokens.chunks(Decision::PER_BLOCK)).enumerate()
+        {
+            choices.check_tokens(index, block_tokens)?;
+            let block = choices.block(block_tokens, in_channels);
             in_channels = block.out_channels;
             blocks.push(block);
         }
@@ -494,6 +526,7 @@ impl SearchSpace {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -513,6 +546,22 @@ mod tests {
         let message = strict.encode(&crate::presets::efficientnet_b0()).unwrap_err().to_string();
         assert!(message.contains("block 4") && message.contains("112"), "{message}");
         assert!(!SearchSpace::default_space().contains(&crate::presets::preset("b1").unwrap()));
+    }
+
+    /// Pins the token layout that stored runs and controllers rely on: per block, the op,
+    /// kernel, SE ratio, skip, channels and layers indices, in that order.
+    #[test]
+    fn token_layout_is_pinned() {
+        for (position, decision) in Decision::ALL.into_iter().enumerate() {
+            assert_eq!(decision.position(), position, "{decision:?}");
+        }
+        let space = SearchSpace::mnasnet();
+        let mut tokens = vec![0; space.num_tokens()];
+        tokens[..Decision::PER_BLOCK].copy_from_slice(&[4, 1, 1, 2, 0, 1]);
+        let arch = space.decode(&tokens).expect("decode");
+        assert_eq!(arch.block_strings()[0], "r2_k5_s11_e6_i32_o12_se0.25_poolskip");
+        assert_eq!(arch.block_strings()[1], "cn_r1_k3_s22_i12_o18_noskip");
+        assert_eq!(space.encode(&arch).expect("encode"), tokens);
     }
 
     #[test]
