@@ -122,6 +122,7 @@ pub fn preset(name: &str) -> Option<ArchSpec> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 

@@ -184,6 +184,7 @@ pub fn compound_grid(spec: &GridSpec) -> Result<Vec<Compound>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
