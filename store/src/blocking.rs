@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, StoreError};
-use crate::model::{ClaimedTrial, EpochMetrics, RunId, TrialId, TrialMetrics};
+use crate::model::{ClaimedTrial, EpochMetrics, FailureKind, RunId, TrialId, TrialMetrics};
 use crate::Store;
 
 /// A [`Store`] with its own small tokio runtime, callable from plain threads. Cheap to clone;
@@ -67,8 +67,8 @@ impl BlockingStore {
     }
 
     /// [`Store::fail_trial`].
-    pub fn fail_trial(&self, trial: TrialId, reason: &str) -> Result<()> {
-        self.block_on(self.store.fail_trial(trial, reason))
+    pub fn fail_trial(&self, trial: TrialId, kind: FailureKind, message: &str) -> Result<()> {
+        self.block_on(self.store.fail_trial(trial, kind, message))
     }
 
     /// Sends a heartbeat for `trial` every `every` until the returned guard is dropped, so a

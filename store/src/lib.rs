@@ -12,11 +12,13 @@
 //! with a single `UPDATE … RETURNING` statement ([`Store::claim_trial`]: two workers never
 //! get the same trial), send heartbeats while training ([`Store::heartbeat`], or
 //! [`BlockingStore::keep_alive`]), record each epoch, and finish with
-//! [`Store::complete_trial`] or [`Store::fail_trial`]. The orchestrator periodically calls
-//! [`Store::requeue_stale`]: a running trial whose heartbeat is older than a limit — its worker
-//! died — goes back to pending. Before training anything, the orchestrator can look up an
-//! architecture already measured under the same proxy settings ([`Store::find_measured`]) and
-//! record it with [`Store::insert_reused_trial`].
+//! [`Store::complete_trial`] or [`Store::fail_trial`] (with a [`FailureKind`], the column
+//! users group failures by). The orchestrator periodically calls [`Store::requeue_stale`]: a
+//! running trial whose heartbeat is older than a limit — its worker died — goes back to
+//! pending, or fails as [`FailureKind::Lost`] after its last attempt. Before training
+//! anything, the orchestrator can look up an architecture already measured under the same
+//! proxy settings ([`Store::find_measured`]) and record it with
+//! [`Store::insert_reused_trial`].
 //!
 //! The store is async; worker threads outside an async runtime use [`BlockingStore`].
 
@@ -38,9 +40,9 @@ use sqlx::SqlitePool;
 pub use blocking::{BlockingStore, Heartbeat};
 pub use error::{Result, StoreError};
 pub use model::{
-    Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel,
-    NewTrial, Requeued, Run, RunId, RunKind, RunStatus, ScaledModel, Trial, TrialFilter, TrialId,
-    TrialMetrics, TrialSort, TrialState,
+    Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, NewCompoundPoint, NewRun,
+    NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunStatus, ScaledModel, Trial, TrialFilter,
+    TrialId, TrialMetrics, TrialSort, TrialState,
 };
 pub use open::{latest_version, OpenOptions};
 pub use pareto::pareto_front;

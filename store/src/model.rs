@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use effnas_space::ArchSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
 
@@ -37,13 +37,15 @@ impl fmt::Display for TrialId {
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// The name stored in the database (and written by serde and the CLI).
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -102,6 +104,29 @@ text_enum! {
         Running = "running",
         Complete = "complete",
         Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Why a trial failed: the `trials.failure` column, set exactly when the state is `failed`,
+    /// so that `SELECT failure, count(*) FROM trials GROUP BY failure` counts failures by kind.
+    /// The trial's `error` column keeps the one-line message.
+    FailureKind {
+        /// The loss became NaN or infinite.
+        Diverged = "diverged",
+        /// The device (GPU or host) ran out of memory while training it.
+        OutOfMemory = "out_of_memory",
+        /// Training took longer than the proxy's time limit.
+        TimeLimit = "time_limit",
+        /// The architecture cannot be trained on the proxy task, or is not a member of the
+        /// run's search space (or its stored form no longer parses).
+        Invalid = "invalid",
+        /// Refused before training, e.g. over `--max-flops`.
+        Rejected = "rejected",
+        /// Its worker died on every attempt (heartbeats stopped; attempts exhausted).
+        Lost = "lost",
+        /// Anything else.
+        Error = "error",
     }
 }
 
@@ -203,7 +228,9 @@ pub struct TrialMetrics {
     pub params: u64,
     /// Multiply-adds ("FLOPS" in the EfficientNet and MnasNet papers).
     pub flops: u64,
-    /// `ACC × (FLOPS / T)^w` or the latency-based variant.
+    /// `ACC × (FLOPS / T)^w` or the latency-based variant, always computed on the searched (or
+    /// named) network's own cost at its own resolution and classes, never on the proxy's
+    /// (whose cost belongs in `extra` as `proxy_params` / `proxy_flops`).
     pub reward: f64,
     /// Measured inference latency in milliseconds, when measured.
     pub latency_ms: Option<f64>,
@@ -261,6 +288,9 @@ pub struct Trial {
     pub seconds: Option<f64>,
     pub images_per_second: Option<f64>,
     pub extra: Option<serde_json::Value>,
+    /// Why it failed, by kind; `Some` exactly when `state` is [`TrialState::Failed`].
+    pub failure: Option<FailureKind>,
+    /// A failed trial's one-line message.
     pub error: Option<String>,
     /// The trial whose result this one copied, when the search reused a measurement.
     pub reused_from: Option<TrialId>,
@@ -290,6 +320,8 @@ pub struct ClaimedTrial {
 #[derive(Debug, Clone, Default)]
 pub struct TrialFilter {
     pub state: Option<TrialState>,
+    /// Only failed trials of this kind.
+    pub failure: Option<FailureKind>,
     pub max_flops: Option<u64>,
     pub min_accuracy: Option<f64>,
     pub sort: TrialSort,
@@ -331,8 +363,8 @@ impl TrialSort {
 pub struct Requeued {
     /// Back to pending, for another worker to claim.
     pub pending: Vec<TrialId>,
-    /// Failed, because they had already used up their attempts (likely the trial itself kills
-    /// its worker, e.g. by running the machine out of memory).
+    /// Failed as [`FailureKind::Lost`], because they had already used up their attempts (likely
+    /// the trial itself kills its worker, e.g. by running the machine out of memory).
     pub failed: Vec<TrialId>,
 }
 

@@ -7,15 +7,15 @@ use tracing::instrument;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ClaimedTrial, EpochMetrics, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId, TrialMetrics,
-    TrialState,
+    ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId,
+    TrialMetrics, TrialState,
 };
 use crate::{from_sql_int, time, to_sql_int, Store};
 
 /// Every trial column, in the order of [`TrialRow`].
 const TRIAL_COLUMNS: &str = "id, run_id, state, arch, arch_hash, blocks, resolution, proxy_key, step, worker, attempts, \
      created_at, started_at, heartbeat_at, finished_at, accuracy, loss, params, flops, reward, latency_ms, seconds, \
-     images_per_second, extra, error, reused_from";
+     images_per_second, extra, failure, error, reused_from";
 
 #[derive(sqlx::FromRow)]
 struct TrialRow {
@@ -43,6 +43,7 @@ struct TrialRow {
     seconds: Option<f64>,
     images_per_second: Option<f64>,
     extra: Option<String>,
+    failure: Option<String>,
     error: Option<String>,
     reused_from: Option<i64>,
 }
@@ -65,6 +66,12 @@ impl TrialRow {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| StoreError::corrupt(what("extra"), e))?,
+            failure: self
+                .failure
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| StoreError::corrupt(what("failure"), e))?,
             arch_json: self.arch,
             arch_hash: self.arch_hash,
             proxy_key: self.proxy_key,
@@ -215,7 +222,8 @@ async fn write_metrics(
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE trials SET state = 'complete', finished_at = $1, accuracy = $2, loss = $3, params = $4, flops = $5,
-                reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, error = NULL
+                reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, failure = NULL,
+                error = NULL
          WHERE id = $11 AND state IN ('pending', 'running')",
     )
     .bind(now)
@@ -269,6 +277,104 @@ struct ClaimRow {
     arch_hash: String,
     proxy_key: String,
     attempts: i64,
+}
+
+impl ClaimRow {
+    fn into_claimed(self, arch: effnas_space::ArchSpec) -> Result<ClaimedTrial> {
+        Ok(ClaimedTrial {
+            id: TrialId(self.id),
+            run_id: RunId(self.run_id),
+            arch,
+            arch_hash: self.arch_hash,
+            proxy_key: self.proxy_key,
+            attempt: from_sql_int("attempts", self.attempts)?,
+        })
+    }
+}
+
+/// Moves the oldest pending trial of `run` to running for `worker` and returns it. A retried
+/// trial loses the curve its dead worker left, which would mix with the new one.
+async fn take_pending(
+    conn: &mut SqliteConnection,
+    run: RunId,
+    worker: &str,
+    now: &str,
+) -> sqlx::Result<Option<ClaimRow>> {
+    // The inner SELECT picks, the outer `state = 'pending'` re-checks: on SQLite the statement
+    // holds the write lock throughout; on PostgreSQL the inner SELECT will take
+    // `FOR UPDATE SKIP LOCKED`.
+    let row: Option<ClaimRow> = sqlx::query_as(
+        "UPDATE trials
+         SET state = 'running', worker = $1, attempts = attempts + 1, started_at = $2, heartbeat_at = $2,
+             failure = NULL, error = NULL
+         WHERE id = (SELECT id FROM trials WHERE run_id = $3 AND state = 'pending' ORDER BY id LIMIT 1)
+           AND state = 'pending'
+         RETURNING id, run_id, arch, arch_hash, proxy_key, attempts",
+    )
+    .bind(worker)
+    .bind(now)
+    .bind(run.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = &row {
+        if row.attempts > 1 {
+            sqlx::query("DELETE FROM trial_epochs WHERE trial_id = $1").bind(row.id).execute(conn).await?;
+        }
+    }
+    Ok(row)
+}
+
+/// Fails one pending or running trial; the number of rows changed (0 when it is missing or
+/// already finished).
+async fn mark_failed(
+    conn: &mut SqliteConnection,
+    id: i64,
+    kind: FailureKind,
+    message: &str,
+    now: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
+         WHERE id = $4 AND state IN ('pending', 'running')",
+    )
+    .bind(now)
+    .bind(kind.as_str())
+    .bind(message)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Fails, as lost, the running trials silent since `cutoff` that have used up their attempts.
+async fn fail_lost(
+    conn: &mut SqliteConnection,
+    cutoff: &str,
+    max_attempts: u32,
+    now: &str,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
+         WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $4 AND attempts >= $5 RETURNING id",
+    )
+    .bind(now)
+    .bind(FailureKind::Lost.as_str())
+    .bind(format!("its worker stopped sending heartbeats on each of {max_attempts} attempts"))
+    .bind(cutoff)
+    .bind(i64::from(max_attempts))
+    .fetch_all(conn)
+    .await
+}
+
+/// Puts the running trials silent since `cutoff` back to pending.
+async fn requeue_silent(conn: &mut SqliteConnection, cutoff: &str) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE trials SET state = 'pending', worker = NULL
+         WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $1 RETURNING id",
+    )
+    .bind(cutoff)
+    .fetch_all(conn)
+    .await
 }
 
 impl Store {
@@ -372,64 +478,29 @@ impl Store {
     /// when nothing is pending. `worker` should be unique per live worker (host, process id and
     /// slot), since heartbeats are matched on it.
     ///
-    /// A trial whose stored architecture no longer parses is failed with the reason and the
-    /// next one is claimed.
+    /// A trial whose stored architecture no longer parses is failed as
+    /// [`FailureKind::Invalid`] with the parse error, and the next one is claimed.
     #[instrument(skip_all, fields(run = %run, worker = worker), err(level = "debug"))]
     pub async fn claim_trial(&self, run: RunId, worker: &str) -> Result<Option<ClaimedTrial>> {
         loop {
             let now = time::now();
             let mut tx = self.begin_write().await?;
-            // The inner SELECT picks, the outer `state = 'pending'` re-checks: on SQLite the
-            // statement holds the write lock throughout; on PostgreSQL the inner SELECT will take
-            // `FOR UPDATE SKIP LOCKED`.
-            let row: Option<ClaimRow> = sqlx::query_as(
-                "UPDATE trials
-                 SET state = 'running', worker = $1, attempts = attempts + 1, started_at = $2, heartbeat_at = $2, error = NULL
-                 WHERE id = (SELECT id FROM trials WHERE run_id = $3 AND state = 'pending' ORDER BY id LIMIT 1)
-                   AND state = 'pending'
-                 RETURNING id, run_id, arch, arch_hash, proxy_key, attempts",
-            )
-            .bind(worker)
-            .bind(&now)
-            .bind(run.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.db_error(e))?;
+            let row = take_pending(&mut tx, run, worker, &now).await.map_err(|e| self.db_error(e))?;
             let Some(row) = row else {
                 tx.commit().await.map_err(|e| self.db_error(e))?;
                 return Ok(None);
             };
-            if row.attempts > 1 {
-                // A curve left by an attempt whose worker died would mix with this one.
-                sqlx::query("DELETE FROM trial_epochs WHERE trial_id = $1")
-                    .bind(row.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.db_error(e))?;
-            }
             match serde_json::from_str(&row.arch) {
                 Ok(arch) => {
                     tx.commit().await.map_err(|e| self.db_error(e))?;
                     tracing::debug!(trial = row.id, attempt = row.attempts, "claimed trial");
-                    return Ok(Some(ClaimedTrial {
-                        id: TrialId(row.id),
-                        run_id: RunId(row.run_id),
-                        arch,
-                        arch_hash: row.arch_hash,
-                        proxy_key: row.proxy_key,
-                        attempt: from_sql_int("attempts", row.attempts)?,
-                    }));
+                    return row.into_claimed(arch).map(Some);
                 }
                 Err(parse_error) => {
-                    sqlx::query(
-                        "UPDATE trials SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3",
-                    )
-                    .bind(&now)
-                    .bind(format!("stored architecture is invalid: {parse_error}"))
-                    .bind(row.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.db_error(e))?;
+                    let message = format!("stored architecture is invalid: {parse_error}");
+                    mark_failed(&mut tx, row.id, FailureKind::Invalid, &message, &now)
+                        .await
+                        .map_err(|e| self.db_error(e))?;
                     tx.commit().await.map_err(|e| self.db_error(e))?;
                     tracing::warn!(trial = row.id, error = %parse_error, "failed a trial whose architecture does not parse");
                 }
@@ -484,19 +555,18 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a trial failed with a one-line reason (NaN loss, out of memory, time limit…).
-    #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
-    pub async fn fail_trial(&self, trial: TrialId, reason: &str) -> Result<()> {
-        let updated = sqlx::query(
-            "UPDATE trials SET state = 'failed', finished_at = $1, error = $2 WHERE id = $3 AND state IN ('pending', 'running')",
-        )
-        .bind(time::now())
-        .bind(reason)
-        .bind(trial.0)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        if updated.rows_affected() == 0 {
+    /// Marks a trial failed: `kind` goes to the `failure` column (what users group by),
+    /// `message` (one line: the loss value, the allocator's words, the limit exceeded…) to
+    /// `error`. Accepted while the trial is pending or running; [`StoreError::TrialFinished`]
+    /// when it already has a result.
+    #[instrument(skip_all, fields(trial = %trial, kind = %kind), err(level = "debug"))]
+    pub async fn fail_trial(&self, trial: TrialId, kind: FailureKind, message: &str) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
+        let updated = mark_failed(&mut conn, trial.0, kind, message, &time::now())
+            .await
+            .map_err(|e| self.db_error(e))?;
+        drop(conn);
+        if updated == 0 {
             return Err(self.why_not_open(trial).await);
         }
         Ok(())
@@ -504,30 +574,15 @@ impl Store {
 
     /// Puts running trials whose last heartbeat is older than `heartbeat_limit` back to
     /// pending (their worker died), across all runs. A trial already claimed `max_attempts`
-    /// times is failed instead: it probably kills its worker. Both in one transaction.
+    /// times is failed instead, as [`FailureKind::Lost`]: it probably kills its worker. Both in
+    /// one transaction.
     #[instrument(skip_all, fields(limit_ms = heartbeat_limit.as_millis() as u64, max_attempts), err(level = "debug"))]
     pub async fn requeue_stale(&self, heartbeat_limit: Duration, max_attempts: u32) -> Result<Requeued> {
         let now = time::now();
         let cutoff = time::before_now(heartbeat_limit);
         let mut tx = self.begin_write().await?;
-        let failed: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'failed', finished_at = $1, error = $2
-             WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $3 AND attempts >= $4 RETURNING id",
-        )
-        .bind(&now)
-        .bind(format!("its worker stopped sending heartbeats on each of {max_attempts} attempts"))
-        .bind(&cutoff)
-        .bind(i64::from(max_attempts))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        let pending: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'pending', worker = NULL WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $1 RETURNING id",
-        )
-        .bind(&cutoff)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        let failed = fail_lost(&mut tx, &cutoff, max_attempts, &now).await.map_err(|e| self.db_error(e))?;
+        let pending = requeue_silent(&mut tx, &cutoff).await.map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         if !pending.is_empty() || !failed.is_empty() {
             tracing::info!(requeued = pending.len(), failed = failed.len(), "trials with stale heartbeats");
@@ -585,6 +640,9 @@ impl Store {
         query.push_bind(run.0);
         if let Some(state) = filter.state {
             query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(failure) = filter.failure {
+            query.push(" AND failure = ").push_bind(failure.as_str());
         }
         if let Some(max_flops) = filter.max_flops {
             query.push(" AND flops <= ").push_bind(to_sql_int("max_flops", max_flops)?);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{arch, metrics, search_run, trial, TempDb};
 use effnas_store::{
-    EpochMetrics, NewCompoundPoint, NewRun, NewScaledModel, RunKind, RunStatus, StoreError, TrialFilter,
-    TrialSort, TrialState,
+    EpochMetrics, FailureKind, NewCompoundPoint, NewRun, NewScaledModel, RunKind, RunStatus, StoreError,
+    TrialFilter, TrialSort, TrialState,
 };
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
         other => panic!("expected TrialFinished, got {other:?}"),
     }
     assert!(matches!(
-        store.fail_trial(effnas_store::TrialId(999), "x").await,
+        store.fail_trial(effnas_store::TrialId(999), FailureKind::Error, "x").await,
         Err(StoreError::TrialNotFound(999))
     ));
     assert!(matches!(
@@ -91,9 +91,10 @@ async fn a_failed_trial_keeps_its_reason() {
     let run = search_run(&store, "fail").await;
     let id = store.insert_trial(run, &trial(2)).await.unwrap();
     store.claim_trial(run, "w").await.unwrap().unwrap();
-    store.fail_trial(id, "loss became NaN at epoch 2").await.unwrap();
+    store.fail_trial(id, FailureKind::Diverged, "loss became NaN at epoch 2").await.unwrap();
     let failed = store.trial(id).await.unwrap();
     assert_eq!(failed.state, TrialState::Failed);
+    assert_eq!(failed.failure, Some(FailureKind::Diverged));
     assert_eq!(failed.error.as_deref(), Some("loss became NaN at epoch 2"));
     let summary = store.run(run).await.unwrap();
     assert_eq!((summary.trials_failed, summary.trials_done, summary.trials_total), (1, 0, 1));
@@ -134,7 +135,7 @@ async fn a_stale_heartbeat_returns_the_trial_to_pending_and_repeated_deaths_fail
     let gave_up = store.requeue_stale(Duration::from_millis(10), 3).await.unwrap();
     assert_eq!((gave_up.pending.len(), gave_up.failed.clone()), (0, vec![id]));
     let failed = store.trial(id).await.unwrap();
-    assert_eq!(failed.state, TrialState::Failed);
+    assert_eq!((failed.state, failed.failure), (TrialState::Failed, Some(FailureKind::Lost)));
     assert!(failed.error.unwrap().contains("heartbeats"));
 }
 
@@ -206,7 +207,7 @@ async fn runs_list_with_counts_best_reward_and_status() {
         store.complete_trial(*id, &metrics(acc, 4e8 as u64)).await.unwrap();
     }
     store.claim_trial(run, "w").await.unwrap();
-    store.fail_trial(ids[2], "out of memory").await.unwrap();
+    store.fail_trial(ids[2], FailureKind::OutOfMemory, "out of memory").await.unwrap();
     store.set_run_status(run, RunStatus::Complete).await.unwrap();
 
     let runs = store.runs().await.unwrap();
@@ -261,7 +262,7 @@ async fn filters_sorts_and_limits() {
         store.complete_trial(*id, &metrics(acc, flops)).await.unwrap();
     }
     store.claim_trial(run, "w").await.unwrap();
-    store.fail_trial(ids[4], "boom").await.unwrap();
+    store.fail_trial(ids[4], FailureKind::Error, "boom").await.unwrap();
 
     let all = store.trials(run, &TrialFilter::default()).await.unwrap();
     assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
