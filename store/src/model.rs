@@ -445,3 +445,37 @@ pub struct ScaledModel {
     pub flops: u64,
     pub created: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kinds_have_one_name_in_sql_serde_and_text() {
+        let names: Vec<&str> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["diverged", "out_of_memory", "time_limit", "invalid", "rejected", "lost", "error"]
+        );
+        for &kind in FailureKind::ALL {
+            assert_eq!(kind.as_str().parse::<FailureKind>().ok(), Some(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+            let json = serde_json::to_string(&kind).ok();
+            assert_eq!(json, Some(format!("\"{}\"", kind.as_str())));
+            let back: Option<FailureKind> = json.and_then(|j| serde_json::from_str(&j).ok());
+            assert_eq!(back, Some(kind));
+        }
+    }
+
+    #[test]
+    fn an_unknown_failure_kind_is_an_error_that_lists_the_known_ones() {
+        for text in ["", "OOM", "Diverged", "out-of-memory"] {
+            match text.parse::<FailureKind>() {
+                Err(StoreError::InvalidValue { reason, .. }) => {
+                    assert!(reason.contains("out_of_memory") && reason.contains("lost"), "{reason}")
+                }
+                other => panic!("{text:?}: expected InvalidValue, got {other:?}"),
+            }
+        }
+    }
+}

@@ -101,6 +101,57 @@ async fn a_failed_trial_keeps_its_reason() {
 }
 
 #[tokio::test]
+async fn every_failure_kind_round_trips_filters_and_groups_in_plain_sql() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let run = search_run(&store, "kinds").await;
+    let count = FailureKind::ALL.len();
+    let ids = store.insert_trials(run, &(0..=count).map(trial).collect::<Vec<_>>()).await.unwrap();
+    for (&id, &kind) in ids.iter().zip(FailureKind::ALL) {
+        store.fail_trial(id, kind, &format!("failed as {kind}")).await.unwrap();
+        let failed = store.trial(id).await.unwrap();
+        assert_eq!((failed.state, failed.failure), (TrialState::Failed, Some(kind)));
+        assert_eq!(failed.error, Some(format!("failed as {kind}")));
+        // A finished trial keeps its first outcome.
+        assert!(matches!(
+            store.fail_trial(id, FailureKind::Error, "again").await,
+            Err(StoreError::TrialFinished { .. })
+        ));
+        assert_eq!(store.trial(id).await.unwrap().failure, Some(kind));
+    }
+    store.complete_trial(ids[count], &metrics(0.5, 1000)).await.unwrap();
+    assert_eq!(store.trial(ids[count]).await.unwrap().failure, None, "only failed trials have a kind");
+
+    for (&id, &kind) in ids.iter().zip(FailureKind::ALL) {
+        let filter = TrialFilter { failure: Some(kind), ..TrialFilter::default() };
+        let found: Vec<_> = store.trials(run, &filter).await.unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(found, vec![id], "{kind}");
+    }
+    let mut conn = db.raw().await;
+    let grouped: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT failure, count(*) FROM trials GROUP BY failure ORDER BY failure")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut expected: Vec<(Option<String>, i64)> =
+        FailureKind::ALL.iter().map(|k| (Some(k.as_str().to_owned()), 1)).collect();
+    expected.push((None, 1));
+    expected.sort();
+    assert_eq!(grouped, expected);
+}
+
+#[test]
+fn the_blocking_store_fails_trials_with_their_kind() {
+    let db = TempDb::new();
+    let store = effnas_store::BlockingStore::open(&db.url()).unwrap();
+    let run = store.block_on(search_run(store.store(), "blocking"));
+    let id = store.block_on(store.store().insert_trial(run, &trial(1))).unwrap();
+    store.fail_trial(id, FailureKind::TimeLimit, "time limit of 1 s exceeded").unwrap();
+    let failed = store.block_on(store.store().trial(id)).unwrap();
+    assert_eq!(failed.failure, Some(FailureKind::TimeLimit));
+}
+
+#[tokio::test]
 async fn a_stale_heartbeat_returns_the_trial_to_pending_and_repeated_deaths_fail_it() {
     let db = TempDb::new();
     let store = db.open().await;

@@ -6,15 +6,15 @@ mod common;
 use std::time::Duration;
 
 use common::{search_run, trial, TempDb};
-use effnas_store::{latest_version, OpenOptions, Store, StoreError, TrialFilter, TrialState};
+use effnas_store::{
+    latest_version, FailureKind, OpenOptions, RunId, Store, StoreError, TrialFilter, TrialId, TrialState,
+};
 use sqlx::Connection;
 
 /// The first migration's version: the schema before the search-state tables.
 const SCHEMA_1: i64 = 20251125000001;
-
-async fn raw(db: &TempDb) -> sqlx::SqliteConnection {
-    sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.url())).await.expect("raw connection")
-}
+/// The schema before failure kinds and the reward's single basis.
+const SCHEMA_2: i64 = 20251125000002;
 
 #[tokio::test]
 async fn an_empty_file_and_a_missing_file_become_current_databases() {
@@ -39,7 +39,7 @@ async fn a_populated_schema_1_database_migrates_forward_keeping_its_rows() {
     assert_eq!(old.schema_version().await.unwrap(), SCHEMA_1);
     old.close().await;
     // Rows written as a schema-1 build wrote them.
-    let mut conn = raw(&db).await;
+    let mut conn = db.raw().await;
     let arch = serde_json::to_string(&common::arch(1)).unwrap();
     sqlx::query("INSERT INTO runs (id, name, kind, status, config, seed, code_version, created_at) VALUES (1, 'old', 'search', 'complete', '{}', 3, '0.0.1', '2025-01-01T00:00:00.000Z')")
         .execute(&mut conn)
@@ -84,6 +84,203 @@ async fn a_populated_schema_1_database_migrates_forward_keeping_its_rows() {
     store.insert_trial(run.id, &trial(9).at_step(4)).await.unwrap();
 }
 
+/// A trial row as a schema-2 build wrote it.
+#[derive(Default)]
+struct OldTrial {
+    id: i64,
+    run: i64,
+    state: &'static str,
+    error: Option<String>,
+    reward: Option<f64>,
+    extra: Option<&'static str>,
+    reused_from: Option<i64>,
+}
+
+impl OldTrial {
+    fn failed(id: i64, error: Option<&str>) -> Self {
+        OldTrial { id, run: 1, state: "failed", error: error.map(str::to_owned), ..OldTrial::default() }
+    }
+
+    fn complete(id: i64, run: i64, reward: Option<f64>) -> Self {
+        OldTrial { id, run, state: "complete", reward, ..OldTrial::default() }
+    }
+
+    async fn insert(&self, conn: &mut sqlx::SqliteConnection) {
+        let arch = serde_json::to_string(&common::arch(self.id as usize)).unwrap();
+        sqlx::query(
+            "INSERT INTO trials (id, run_id, arch, arch_hash, blocks, resolution, proxy_key, state, created_at,
+                                 params, flops, accuracy, reward, error, extra, reused_from)
+             VALUES ($1, $2, $3, 'abc', 'r1_k3_s11_e1_i32_o16', 32, 'p', $4, '2025-06-01T00:00:00.000Z',
+                     10, 20, $5, $6, $7, $8, $9)",
+        )
+        .bind(self.id)
+        .bind(self.run)
+        .bind(arch)
+        .bind(self.state)
+        .bind(self.reward.map(|r| r.min(1.0)))
+        .bind(self.reward)
+        .bind(&self.error)
+        .bind(self.extra)
+        .bind(self.reused_from)
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Failed trials with each message a schema-2 build wrote, and the kind the upgrade gives them.
+fn old_failures() -> Vec<(OldTrial, Option<FailureKind>)> {
+    use FailureKind::*;
+    let messages: [(Option<&str>, FailureKind); 12] = [
+        (Some("loss is NaN at step 12 (epoch 1)"), Diverged),
+        (Some("mean loss of epoch 2 is inf"), Diverged),
+        (Some("libtorch: CUDA out of memory. Tried to allocate 2.00 GiB"), OutOfMemory),
+        (Some("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB"), OutOfMemory),
+        (Some("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), OutOfMemory),
+        (Some("time limit of 30 s exceeded after 7 steps"), TimeLimit),
+        (Some("rejected before training: 500000000 multiply-adds over --max-flops 400000000"), Rejected),
+        (Some("not a member of the run's space: block 3 has kernel 7"), Invalid),
+        (Some("stored architecture is invalid: missing field `stem`"), Invalid),
+        (Some("its worker stopped sending heartbeats on each of 3 attempts"), Lost),
+        (Some("panic: index out of bounds"), Error),
+        (None, Error),
+    ];
+    let mut trials: Vec<(OldTrial, Option<FailureKind>)> =
+        (1..).zip(messages).map(|(id, (error, kind))| (OldTrial::failed(id, error), Some(kind))).collect();
+    // Failed without training because an identical trial failed: that trial's kind, whatever
+    // the rest of the message says, or `error` when the trial it names is gone.
+    trials.push((
+        OldTrial::failed(13, Some("same architecture as failed trial 6: time limit of 30 s")),
+        Some(TimeLimit),
+    ));
+    trials.push((OldTrial::failed(14, Some("same architecture as failed trial 3: boom")), Some(OutOfMemory)));
+    trials.push((
+        OldTrial::failed(15, Some("same architecture as failed trial 999: out of memory")),
+        Some(Error),
+    ));
+    trials.push((OldTrial::complete(16, 1, Some(0.8)), None));
+    trials.push((OldTrial { id: 17, run: 1, state: "pending", ..OldTrial::default() }, None));
+    trials
+}
+
+/// A search run (1) with failures of every form, a manual run (2) whose rewards were computed
+/// on the proxy network, and a search run (3) that reused the manual measurements.
+async fn populate_schema_2(db: &TempDb) -> Vec<(OldTrial, Option<FailureKind>)> {
+    let mut conn = db.raw().await;
+    for (id, kind) in [(1, "search"), (2, "manual"), (3, "search")] {
+        sqlx::query("INSERT INTO runs (id, name, kind, status, config, code_version, created_at) VALUES ($1, $2, $3, 'complete', '{}', '0.1.0', '2025-06-01T00:00:00.000Z')")
+            .bind(id)
+            .bind(format!("run-{id}"))
+            .bind(kind)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let failures = old_failures();
+    let manual = [
+        OldTrial::complete(20, 2, Some(1.34)),
+        OldTrial { extra: Some(r#"{"device":"cpu"}"#), ..OldTrial::complete(21, 2, Some(1.2)) },
+        OldTrial::complete(22, 2, None),
+        OldTrial { reused_from: Some(20), ..OldTrial::complete(30, 3, Some(1.34)) },
+        OldTrial { reused_from: Some(30), ..OldTrial::complete(31, 3, Some(1.34)) },
+        OldTrial::complete(32, 3, Some(0.5)),
+    ];
+    for trial in failures.iter().map(|(t, _)| t).chain(&manual) {
+        trial.insert(&mut conn).await;
+    }
+    conn.close().await.unwrap();
+    failures
+}
+
+#[tokio::test]
+async fn a_schema_2_database_gets_failure_kinds_from_its_messages() {
+    let db = TempDb::new();
+    Store::open_at_schema_version(&db.url(), SCHEMA_2).await.unwrap().close().await;
+    let failures = populate_schema_2(&db).await;
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    for (old, kind) in &failures {
+        let trial = store.trial(TrialId(old.id)).await.unwrap();
+        assert_eq!(trial.failure, *kind, "trial {}: {:?}", old.id, old.error);
+        assert_eq!(trial.error, old.error, "the message is kept");
+    }
+    let counted: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT failure, count(*) FROM trials WHERE run_id = 1 GROUP BY failure ORDER BY failure",
+    )
+    .fetch_all(&mut db.raw().await)
+    .await
+    .unwrap();
+    let expected =
+        [(None, 2), (Some("diverged"), 2), (Some("error"), 3), (Some("invalid"), 2), (Some("lost"), 1)]
+            .into_iter()
+            .chain([(Some("out_of_memory"), 4), (Some("rejected"), 1), (Some("time_limit"), 2)])
+            .map(|(kind, n)| (kind.map(str::to_owned), n))
+            .collect::<Vec<_>>();
+    assert_eq!(counted, expected);
+    let lost = TrialFilter { failure: Some(FailureKind::Lost), ..TrialFilter::default() };
+    assert_eq!(
+        store.trials(RunId(1), &lost).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(),
+        [TrialId(10)]
+    );
+}
+
+#[tokio::test]
+async fn a_schema_2_database_sets_aside_rewards_computed_on_the_proxy_network() {
+    let db = TempDb::new();
+    Store::open_at_schema_version(&db.url(), SCHEMA_2).await.unwrap().close().await;
+    populate_schema_2(&db).await;
+    let store = db.open().await;
+    let note = "computed on the proxy network before schema 3; not comparable with search rewards";
+    for (id, proxy_reward, extra) in [
+        (20, 1.34, serde_json::json!({})),
+        (21, 1.2, serde_json::json!({"device": "cpu"})),
+        (30, 1.34, serde_json::json!({})),
+        (31, 1.34, serde_json::json!({})),
+    ] {
+        let trial = store.trial(TrialId(id)).await.unwrap();
+        let mut expected = extra;
+        expected["proxy_reward"] = proxy_reward.into();
+        expected["reward_note"] = note.into();
+        assert_eq!((trial.reward, trial.extra), (None, Some(expected)), "trial {id}");
+        assert_eq!(trial.accuracy, Some(1.0), "trial {id}: the measurement is kept");
+    }
+    let untouched = store.trial(TrialId(22)).await.unwrap();
+    assert_eq!((untouched.reward, untouched.extra), (None, None));
+    let searched = store.trial(TrialId(32)).await.unwrap();
+    assert_eq!((searched.reward, searched.extra), (Some(0.5), None));
+    let best: Vec<Option<f64>> = store.runs().await.unwrap().iter().map(|r| r.best_reward).collect();
+    assert_eq!(best, [Some(0.8), None, Some(0.5)], "best rewards follow the trials");
+}
+
+#[tokio::test]
+async fn the_failure_column_is_checked_and_an_unknown_kind_is_a_typed_error() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let run = search_run(&store, "checked").await;
+    let id = store.insert_trial(run, &trial(1)).await.unwrap();
+    let mut conn = db.raw().await;
+    for (state, failure) in [("pending", "diverged"), ("complete", "error"), ("failed", "melted")] {
+        let result = sqlx::query("UPDATE trials SET state = $1, failure = $2 WHERE id = $3")
+            .bind(state)
+            .bind(failure)
+            .bind(id.0)
+            .execute(&mut conn)
+            .await;
+        assert!(result.is_err(), "{state} with failure {failure} must be refused");
+    }
+    // A row edited past the check (or by a future effnas) reads as an error, not a panic.
+    sqlx::query("PRAGMA ignore_check_constraints = ON").execute(&mut conn).await.unwrap();
+    sqlx::query("UPDATE trials SET state = 'failed', failure = 'melted' WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    match store.trial(id).await {
+        Err(e @ StoreError::Corrupt { .. }) => assert!(e.to_string().contains("failure of trial"), "{e}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_file_that_is_not_a_database_is_named_in_the_error() {
     let db = TempDb::new();
@@ -112,7 +309,7 @@ async fn another_programs_sqlite_database_is_refused_and_left_alone() {
         error.to_string().contains("not an effnas database") && error.to_string().contains("users"),
         "{error}"
     );
-    let mut conn = raw(&db).await;
+    let mut conn = db.raw().await;
     let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut conn)
         .await
@@ -124,7 +321,7 @@ async fn another_programs_sqlite_database_is_refused_and_left_alone() {
 async fn a_database_from_a_newer_effnas_is_refused() {
     let db = TempDb::new();
     db.open().await.close().await;
-    let mut conn = raw(&db).await;
+    let mut conn = db.raw().await;
     sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (29991231000000, 'from the future', TRUE, x'00', 0)")
         .execute(&mut conn)
         .await
@@ -204,7 +401,7 @@ async fn search_run_result(store: &Store) -> effnas_store::Result<effnas_store::
 async fn a_write_blocked_past_the_busy_timeout_reports_a_locked_database() {
     let db = TempDb::new();
     db.open().await.close().await;
-    let mut holder = raw(&db).await;
+    let mut holder = db.raw().await;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
 
     let options = OpenOptions { busy_timeout: Duration::from_millis(100), ..OpenOptions::default() };
@@ -223,7 +420,7 @@ async fn schema_md_documents_every_table_and_column() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SCHEMA.md")).unwrap();
     let db = TempDb::new();
     db.open().await.close().await;
-    let mut conn = raw(&db).await;
+    let mut conn = db.raw().await;
     let tables: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' ORDER BY name")
             .fetch_all(&mut conn)

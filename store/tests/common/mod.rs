@@ -26,6 +26,13 @@ impl TempDb {
     pub async fn open(&self) -> Store {
         Store::open(&self.url()).await.expect("open store")
     }
+
+    /// A plain sqlx connection to the file, as another SQLite client would make: no
+    /// migrations, no schema checks.
+    pub async fn raw(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.url())).await.expect("raw connection")
+    }
 }
 
 /// Distinct architectures for distinct `index`: B0 at 32 px, 10 classes, with the kernel of
