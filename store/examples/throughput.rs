@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use effnas_space::presets;
-use effnas_store::{BlockingStore, NewRun, NewTrial, RunKind, TrialFilter, TrialMetrics};
+use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, StoreError, TrialFilter, TrialMetrics};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -17,46 +17,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = dir.path().join("throughput.db").display().to_string();
     let store = BlockingStore::open(&url)?;
 
+    let run = queue(&store, &distinct_trials(trials)?)?;
+    let started = Instant::now();
+    let done = work(&url, run, workers)?;
+    report(&format!("claim + heartbeat + complete, {workers} workers"), done, started);
+    read_back(&store, run)
+}
+
+/// `count` distinct architectures (B0 at 32 px with different class counts).
+fn distinct_trials(count: usize) -> Result<Vec<NewTrial>, Box<dyn std::error::Error>> {
     let mut arch = presets::preset("b0").ok_or("no b0 preset")?;
     arch.resolution = 32;
-    let batch: Vec<NewTrial> = (0..trials)
+    Ok((0..count)
         .map(|i| {
             let mut a = arch.clone();
-            a.num_classes = 10 + i as u32; // distinct architectures
+            a.num_classes = 10 + i as u32;
             NewTrial::new(a, "throughput")
         })
-        .collect();
+        .collect())
+}
 
+/// Queues `batch` in one transaction into a new run (returned), and a quarter of it one
+/// transaction each into another.
+fn queue(store: &BlockingStore, batch: &[NewTrial]) -> Result<RunId, StoreError> {
     let run = store.block_on(store.store().create_run(&NewRun::new("batch", RunKind::Search)))?;
     let started = Instant::now();
-    store.block_on(store.store().insert_trials(run, &batch))?;
-    report("queue in one transaction", trials, started);
+    store.block_on(store.store().insert_trials(run, batch))?;
+    report("queue in one transaction", batch.len(), started);
 
     let single = store.block_on(store.store().create_run(&NewRun::new("single", RunKind::Search)))?;
     let started = Instant::now();
-    for trial in batch.iter().take(trials / 4) {
+    for trial in batch.iter().take(batch.len() / 4) {
         store.block_on(store.store().insert_trial(single, trial))?;
     }
-    report("queue one transaction each", trials / 4, started);
+    report("queue one transaction each", batch.len() / 4, started);
+    Ok(run)
+}
 
-    let started = Instant::now();
+/// Drains `run` with `workers` threads, each with its own store; the number of trials done.
+fn work(url: &str, run: RunId, workers: usize) -> Result<usize, Box<dyn std::error::Error>> {
     let handles: Vec<_> = (0..workers)
         .map(|w| {
-            let url = url.clone();
-            std::thread::spawn(move || -> Result<usize, effnas_store::StoreError> {
+            let url = url.to_owned();
+            std::thread::spawn(move || -> Result<usize, StoreError> {
                 let store = BlockingStore::open(&url)?;
                 let worker = format!("worker-{w}");
+                let metrics = TrialMetrics {
+                    accuracy: 0.5,
+                    loss: 1.0,
+                    params: 1,
+                    flops: 1,
+                    reward: 0.5,
+                    ..Default::default()
+                };
                 let mut done = 0;
                 while let Some(claimed) = store.claim_trial(run, &worker)? {
                     store.heartbeat(claimed.id, &worker)?;
-                    let metrics = TrialMetrics {
-                        accuracy: 0.5,
-                        loss: 1.0,
-                        params: 1,
-                        flops: 1,
-                        reward: 0.5,
-                        ..Default::default()
-                    };
                     store.complete_trial(claimed.id, &metrics)?;
                     done += 1;
                 }
@@ -68,8 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for handle in handles {
         done += handle.join().map_err(|_| "worker panicked")??;
     }
-    report(&format!("claim + heartbeat + complete, {workers} workers"), done, started);
+    Ok(done)
+}
 
+/// Times reading the run's trials and listing runs with their counts.
+fn read_back(store: &BlockingStore, run: RunId) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let rows = store.block_on(store.store().trials(run, &TrialFilter::default()))?;
     report("read back", rows.len(), started);

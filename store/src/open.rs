@@ -265,45 +265,44 @@ impl Store {
         loop {
             match migrator.run(&self.pool).await {
                 Ok(()) => return Ok(()),
-                Err(MigrateError::VersionMissing(version)) => {
-                    return Err(StoreError::NewerSchema {
-                        location: self.location.to_string(),
-                        found: version,
-                        known,
-                    });
-                }
-                Err(MigrateError::VersionMismatch(version)) => {
-                    return Err(StoreError::Migration {
-                        location: self.location.to_string(),
-                        reason: format!(
-                            "schema version {version} in the database differs from this build's; it was written by a different effnas"
-                        ),
-                    });
-                }
-                Err(error) if attempt < 3 => {
+                Err(error) if attempt < 3 && is_retryable(&error) => {
                     attempt += 1;
                     tracing::debug!(attempt, %error, "migration failed, likely raced by another process; looking again");
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
-                Err(MigrateError::Execute(e)) => return Err(self.db_error(e)),
-                Err(MigrateError::ExecuteMigration(e, version)) => {
-                    return Err(match self.db_error(e) {
-                        StoreError::Database { source, .. } => StoreError::Migration {
-                            location: self.location.to_string(),
-                            reason: format!("version {version}: {source}"),
-                        },
-                        specific => specific,
-                    });
-                }
-                Err(other) => {
-                    return Err(StoreError::Migration {
-                        location: self.location.to_string(),
-                        reason: other.to_string(),
-                    })
-                }
+                Err(error) => return Err(self.migration_error(error, known)),
             }
         }
     }
+
+    /// What a failed migration means for the user.
+    fn migration_error(&self, error: MigrateError, known: i64) -> StoreError {
+        let location = self.location.to_string();
+        match error {
+            MigrateError::VersionMissing(found) => StoreError::NewerSchema { location, found, known },
+            MigrateError::VersionMismatch(version) => StoreError::Migration {
+                location,
+                reason: format!(
+                    "schema version {version} in the database differs from this build's; it was written by a different effnas"
+                ),
+            },
+            MigrateError::Execute(e) => self.db_error(e),
+            MigrateError::ExecuteMigration(e, version) => match self.db_error(e) {
+                StoreError::Database { source, .. } => {
+                    StoreError::Migration { location, reason: format!("version {version}: {source}") }
+                }
+                specific => specific,
+            },
+            other => StoreError::Migration { location, reason: other.to_string() },
+        }
+    }
+}
+
+/// Whether a migration error may come from another process applying the same migration at
+/// the same moment (so looking again can succeed); a version missing from or different in this
+/// build never heals.
+fn is_retryable(error: &MigrateError) -> bool {
+    !matches!(error, MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_))
 }
 
 /// The newest schema version this build knows.

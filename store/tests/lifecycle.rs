@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{arch, metrics, search_run, trial, TempDb};
 use effnas_store::{
     EpochMetrics, FailureKind, NewCompoundPoint, NewRun, NewScaledModel, RunKind, RunStatus, StoreError,
-    TrialFilter, TrialSort, TrialState,
+    TrialFilter, TrialId, TrialSort, TrialState,
 };
 
 #[tokio::test]
@@ -32,6 +32,24 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
     assert!(store.heartbeat(id, "w1").await.unwrap());
     assert!(!store.heartbeat(id, "w2").await.unwrap(), "another worker's heartbeat is refused");
 
+    record_a_curve_with_a_diverged_epoch(&store, id).await;
+    let mut result = metrics(0.75, 123_456);
+    result.extra = Some(serde_json::json!({"device": "cpu"}));
+    store.complete_trial(id, &result).await.unwrap();
+
+    let done = store.trial(id).await.unwrap();
+    assert_eq!(done.state, TrialState::Complete);
+    assert_eq!((done.accuracy, done.flops, done.reward), (Some(0.75), 123_456, Some(result.reward)));
+    assert_eq!(done.extra, result.extra);
+    assert!(done.finished.is_some());
+    let curve = store.epochs(id).await.unwrap();
+    assert_eq!(curve.len(), 3);
+    assert_eq!(curve[2].train_loss, None);
+    assert_eq!(curve[1].val_accuracy, Some(0.6));
+}
+
+/// Three epochs, the last recorded again with a NaN loss.
+async fn record_a_curve_with_a_diverged_epoch(store: &effnas_store::Store, id: TrialId) {
     for epoch in 0..3 {
         let e = EpochMetrics {
             epoch,
@@ -54,20 +72,16 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
         )
         .await
         .unwrap();
-    let mut result = metrics(0.75, 123_456);
-    result.extra = Some(serde_json::json!({"device": "cpu"}));
+}
+
+#[tokio::test]
+async fn finishing_a_finished_or_missing_trial_is_a_typed_error() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let run = search_run(&store, "twice").await;
+    let id = store.insert_trial(run, &trial(1)).await.unwrap();
+    let result = metrics(0.75, 123_456);
     store.complete_trial(id, &result).await.unwrap();
-
-    let done = store.trial(id).await.unwrap();
-    assert_eq!(done.state, TrialState::Complete);
-    assert_eq!((done.accuracy, done.flops, done.reward), (Some(0.75), 123_456, Some(result.reward)));
-    assert_eq!(done.extra, result.extra);
-    assert!(done.finished.is_some());
-    let curve = store.epochs(id).await.unwrap();
-    assert_eq!(curve.len(), 3);
-    assert_eq!(curve[2].train_loss, None);
-    assert_eq!(curve[1].val_accuracy, Some(0.6));
-
     match store.complete_trial(id, &result).await {
         Err(StoreError::TrialFinished { id: got, state }) => {
             assert_eq!((got, state.as_str()), (id.0, "complete"))
@@ -75,11 +89,11 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
         other => panic!("expected TrialFinished, got {other:?}"),
     }
     assert!(matches!(
-        store.fail_trial(effnas_store::TrialId(999), FailureKind::Error, "x").await,
+        store.fail_trial(TrialId(999), FailureKind::Error, "x").await,
         Err(StoreError::TrialNotFound(999))
     ));
     assert!(matches!(
-        store.record_epoch(effnas_store::TrialId(999), &EpochMetrics::default()).await,
+        store.record_epoch(TrialId(999), &EpochMetrics::default()).await,
         Err(StoreError::TrialNotFound(999))
     ));
 }
@@ -415,7 +429,7 @@ async fn a_manual_training_is_recorded_complete_in_one_call() {
 }
 
 #[tokio::test]
-async fn checkpoints_compound_points_and_scaled_models_round_trip() {
+async fn checkpoints_round_trip_and_the_highest_step_is_the_latest() {
     let db = TempDb::new();
     let store = db.open().await;
     let run = store.create_run(&NewRun::new("compound", RunKind::Compound)).await.unwrap();
@@ -433,7 +447,13 @@ async fn checkpoints_compound_points_and_scaled_models_round_trip() {
     );
     store.save_checkpoint(run, 3, &serde_json::json!({"step": 3, "baseline": 0.6}), None).await.unwrap();
     assert_eq!(store.latest_checkpoint(run).await.unwrap().unwrap().state["baseline"].as_f64(), Some(0.6));
+}
 
+#[tokio::test]
+async fn compound_points_and_scaled_models_round_trip() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let run = store.create_run(&NewRun::new("compound", RunKind::Compound)).await.unwrap();
     let trial_id = store.insert_trial(run, &trial(0)).await.unwrap();
     store.claim_trial(run, "w").await.unwrap();
     store.complete_trial(trial_id, &metrics(0.7, 800)).await.unwrap();
