@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SpaceError};
 
-/// The largest channel count, repeat count and resolution accepted. They keep every cost in
-/// `u64` far from overflow and catch typos such as `o24000`.
+/// The largest channel count, repeat count, resolution and expansion accepted. They catch
+/// typos such as `o24000` and bound the cost of each layer; the total, which also grows with
+/// the number of blocks, is bounded by [`crate::cost::MAX_COUNT`] in [`ArchSpec::validate`].
 pub const MAX_CHANNELS: u32 = 16_384;
 pub const MAX_REPEATS: u32 = 64;
 pub const MAX_RESOLUTION: u32 = 4_096;
@@ -111,7 +112,8 @@ impl BlockSpec {
     /// Hidden width of an MBConv layer with input `c_in` (`c_in × e`); `c_in` for the others.
     pub fn hidden_channels(&self, layer_in: u32) -> u32 {
         match self.op {
-            Op::MBConv => layer_in * self.expansion,
+            // Saturating only matters for unvalidated blocks: validated ones are at most 2^18.
+            Op::MBConv => layer_in.saturating_mul(self.expansion),
             Op::Conv | Op::DepthwiseSeparable => layer_in,
         }
     }
@@ -230,8 +232,17 @@ impl ArchSpec {
         Ok(arch)
     }
 
-    /// Checks every field and that each block's input is the previous block's output.
+    /// Checks every field, that each block's input is the previous block's output, and that
+    /// the parameter and multiply-add counts are at most [`crate::cost::MAX_COUNT`]
+    /// ([`SpaceError::CostOverflow`] otherwise).
     pub fn validate(&self) -> Result<()> {
+        self.validate_fields()?;
+        self.validate_blocks()?;
+        crate::cost::checked_cost(self).map(|_| ())
+    }
+
+    /// The skeleton's fields: channels, resolution, classes and regularisation.
+    fn validate_fields(&self) -> Result<()> {
         let positive = |field: &str, value: u32, max: u32| {
             if (1..=max).contains(&value) {
                 Ok(())
@@ -249,6 +260,11 @@ impl ArchSpec {
                 return Err(SpaceError::invalid(field, format!("{value} is out of range (0 to below 1)")));
             }
         }
+        Ok(())
+    }
+
+    /// Every block, and the channel chain from the stem through the blocks.
+    fn validate_blocks(&self) -> Result<()> {
         if self.blocks.is_empty() {
             return Err(SpaceError::invalid("blocks", "an architecture needs at least one block"));
         }
@@ -287,9 +303,12 @@ impl ArchSpec {
 }
 
 /// Convolution output size with the symmetric `(k - 1) / 2` padding torchvision uses.
+///
+/// Defined for any input: out-of-range values (kernel 0, stride 0, sizes near `u32::MAX`),
+/// which validation rejects, saturate instead of panicking in the cost model.
 pub fn conv_output_size(input: u32, kernel: u32, stride: u32) -> u32 {
-    let padding = (kernel - 1) / 2;
-    (input + 2 * padding - kernel) / stride + 1
+    let padding = kernel.saturating_sub(1) / 2;
+    (input.saturating_add(2 * padding).saturating_sub(kernel) / stride.max(1)).saturating_add(1)
 }
 
 /// The serialised form: blocks travel as block strings, the lingua franca of the project.

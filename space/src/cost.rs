@@ -8,11 +8,28 @@
 //! batch norm, activations, pooling and additions are not counted, as in the papers.
 //! The golden test checks torchvision's EfficientNet-B0…B7 and MobileNetV2 to the unit.
 
+use std::fmt;
+
 use serde::Serialize;
 
 use crate::arch::{conv_output_size, ArchSpec, BlockSpec, Op, Shortcut};
+use crate::error::{Result, SpaceError};
+
+/// The largest parameter count and the largest multiply-add count an architecture may have:
+/// 10^18. [`ArchSpec::validate`] rejects anything above it with [`SpaceError::CostOverflow`].
+///
+/// Counts are stored in signed 64-bit database columns, so anything above `i64::MAX`
+/// (about 9.2 × 10^18) could not be recorded; the limit sits below that with a margin, and
+/// nine orders of magnitude above EfficientNet-B7 (3.7 × 10^10 multiply-adds). Per-block
+/// limits alone do not bound the total: 4,096 px and seven blocks of 64 layers of 16,384
+/// channels already exceed `u64::MAX`.
+pub const MAX_COUNT: u64 = 1_000_000_000_000_000_000;
 
 /// Parameters and multiply-adds of a part of a network.
+///
+/// Counts of a validated architecture are exact. [`cost`] and [`cost_breakdown`] accept any
+/// `ArchSpec`; for one that validation would reject, a count that does not fit in `u64`
+/// saturates at `u64::MAX` instead of wrapping around. Adding two costs saturates too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Cost {
     pub params: u64,
@@ -21,8 +38,25 @@ pub struct Cost {
 
 impl std::ops::AddAssign for Cost {
     fn add_assign(&mut self, other: Cost) {
-        self.params += other.params;
-        self.macs += other.macs;
+        self.params = self.params.saturating_add(other.params);
+        self.macs = self.macs.saturating_add(other.macs);
+    }
+}
+
+/// Which count a [`SpaceError::CostOverflow`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostKind {
+    Params,
+    Macs,
+}
+
+impl fmt::Display for CostKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CostKind::Params => "parameters",
+            CostKind::Macs => "multiply-adds",
+        })
     }
 }
 
@@ -47,28 +81,92 @@ pub struct CostBreakdown {
     pub final_resolution: u32,
 }
 
+/// Counts as they are computed: in 128 bits, from `u32` factors. A layer of a block that
+/// passes [`BlockSpec::validate`] counts below 2^60, so no architecture that fits in memory
+/// comes near 2^128; the operations still saturate so that no input can wrap them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WideCost {
+    params: u128,
+    macs: u128,
+}
+
+impl std::ops::AddAssign for WideCost {
+    fn add_assign(&mut self, other: WideCost) {
+        self.params = self.params.saturating_add(other.params);
+        self.macs = self.macs.saturating_add(other.macs);
+    }
+}
+
+impl WideCost {
+    /// One of the two counts.
+    pub(crate) fn count(self, what: CostKind) -> u128 {
+        match what {
+            CostKind::Params => self.params,
+            CostKind::Macs => self.macs,
+        }
+    }
+
+    /// The counts in `u64`, saturating at `u64::MAX` (only for architectures over the limit).
+    fn narrow(self) -> Cost {
+        let narrow = |count: u128| u64::try_from(count).unwrap_or(u64::MAX);
+        Cost { params: narrow(self.params), macs: narrow(self.macs) }
+    }
+
+    /// The counts if both are within [`MAX_COUNT`], or the error that names the first above.
+    fn within_limit(self) -> Result<Cost> {
+        for what in [CostKind::Params, CostKind::Macs] {
+            let count = self.count(what);
+            if count > u128::from(MAX_COUNT) {
+                return Err(SpaceError::CostOverflow { what, count, limit: MAX_COUNT });
+            }
+        }
+        Ok(self.narrow())
+    }
+}
+
+/// The product of some counts, saturating.
+fn product(factors: &[u32]) -> u128 {
+    factors.iter().fold(1, |acc: u128, &factor| acc.saturating_mul(u128::from(factor)))
+}
+
 /// A convolution without bias followed by batch norm.
-fn conv_bn(c_in: u32, c_out: u32, kernel: u32, groups: u32, out_size: u32) -> Cost {
-    let (c_in, c_out, k, g, hw) =
-        (u64::from(c_in), u64::from(c_out), u64::from(kernel), u64::from(groups), u64::from(out_size));
-    let weights = c_out * (c_in / g) * k * k;
-    Cost { params: weights + 2 * c_out, macs: weights * hw * hw }
+fn conv_bn(c_in: u32, c_out: u32, kernel: u32, groups: u32, out_size: u32) -> WideCost {
+    // Zero groups only arise from zero channels, which validation rejects.
+    let weights = product(&[c_out, c_in.checked_div(groups).unwrap_or(0), kernel, kernel]);
+    WideCost {
+        params: weights.saturating_add(product(&[2, c_out])),
+        macs: weights.saturating_mul(product(&[out_size, out_size])),
+    }
 }
 
 /// Squeeze-and-excitation on `channels` with a `squeeze`-wide bottleneck: two 1×1 convolutions
 /// with bias on the pooled 1×1 map.
-fn squeeze_excite(channels: u32, squeeze: u32) -> Cost {
-    let (c, s) = (u64::from(channels), u64::from(squeeze));
-    Cost { params: 2 * c * s + s + c, macs: 2 * c * s }
+fn squeeze_excite(channels: u32, squeeze: u32) -> WideCost {
+    let weights = product(&[2, channels, squeeze]);
+    WideCost {
+        params: weights.saturating_add(u128::from(squeeze)).saturating_add(u128::from(channels)),
+        macs: weights,
+    }
+}
+
+/// The classifier: a linear layer with bias from the head's features to the classes.
+fn classifier(features: u32, classes: u32) -> WideCost {
+    let weights = product(&[features, classes]);
+    WideCost { params: weights.saturating_add(u128::from(classes)), macs: weights }
 }
 
 /// The cost of one layer of a block, given its input size; returns the cost and output size.
 pub fn layer_cost(block: &BlockSpec, layer: u32, input_size: u32) -> (Cost, u32) {
+    let (cost, out) = wide_layer_cost(block, layer, input_size);
+    (cost.narrow(), out)
+}
+
+fn wide_layer_cost(block: &BlockSpec, layer: u32, input_size: u32) -> (WideCost, u32) {
     let (c_in, c_out) = block.layer_channels(layer);
     let stride = block.layer_stride(layer);
     let k = block.kernel;
     let out = conv_output_size(input_size, k, stride);
-    let mut cost = Cost::default();
+    let mut cost = WideCost::default();
     let se = block.se_channels(c_in);
     match block.op {
         Op::MBConv => {
@@ -102,31 +200,76 @@ pub fn layer_cost(block: &BlockSpec, layer: u32, input_size: u32) -> (Cost, u32)
     (cost, out)
 }
 
-/// Full breakdown of an architecture's cost at its own resolution and number of classes.
-pub fn cost_breakdown(arch: &ArchSpec) -> CostBreakdown {
-    let mut size = conv_output_size(arch.resolution, 3, 2);
+/// The cost of all layers of a block, given its input size; returns the cost and output size.
+pub(crate) fn wide_block_cost(block: &BlockSpec, input_size: u32) -> (WideCost, u32) {
+    let (mut cost, mut size) = (WideCost::default(), input_size);
+    for layer in 0..block.repeats {
+        let (layer_cost, out) = wide_layer_cost(block, layer, size);
+        cost += layer_cost;
+        size = out;
+    }
+    (cost, size)
+}
+
+/// The spatial size the stem (3×3, stride 2) leaves at a given input resolution.
+pub(crate) fn stem_output_size(resolution: u32) -> u32 {
+    conv_output_size(resolution, 3, 2)
+}
+
+/// The parts of a network other than its blocks, with the total, in 128 bits.
+struct WideParts {
+    stem: WideCost,
+    head: WideCost,
+    classifier: WideCost,
+    total: WideCost,
+    final_resolution: u32,
+}
+
+/// The one walk over a network behind every public function here: counts every part and
+/// hands each block's cost and output size to `each_block`.
+fn walk(arch: &ArchSpec, mut each_block: impl FnMut(WideCost, u32)) -> WideParts {
+    let mut size = stem_output_size(arch.resolution);
     let stem = conv_bn(arch.input_channels, arch.stem_channels, 3, 1, size);
     let mut total = stem;
-    let mut blocks = Vec::with_capacity(arch.blocks.len());
     for block in &arch.blocks {
-        let mut block_cost = Cost::default();
-        for layer in 0..block.repeats {
-            let (cost, out) = layer_cost(block, layer, size);
-            block_cost += cost;
-            size = out;
-        }
+        let (block_cost, out) = wide_block_cost(block, size);
         total += block_cost;
-        blocks.push(BlockCost { cost: block_cost, output_resolution: size });
+        size = out;
+        each_block(block_cost, size);
     }
     let head = conv_bn(arch.last_block_channels(), arch.head_channels, 1, 1, size);
-    let (features, classes) = (u64::from(arch.head_channels), u64::from(arch.num_classes));
-    let classifier = Cost { params: features * classes + classes, macs: features * classes };
+    let classifier = classifier(arch.head_channels, arch.num_classes);
     total += head;
     total += classifier;
-    CostBreakdown { stem, blocks, head, classifier, total, final_resolution: size }
+    WideParts { stem, head, classifier, total, final_resolution: size }
+}
+
+/// Full breakdown of an architecture's cost at its own resolution and number of classes.
+pub fn cost_breakdown(arch: &ArchSpec) -> CostBreakdown {
+    let mut blocks = Vec::with_capacity(arch.blocks.len());
+    let parts = walk(arch, |cost, output_resolution| {
+        blocks.push(BlockCost { cost: cost.narrow(), output_resolution });
+    });
+    CostBreakdown {
+        stem: parts.stem.narrow(),
+        blocks,
+        head: parts.head.narrow(),
+        classifier: parts.classifier.narrow(),
+        total: parts.total.narrow(),
+        final_resolution: parts.final_resolution,
+    }
 }
 
 /// Total parameters and multiply-adds.
+///
+/// Exact for every architecture that passes [`ArchSpec::validate`] (both counts at most
+/// [`MAX_COUNT`]); for any other, a count that does not fit in `u64` saturates at `u64::MAX`.
 pub fn cost(arch: &ArchSpec) -> Cost {
-    cost_breakdown(arch).total
+    walk(arch, |_, _| {}).total.narrow()
+}
+
+/// Total parameters and multiply-adds, or [`SpaceError::CostOverflow`] when either is above
+/// [`MAX_COUNT`]. [`ArchSpec::validate`] runs this check.
+pub fn checked_cost(arch: &ArchSpec) -> Result<Cost> {
+    walk(arch, |_, _| {}).total.within_limit()
 }

@@ -17,6 +17,14 @@ pub enum SpaceError {
     File { path: PathBuf, reason: String },
     #[error("architecture is not a member of search space {space:?}: {reason}")]
     NotInSpace { space: String, reason: String },
+    /// A count of the cost model is above [`crate::cost::MAX_COUNT`] (or does not even fit in
+    /// 64 bits); `count` is the exact count, saturated at `u128::MAX`.
+    #[error(
+        "the architecture has {count} {what} (about {approx:.1e}), above the limit of {limit:e}: \
+         counts must fit the signed 64-bit columns that store them",
+        approx = *count as f64
+    )]
+    CostOverflow { what: crate::cost::CostKind, count: u128, limit: u64 },
 }
 
 impl SpaceError {

@@ -4,7 +4,7 @@
 //! - [`codec`]: the TF/timm block-string notation, canonical form and stable hash.
 //! - [`presets`]: EfficientNet-B0…B7 (Tan & Le, 2019, Tables 1–2), MnasNet-A1, MobileNetV2.
 //! - [`scaling`]: compound scaling and the reference rounding rules (EfficientNet §3.3).
-//! - [`cost`]: exact parameters and multiply-adds, analytically.
+//! - [`cost`](mod@cost): exact parameters and multiply-adds, analytically, within a checked limit.
 //! - [`search_space`]: the MnasNet factorized hierarchical space (MnasNet §4.1) as data.
 
 pub mod arch;
@@ -17,7 +17,7 @@ pub mod search_space;
 
 pub use arch::{ArchSpec, BlockSpec, Op, Shortcut, Skip};
 pub use codec::{arch_hash, canonical, format_block, parse_arch, parse_block};
-pub use cost::{cost, cost_breakdown, Cost, CostBreakdown};
+pub use cost::{checked_cost, cost, cost_breakdown, Cost, CostBreakdown, CostKind, MAX_COUNT};
 pub use error::SpaceError;
 pub use scaling::{compound_grid, round_channels, round_repeats, scale, Compound, GridSpec, Multipliers};
 pub use search_space::{BlockChoices, OpChoice, SearchSpace};

@@ -19,6 +19,7 @@ use crate::arch::{
     default_drop_connect, default_dropout, default_head_channels, default_input_channels,
     default_num_classes, default_resolution, default_stem_channels, defaults, ArchSpec, BlockSpec, Op, Skip,
 };
+use crate::cost::{stem_output_size, wide_block_cost, CostKind};
 use crate::error::{Result, SpaceError};
 
 /// An operator choice: the operator with its expansion (`conv`, `dsconv`, `mbconv1/3/6`).
@@ -234,6 +235,21 @@ impl BlockChoices {
         }
     }
 
+    /// The tokens of the costliest block with the given operator, skip and channel choices:
+    /// the largest kernel, SE ratio and layer count. With the others fixed, a block's counts
+    /// never decrease with any of the three (odd kernels keep the output size; the SE
+    /// bottleneck widens with its ratio; layers only add).
+    fn heaviest_tokens(&self, op: usize, skip: usize, channels: usize) -> [usize; Decision::PER_BLOCK] {
+        let mut tokens = [0; Decision::PER_BLOCK];
+        tokens[Decision::Op.position()] = op;
+        tokens[Decision::Kernel.position()] = index_of_max(&self.kernels);
+        tokens[Decision::SeRatio.position()] = index_of_max(&self.se_ratios);
+        tokens[Decision::Skip.position()] = skip;
+        tokens[Decision::Channels.position()] = channels;
+        tokens[Decision::Layers.position()] = index_of_max(&self.layers);
+        tokens
+    }
+
     /// Checks that every choice list is non-empty and free of duplicates; the error names
     /// the list (`blocks[2].kernels`).
     fn check_lists(&self, index: usize) -> Result<()> {
@@ -287,6 +303,26 @@ impl BlockChoices {
         let plain = OpChoice { op: Op::MBConv, expansion: 1 };
         self.channels.iter().try_for_each(|&channels| probe(plain, 3, 0.0, channels))
     }
+}
+
+/// The index of the largest value (the last of equals; 0 for an empty list).
+fn index_of_max<T: PartialOrd>(values: &[T]) -> usize {
+    let mut best = 0;
+    for (index, value) in values.iter().enumerate() {
+        if values.get(best).is_some_and(|b| value >= b) {
+            best = index;
+        }
+    }
+    best
+}
+
+/// A member under construction by [`SearchSpace::heaviest_members`]: its count so far, the
+/// output channels of its last block and its tokens.
+#[derive(Clone)]
+struct Partial {
+    count: u128,
+    channels: u32,
+    tokens: Vec<usize>,
 }
 
 /// A search space: skeleton plus per-block choices.
@@ -406,7 +442,70 @@ impl SearchSpace {
             block.check_values(index, self.stem_channels)?;
         }
         // The skeleton itself must be a valid architecture.
-        self.decode(&vec![0; self.num_tokens()]).map(|_| ())
+        self.decode(&vec![0; self.num_tokens()])?;
+        self.check_cost_limit()
+    }
+
+    /// Checks that no member is over the cost model's limit ([`crate::cost::MAX_COUNT`]) by
+    /// decoding the heaviest ones, so that every member decodes.
+    fn check_cost_limit(&self) -> Result<()> {
+        for what in [CostKind::Params, CostKind::Macs] {
+            for tokens in self.heaviest_members(what) {
+                self.decode(&tokens).map_err(|e| {
+                    SpaceError::invalid("blocks", format!("the largest members are too large: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For each output channel choice of the last block, the tokens of the member with the
+    /// largest count of `what`; the largest member of the space is among them.
+    ///
+    /// Dynamic programming over the blocks: a block's cost depends only on its own choices, its
+    /// input channels (the previous block's output) and its input size (fixed by the
+    /// skeleton's strides), so the heaviest member through each channel choice extends the
+    /// heaviest member up to the previous block through one of its channel choices.
+    fn heaviest_members(&self, what: CostKind) -> Vec<Vec<usize>> {
+        let mut paths = vec![Partial { count: 0, channels: self.stem_channels, tokens: Vec::new() }];
+        let mut size = stem_output_size(self.resolution);
+        for choices in &self.blocks {
+            let (next, out_size) = Self::extend_heaviest(choices, &paths, size, what);
+            (paths, size) = (next, out_size);
+        }
+        paths.into_iter().map(|path| path.tokens).collect()
+    }
+
+    /// One step of [`SearchSpace::heaviest_members`]: the heaviest extension through each of
+    /// the block's channel choices, and the block's output size.
+    fn extend_heaviest(
+        choices: &BlockChoices,
+        paths: &[Partial],
+        size: u32,
+        what: CostKind,
+    ) -> (Vec<Partial>, u32) {
+        let mut best: Vec<Option<Partial>> = vec![None; choices.channels.len()];
+        let mut out_size = size;
+        for path in paths {
+            for op in 0..choices.ops.len() {
+                for skip in 0..choices.skips.len() {
+                    for (channels, slot) in best.iter_mut().enumerate() {
+                        let tokens = choices.heaviest_tokens(op, skip, channels);
+                        let (cost, out) = wide_block_cost(&choices.block(&tokens, path.channels), size);
+                        out_size = out;
+                        let count = path.count.saturating_add(cost.count(what));
+                        if slot.as_ref().is_none_or(|b| count > b.count) {
+                            *slot = Some(Partial {
+                                count,
+                                channels: choices.channels[channels],
+                                tokens: [path.tokens.as_slice(), &tokens].concat(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        (best.into_iter().flatten().collect(), out_size)
     }
 
     /// Number of tokens that describe one member (six per block).
@@ -562,6 +661,48 @@ mod tests {
         assert_eq!(arch.block_strings()[0], "r2_k5_s11_e6_i32_o12_se0.25_poolskip");
         assert_eq!(arch.block_strings()[1], "cn_r1_k3_s22_i12_o18_noskip");
         assert_eq!(space.encode(&arch).expect("encode"), tokens);
+    }
+
+    /// The dynamic program finds the largest member that enumerating every member finds.
+    #[test]
+    fn heaviest_members_are_the_largest_by_enumeration() {
+        let mut space = SearchSpace::mnasnet();
+        space.blocks.truncate(2);
+        for block in &mut space.blocks {
+            block.ops.truncate(3); // conv, dsconv, mbconv1: the widest and cheapest kinds
+            block.se_ratios.push(0.5);
+        }
+        let counts = space.choice_counts();
+        let mut largest = [0u64; 2];
+        let mut tokens = vec![0; space.num_tokens()];
+        'members: loop {
+            let total = crate::cost::cost(&space.decode(&tokens).unwrap());
+            largest = [largest[0].max(total.params), largest[1].max(total.macs)];
+            // Next token sequence, like an odometer.
+            for (token, &count) in tokens.iter_mut().zip(&counts) {
+                *token += 1;
+                if *token < count {
+                    continue 'members;
+                }
+                *token = 0;
+            }
+            break;
+        }
+        for (what, expected) in [(CostKind::Params, largest[0]), (CostKind::Macs, largest[1])] {
+            let found = space
+                .heaviest_members(what)
+                .iter()
+                .map(|tokens| {
+                    let total = crate::cost::cost(&space.decode(tokens).unwrap());
+                    if what == CostKind::Params {
+                        total.params
+                    } else {
+                        total.macs
+                    }
+                })
+                .max();
+            assert_eq!(found, Some(expected), "{what}");
+        }
     }
 
     #[test]
