@@ -111,7 +111,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         check_every: 1_000_000,
         ..ProxyConfig::default()
     };
-    let warmup = ProxyConfig { train_images: Some(o.batch * o.warmup.max(1)), ..config.clone() };
     let params = effnas_space::cost(&arch).params;
     if o.workers <= 1 {
         // Two epochs over `steps` batches on one model: the first warms up (allocator, oneDNN
@@ -126,11 +125,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             o.batch, o.resolution, o.steps, images as f64 / seconds, r.status
         );
     } else {
-        let pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &data)?;
+        // Warm-up: `--warmup` batches per worker in a pool of its own over that many images
+        // (allocator, oneDNN primitives and cuDNN autotuning are per process).
+        let warmup_data = ProxyData::new(
+            "synthetic-warmup",
+            synthetic(o.batch * o.warmup.max(1), o.classes, o.resolution)?,
+            synthetic(o.batch, o.classes, o.resolution)?,
+            None,
+            o.classes,
+        )?;
+        let warmup_pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &warmup_data)?;
         for w in 0..o.workers {
-            pool.submit(w as u64, arch.clone(), warmup.clone())?;
+            warmup_pool.submit(w as u64, arch.clone(), config.clone())?;
         }
-        while pool.recv().is_some() {}
+        while warmup_pool.recv().is_some() {}
+        drop(warmup_pool);
+        let pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &data)?;
         let started = Instant::now();
         for w in 0..o.workers {
             pool.submit(w as u64, arch.clone(), config.clone())?;

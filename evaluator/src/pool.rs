@@ -27,6 +27,7 @@
 //! from that shared generator, so runs are reproducible with one worker only.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,27 +39,31 @@ use tch::Device;
 use tracing::{info_span, warn};
 
 use crate::device::{check, device_name, threads_per_worker};
+use crate::error::first_line;
 use crate::error::{EvalError, Result};
-use crate::train::{train, Failure, ProxyConfig, ProxyData, Status, TrainResult};
+use crate::train::{train_with_progress, Failure, ProxyConfig, ProxyData, TrainResult};
 
 /// Where workers run and how many.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     pub devices: Vec<Device>,
     pub workers_per_device: usize,
     /// libtorch intra-op threads per CPU worker; `None`: cores / CPU workers (at least 1).
     pub cpu_threads: Option<usize>,
+    /// Raising this flag stops every trial in flight at its next training step, and every
+    /// queued trial before it starts: each comes back failed with [`Failure::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl PoolConfig {
     /// `workers` CPU workers sharing the cores.
     pub fn cpu(workers: usize) -> Self {
-        PoolConfig { devices: vec![Device::Cpu], workers_per_device: workers.max(1), cpu_threads: None }
+        PoolConfig::devices(vec![Device::Cpu], workers)
     }
 
     /// `workers_per_device` workers on each device.
     pub fn devices(devices: Vec<Device>, workers_per_device: usize) -> Self {
-        PoolConfig { devices, workers_per_device: workers_per_device.max(1), cpu_threads: None }
+        PoolConfig { devices, workers_per_device: workers_per_device.max(1), cpu_threads: None, stop: None }
     }
 }
 
@@ -106,6 +111,7 @@ impl WorkerPool {
         let (job_tx, job_rx) = channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (result_tx, result_rx) = channel::<JobResult>();
+        let stop = config.stop.clone().unwrap_or_default();
         let mut handles = Vec::new();
         let mut worker = 0;
         for &device in &config.devices {
@@ -114,9 +120,10 @@ impl WorkerPool {
                 let results = result_tx.clone();
                 let data = data.shallow_clone();
                 let threads = (device == Device::Cpu).then_some(cpu_threads);
+                let stop = Arc::clone(&stop);
                 let handle = std::thread::Builder::new()
                     .name(format!("effnas-worker-{worker}"))
-                    .spawn(move || worker_loop(worker, device, threads, data, &jobs, &results))
+                    .spawn(move || worker_loop(worker, device, threads, data, &stop, &jobs, &results))
                     .map_err(|e| EvalError::Pool(format!("cannot start worker thread: {e}")))?;
                 handles.push(handle);
                 worker += 1;
@@ -216,6 +223,7 @@ fn worker_loop(
     device: Device,
     threads: Option<usize>,
     data: ProxyData,
+    stop: &AtomicBool,
     jobs: &Mutex<Receiver<Job>>,
     results: &Sender<JobResult>,
 ) {
@@ -234,22 +242,24 @@ fn worker_loop(
         };
         let span = info_span!("worker", worker, trial = job.trial, device = %device_label);
         let _enter = span.enter();
-        let outcome = catch_unwind(AssertUnwindSafe(|| train(&job.arch, &data, &job.config, device)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            train_with_progress(&job.arch, &data, &job.config, device, &mut |_| {}, stop)
+        }));
         let result = match outcome {
             Ok(Ok(trained)) => trained.result,
-            Ok(Err(e)) => failed_result(
-                &job,
-                &device_label,
-                if e.is_out_of_memory() { Failure::OutOfMemory } else { Failure::Error },
-                e.to_string(),
-            ),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "trial error, in full");
+                TrainResult::failed(&job.arch, device_label.clone(), Failure::of(&e), e.first_line())
+            }
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "unknown panic".to_owned());
-                failed_result(&job, &device_label, Failure::Error, format!("panic: {message}"))
+                tracing::debug!(%message, "trial panicked, in full");
+                let reason = format!("panic: {}", first_line(&message));
+                TrainResult::failed(&job.arch, device_label.clone(), Failure::Error, reason)
             }
         };
         if results.send(JobResult { trial: job.trial, worker, device: device_label.clone(), result }).is_err()
@@ -257,19 +267,4 @@ fn worker_loop(
             return;
         }
     }
-}
-
-fn failed_result(job: &Job, device: &str, failure: Failure, reason: String) -> TrainResult {
-    let cost = effnas_space::cost(&job.arch);
-    let mut result = TrainResult::blank(
-        &job.arch,
-        device.to_owned(),
-        effnas_space::arch_hash(&job.arch),
-        cost.params,
-        cost.macs,
-    );
-    result.status = Status::Failed;
-    result.failure = Some(failure);
-    result.reason = Some(reason);
-    result
 }

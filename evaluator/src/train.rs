@@ -4,10 +4,13 @@
 //!
 //! Data stay on the training device as uint8, resized once to the architecture's resolution;
 //! each batch is gathered, converted and normalised there (and optionally flipped and shifted).
-//! A candidate that diverges (NaN/inf loss), runs out of memory or exceeds its time limit gives a
-//! [`TrainResult`] with `status: failed` and a reason; only caller mistakes (a configuration or
-//! data that cannot fit the architecture) are `Err`.
+//! A candidate that does not validate, diverges (NaN/inf loss), runs out of memory or exceeds its
+//! time limit, and a run stopped from outside, give a [`TrainResult`] with `status: failed`, a
+//! [`Failure`] kind and a one-line reason; only caller mistakes (a configuration, or data that
+//! do not fit the architecture's channels and classes) are `Err`.
 
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use effnas_space::{arch_hash, cost, ArchSpec};
@@ -22,7 +25,6 @@ use crate::device::device_name;
 use crate::error::{EvalError, Result};
 use crate::model::{Model, NormConfig, Precision};
 use crate::optim::{Optimizer, OptimizerKind};
-use crate::score::{Metric, Objective};
 
 /// Learning-rate schedule after the linear warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -53,8 +55,6 @@ pub struct Augment {
 #[serde(default)]
 pub struct ProxyConfig {
     pub epochs: u32,
-    /// Use at most this many training images (a seeded subset); `None`: all.
-    pub train_images: Option<usize>,
     pub batch_size: usize,
     pub optimizer: OptimizerKind,
     /// Peak learning rate (after warm-up).
@@ -73,8 +73,8 @@ pub struct ProxyConfig {
     /// Batch-norm running-statistics momentum (PyTorch convention).
     pub bn_momentum: f64,
     pub bn_eps: f64,
-    pub objective: Objective,
-    /// Measure median batch-1 latency on the device (always done for a latency objective).
+    /// Measure the trained network's median batch-1 latency on the device
+    /// ([`TrainResult::latency_ms`]).
     pub measure_latency: bool,
     /// Re-estimate batch-norm statistics on up to this many training images before evaluating
     /// (0: keep the running averages). See `Network::recalibrate_batch_norm`.
@@ -88,7 +88,6 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             epochs: 5,
-            train_images: None,
             batch_size: 64,
             optimizer: OptimizerKind::SGD,
             lr: 0.1,
@@ -103,7 +102,6 @@ impl Default for ProxyConfig {
             eval_batch_size: 256,
             bn_momentum: NormConfig::default().momentum,
             bn_eps: NormConfig::default().eps,
-            objective: Objective::default(),
             measure_latency: false,
             bn_recalibration_images: 2048,
             check_every: 20,
@@ -122,9 +120,6 @@ impl ProxyConfig {
         }
         if self.eval_batch_size == 0 {
             return Err(EvalError::config("eval_batch_size", "must be at least 1"));
-        }
-        if self.train_images == Some(0) {
-            return Err(EvalError::config("train_images", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(EvalError::config("lr", format!("{} is not a positive number", self.lr)));
@@ -343,15 +338,54 @@ pub enum Status {
 }
 
 /// Why a trial failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Failure {
     /// The loss became NaN or infinite.
     Diverged,
+    /// libtorch ran out of memory (see [`EvalError::is_out_of_memory`]).
     OutOfMemory,
+    /// The trial ran past [`ProxyConfig::time_limit`].
     TimeLimit,
+    /// The architecture cannot be trained on this proxy task: it does not validate (after
+    /// adaptation to the data and the proxy resolution, e.g. a feature map below one pixel).
+    Invalid,
     /// Any other libtorch or worker error.
     Error,
+    /// Training was stopped from outside (the stop flag of [`train_with_progress`] or
+    /// [`crate::pool::PoolConfig::stop`]). Not a property of the architecture: callers re-queue
+    /// the trial.
+    Interrupted,
+}
+
+impl Failure {
+    /// The snake_case name, as serialised: `diverged`, `out_of_memory`, `time_limit`, `invalid`,
+    /// `error`, `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Diverged => "diverged",
+            Failure::OutOfMemory => "out_of_memory",
+            Failure::TimeLimit => "time_limit",
+            Failure::Invalid => "invalid",
+            Failure::Error => "error",
+            Failure::Interrupted => "interrupted",
+        }
+    }
+
+    /// The failure an error stands for: out of memory, an invalid architecture, or an error.
+    pub fn of(error: &EvalError) -> Failure {
+        match error {
+            EvalError::Arch(_) => Failure::Invalid,
+            e if e.is_out_of_memory() => Failure::OutOfMemory,
+            _ => Failure::Error,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One epoch of the loss curve.
@@ -385,7 +419,6 @@ pub struct TrainResult {
     pub flops: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
-    pub reward: f64,
     /// Wall-clock seconds of the whole trial (data preparation, build, training, evaluation).
     pub seconds: f64,
     /// Seconds spent in training steps.
@@ -414,7 +447,6 @@ impl TrainResult {
             params,
             flops,
             latency_ms: None,
-            reward: 0.0,
             seconds: 0.0,
             train_seconds: 0.0,
             images_per_second: 0.0,
@@ -427,6 +459,17 @@ impl TrainResult {
             device,
             arch_hash,
         }
+    }
+
+    /// A failed result with nothing measured: the analytic cost of `arch`, `failure` and
+    /// `reason` (one line).
+    pub fn failed(arch: &ArchSpec, device: String, failure: Failure, reason: String) -> Self {
+        let analytic = cost(arch);
+        let mut result = TrainResult::blank(arch, device, arch_hash(arch), analytic.params, analytic.macs);
+        result.status = Status::Failed;
+        result.failure = Some(failure);
+        result.reason = Some(reason);
+        result
     }
 }
 
@@ -448,23 +491,34 @@ pub struct Trained {
     pub model: Option<Model>,
 }
 
-/// Trains `arch` on `data` with `config` on `device`. See [`train_with_progress`].
+/// Trains `arch` on `data` with `config` on `device`, never interrupted. See
+/// [`train_with_progress`].
 pub fn train(arch: &ArchSpec, data: &ProxyData, config: &ProxyConfig, device: Device) -> Result<Trained> {
-    train_with_progress(arch, data, config, device, &mut |_| {})
+    train_with_progress(arch, data, config, device, &mut |_| {}, &AtomicBool::new(false))
 }
 
 /// Trains `arch` and calls `progress` after every step. `arch.input_channels` and
 /// `arch.num_classes` must match the data ([`ProxyData::adapt`]); the images are resized to
 /// `arch.resolution`.
+///
+/// `stop` is read before every step and between the phases (data preparation, building,
+/// recalibration, evaluation); once it is raised the run ends there with a failed result,
+/// [`Failure::Interrupted`] and the reason `interrupted`.
 pub fn train_with_progress(
     arch: &ArchSpec,
     data: &ProxyData,
     config: &ProxyConfig,
     device: Device,
     progress: &mut dyn FnMut(Progress),
+    stop: &AtomicBool,
 ) -> Result<Trained> {
     config.validate()?;
-    arch.validate()?;
+    if let Err(e) = arch.validate() {
+        let reason = EvalError::from(e).first_line();
+        warn!(failure = %Failure::Invalid, %reason, "trial failed");
+        let result = TrainResult::failed(arch, device_name(device), Failure::Invalid, reason);
+        return Ok(Trained { result, model: None });
+    }
     if arch.input_channels != data.channels() {
         return Err(EvalError::Data(format!(
             "the architecture takes {} input channels, the images have {}",
@@ -483,7 +537,7 @@ pub fn train_with_progress(
     let _enter = span.enter();
     let started = Instant::now();
     let analytic = cost(arch);
-    let mut run = Run::new(arch, config, device, hash, analytic.params, analytic.macs);
+    let mut run = Run::new(arch, config, device, stop, hash, analytic.params, analytic.macs);
     let outcome = run.execute(data, progress, started);
     let mut result = run.finish(started);
     let model = run.model.take();
@@ -495,20 +549,22 @@ pub fn train_with_progress(
             let (kind, reason) = match failure {
                 RunFailure::Diverged(reason) => (Failure::Diverged, reason),
                 RunFailure::TimeLimit(reason) => (Failure::TimeLimit, reason),
-                RunFailure::Eval(e) if e.is_out_of_memory() => (Failure::OutOfMemory, e.to_string()),
+                RunFailure::Interrupted => (Failure::Interrupted, "interrupted".to_owned()),
                 RunFailure::Eval(EvalError::Config { field, reason }) => {
                     return Err(EvalError::Config { field, reason });
                 }
                 RunFailure::Eval(EvalError::Data(reason)) => return Err(EvalError::Data(reason)),
-                RunFailure::Eval(e) => (Failure::Error, e.to_string()),
+                RunFailure::Eval(e) => {
+                    debug!(error = %e, "trial error, in full");
+                    (Failure::of(&e), e.first_line())
+                }
             };
-            warn!(failure = ?kind, %reason, "trial failed");
+            warn!(failure = %kind, %reason, "trial failed");
             result.status = Status::Failed;
             result.failure = Some(kind);
             result.reason = Some(reason);
             result.accuracy = 0.0;
             result.test_accuracy = None;
-            result.reward = 0.0;
         }
     }
     Ok(Trained { result, model })
@@ -517,6 +573,8 @@ pub fn train_with_progress(
 enum RunFailure {
     Diverged(String),
     TimeLimit(String),
+    /// The stop flag was raised.
+    Interrupted,
     Eval(EvalError),
 }
 
@@ -537,6 +595,7 @@ struct Run<'a> {
     arch: &'a ArchSpec,
     config: &'a ProxyConfig,
     device: Device,
+    stop: &'a AtomicBool,
     model: Option<Model>,
     result: TrainResult,
 }
@@ -546,12 +605,13 @@ impl<'a> Run<'a> {
         arch: &'a ArchSpec,
         config: &'a ProxyConfig,
         device: Device,
+        stop: &'a AtomicBool,
         arch_hash: String,
         params: u64,
         flops: u64,
     ) -> Self {
         let result = TrainResult::blank(arch, device_name(device), arch_hash, params, flops);
-        Run { arch, config, device, model: None, result }
+        Run { arch, config, device, stop, model: None, result }
     }
 
     fn finish(&mut self, started: Instant) -> TrainResult {
@@ -561,6 +621,15 @@ impl<'a> Run<'a> {
             result.images_per_second = result.images_seen as f64 / result.train_seconds;
         }
         result
+    }
+
+    /// Ends the run when the stop flag is raised.
+    fn check_stop(&self) -> Result<(), RunFailure> {
+        if self.stop.load(Ordering::Relaxed) {
+            Err(RunFailure::Interrupted)
+        } else {
+            Ok(())
+        }
     }
 
     fn check_time(&self, started: Instant) -> Result<(), RunFailure> {
@@ -587,22 +656,12 @@ impl<'a> Run<'a> {
             tch::Cuda::manual_seed_all(config.seed);
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        self.check_stop()?;
 
-        // Data: a seeded budget of training images, resized once, kept as uint8 on the device.
+        // Data: the training images (the budget was applied by `ProxyData::from_dataset`),
+        // resized once, kept as uint8 on the device.
         let train_split = data.train.to_device(device)?;
-        let train_count = config.train_images.map_or(train_split.len(), |n| n.min(train_split.len()));
-        let train_split = if train_count < train_split.len() {
-            let mut order: Vec<i64> = (0..train_split.len() as i64).collect();
-            order.shuffle(&mut rng);
-            order.truncate(train_count);
-            let index = Tensor::f_from_slice(&order)?.f_to_device(device)?;
-            Split {
-                images: train_split.images.f_index_select(0, &index)?,
-                labels: train_split.labels.f_index_select(0, &index)?,
-            }
-        } else {
-            train_split
-        };
+        let train_count = train_split.len();
         let train_images = resize_uint8(&train_split.images, resolution)?;
         let train_labels = train_split.labels;
         let validation = data.validation.to_device(device)?;
@@ -619,6 +678,7 @@ impl<'a> Run<'a> {
         self.result.params = model.num_parameters();
         let mut optimizer = Optimizer::new(&model.vs, config.optimizer, config.weight_decay);
         self.model = Some(model);
+        self.check_stop()?;
         self.check_time(started)?;
 
         let batch = config.batch_size as i64;
@@ -639,6 +699,7 @@ impl<'a> Run<'a> {
             let mut lr = config.lr;
             let mut batches = 0u64;
             for step in 0..steps_per_epoch {
+                self.check_stop()?;
                 let start = step as i64 * batch;
                 let size = batch.min(n - start);
                 if size < 2 {
@@ -704,6 +765,7 @@ impl<'a> Run<'a> {
         }
         self.result.train_seconds = train_started.elapsed().as_secs_f64();
 
+        self.check_stop()?;
         let model =
             self.model.as_ref().ok_or_else(|| RunFailure::Eval(EvalError::Pool("model missing".into())))?;
         if config.bn_recalibration_images > 0 {
@@ -727,23 +789,21 @@ impl<'a> Run<'a> {
             let used = model.net.recalibrate_batch_norm(batches)?;
             debug!(images = count, batches = used, "batch-norm statistics recalibrated");
         }
+        self.check_stop()?;
         let accuracy =
             evaluate(model, &validation_images, &validation.labels, &normalize, config.eval_batch_size)?;
         self.result.accuracy = accuracy;
         if let Some(test) = &data.test {
+            self.check_stop()?;
             let test = test.to_device(device)?;
             let test_images = resize_uint8(&test.images, resolution)?;
             self.result.test_accuracy =
                 Some(evaluate(model, &test_images, &test.labels, &normalize, config.eval_batch_size)?);
         }
-        if config.measure_latency || config.objective.metric == Metric::LatencyMs {
+        if config.measure_latency {
+            self.check_stop()?;
             self.result.latency_ms = Some(measure_latency(model, 3, 20)?);
         }
-        let value = match config.objective.metric {
-            Metric::Flops => self.result.flops as f64,
-            Metric::LatencyMs => self.result.latency_ms.unwrap_or(f64::NAN),
-        };
-        self.result.reward = config.objective.reward(accuracy, value);
         Ok(())
     }
 }
