@@ -37,7 +37,8 @@ SOURCE = (
 )
 
 
-def count(model: nn.Module, resolution: int) -> dict:
+def count(model: nn.Module, resolution: int, channels: int = 3) -> dict:
+    """Parameters and multiply-adds of `model` on one `channels` × resolution² image."""
     macs = 0
 
     def conv_hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
@@ -58,7 +59,7 @@ def count(model: nn.Module, resolution: int) -> dict:
             handles.append(module.register_forward_hook(linear_hook))
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, resolution, resolution))
+        model(torch.zeros(1, channels, resolution, resolution))
     for handle in handles:
         handle.remove()
     params = sum(p.numel() for p in model.parameters())
