@@ -316,6 +316,7 @@ fn failures_have_snake_case_names_as_serialised() -> TestResult {
 
 #[test]
 fn stored_configs_with_removed_fields_still_load() -> TestResult {
+    let _serial = serial();
     // A configuration stored before `train_images` and `objective` left `ProxyConfig`.
     let old = r#"{"epochs": 3, "train_images": 500, "batch_size": 32,
         "objective": {"metric": "flops", "target": 400000000.0, "constraint": {"kind": "soft", "w": -0.07}},
