@@ -1,9 +1,14 @@
 //! Optimizers over a `VarStore`, written with fallible libtorch calls so a failure (e.g. CUDA out
 //! of memory) is an error value, not a panic inside tch's `nn::Optimizer`.
 //!
-//! - SGD with momentum, as `torch.optim.SGD` (dampening 0, no Nesterov).
-//! - RMSProp as the TF reference EfficientNet/MnasNet recipe uses it (decay ρ, momentum,
-//!   ε inside the square root, mean-square accumulator initialised to one; timm's `RMSpropTF`).
+//! - SGD with momentum, as `torch.optim.SGD` (dampening 0, no Nesterov):
+//!   `b ← μ·b + g`, `x ← x − lr·b`.
+//! - RMSProp as the TF reference EfficientNet/MnasNet recipe uses it, and as timm's `RMSpropTF`
+//!   with its default `lr_in_momentum=True` (timm `optim/rmsprop_tf.py`): mean-square
+//!   accumulator initialised to one, ε inside the square root, and the learning rate applied
+//!   inside the momentum buffer, so a changing learning rate scales each step's contribution
+//!   as it is accumulated:
+//!   `s ← ρ·s + (1 − ρ)·g²`, `b ← μ·b + lr·g / √(s + ε)`, `x ← x − b`.
 //!
 //! Weight decay is L2 added to the gradient, on weight matrices and kernels only (tensors of
 //! rank ≥ 2), not on biases or batch-norm parameters, as the TF reference does.
@@ -86,53 +91,71 @@ impl Optimizer {
                     grad
                 };
                 let update = match kind {
-                    OptimizerKind::Sgd { momentum } => {
-                        if momentum == 0.0 {
-                            grad
-                        } else {
-                            match &mut p.momentum {
-                                Some(buf) => {
-                                    let _ = buf.f_mul_scalar_(momentum)?.f_add_(&grad)?;
-                                    buf.shallow_clone()
-                                }
-                                None => {
-                                    let buf = grad.f_detach_copy()?;
-                                    p.momentum = Some(buf.shallow_clone());
-                                    buf
-                                }
-                            }
-                        }
-                    }
+                    OptimizerKind::Sgd { momentum } => p.sgd(&grad, momentum)?.f_mul_scalar(lr)?,
                     OptimizerKind::RmsProp { decay, momentum, eps } => {
-                        let mut square = match &mut p.square {
-                            Some(sq) => sq.shallow_clone(),
-                            None => {
-                                let sq = p.var.f_ones_like()?;
-                                p.square = Some(sq.shallow_clone());
-                                sq
-                            }
-                        };
-                        // ms ← ρ·ms + (1 − ρ)·g²
-                        let _ = square
-                            .f_mul_scalar_(decay)?
-                            .f_add_(&grad.f_square()?.f_mul_scalar(1.0 - decay)?)?;
-                        let step = grad.f_div(&square.f_add_scalar(eps)?.f_sqrt()?)?;
-                        match &mut p.momentum {
-                            Some(buf) => {
-                                let _ = buf.f_mul_scalar_(momentum)?.f_add_(&step)?;
-                                buf.shallow_clone()
-                            }
-                            None => {
-                                p.momentum = Some(step.shallow_clone());
-                                step
-                            }
-                        }
+                        p.rmsprop(&grad, lr, decay, momentum, eps)?
                     }
                 };
-                let _ = p.var.f_sub_(&update.f_mul_scalar(lr)?)?;
+                let _ = p.var.f_sub_(&update)?;
             }
             Ok(())
         })
+    }
+}
+
+impl Param {
+    /// `torch.optim.SGD`'s direction: `b ← μ·b + g` (b₁ = g₁); the caller scales it by lr.
+    fn sgd(&mut self, grad: &Tensor, momentum: f64) -> Result<Tensor, TchError> {
+        if momentum == 0.0 {
+            return Ok(grad.shallow_clone());
+        }
+        match &mut self.momentum {
+            Some(buf) => {
+                let _ = buf.f_mul_scalar_(momentum)?.f_add_(grad)?;
+                Ok(buf.shallow_clone())
+            }
+            None => {
+                let buf = grad.f_detach_copy()?;
+                self.momentum = Some(buf.shallow_clone());
+                Ok(buf)
+            }
+        }
+    }
+
+    /// timm's `RMSpropTF` step, learning rate included: `s ← ρ·s + (1 − ρ)·g²` (s₀ = 1),
+    /// `b ← μ·b + lr·g / √(s + ε)` (b₀ = 0). Returns `b`, to be subtracted from the variable.
+    fn rmsprop(
+        &mut self,
+        grad: &Tensor,
+        lr: f64,
+        decay: f64,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor, TchError> {
+        let square = match &self.square {
+            Some(square) => square.shallow_clone(),
+            None => {
+                let square = self.var.f_ones_like()?;
+                self.square = Some(square.shallow_clone());
+                square
+            }
+        };
+        let _ = square
+            .shallow_clone()
+            .f_mul_scalar_(decay)?
+            .f_add_(&grad.f_square()?.f_mul_scalar(1.0 - decay)?)?;
+        let step = grad.f_div(&square.f_add_scalar(eps)?.f_sqrt()?)?.f_mul_scalar(lr)?;
+        match &mut self.momentum {
+            Some(buf) => {
+                let _ = buf.f_mul_scalar_(momentum)?.f_add_(&step)?;
+                Ok(buf.shallow_clone())
+            }
+            // b₁ = μ·0 + step.
+            None => {
+                self.momentum = Some(step.shallow_clone());
+                Ok(step)
+            }
+        }
     }
 }
 
@@ -170,6 +193,49 @@ mod tests {
         }
         let norm = x.f_square()?.f_sum(Kind::Float)?.f_double_value(&[])?;
         assert!(norm < 13.0 * 0.5, "‖x‖² = {norm}");
+        Ok(())
+    }
+
+    /// timm's `RMSpropTF` (ρ 0.9, μ 0.9, ε 1e-3) minimising x² from x = 1 over three steps
+    /// with learning rates 0.1, 0.05, 0.2, computed by hand from the formula
+    /// `s ← ρ·s + (1 − ρ)·g²` (s₀ = 1), `b ← μ·b + lr·g / √(s + ε)` (b₀ = 0), `x ← x − b`:
+    ///
+    /// 1. g = 2, s = 0.9 + 0.4 = 1.3, b = 0.1·2/√1.301 = 0.175344…, x = 0.824656…
+    /// 2. g = 1.649312…, s = 1.17 + 0.272023… = 1.442023…, b = 0.9·b₁ + 0.05·g/√1.443023…
+    ///    = 0.157810… + 0.068649… = 0.226459…, x = 0.598197…
+    /// 3. g = 1.196393…, s = 1.297821… + 0.143136… = 1.440957…, b = 0.203813… + 0.2·g/√1.441957…
+    ///    = 0.203813… + 0.199264… = 0.403077…, x = 0.195120…
+    ///
+    /// Applying lr outside the momentum buffer instead (`b ← μ·b + g / √(s + ε)`, `x ← x − lr·b`)
+    /// would give x₃ = −0.076557…
+    #[test]
+    fn rmsprop_matches_timm_rmsproptf_with_a_changing_learning_rate() -> Result<(), TchError> {
+        let (rho, mu, eps) = (0.9, 0.9, 1e-3);
+        let lrs = [0.1, 0.05, 0.2];
+        let (mut x, mut s, mut b) = (1.0f64, 1.0f64, 0.0f64);
+        let mut expected = Vec::new();
+        for lr in lrs {
+            let g = 2.0 * x;
+            s = rho * s + (1.0 - rho) * g * g;
+            b = mu * b + lr * g / (s + eps).sqrt();
+            x -= b;
+            expected.push(x);
+        }
+        // The hand computation above, to six places.
+        for (got, want) in expected.iter().zip([0.824656, 0.598197, 0.195120]) {
+            assert!((got - want).abs() < 1e-6, "formula {got} vs hand {want}");
+        }
+        let vs = VarStore::new(Device::Cpu);
+        let var = vs.root().f_var_copy("x", &Tensor::from_slice(&[1.0f32]))?;
+        let mut opt = Optimizer::new(&vs, OptimizerKind::RmsProp { decay: rho, momentum: mu, eps }, 0.0);
+        for (lr, want) in lrs.into_iter().zip(expected) {
+            opt.zero_grad()?;
+            var.f_square()?.f_sum(Kind::Float)?.f_backward()?;
+            opt.step(lr)?;
+            let got = var.f_double_value(&[0])?;
+            // The variable is fp32 (the VarStore's kind): agreement to fp32 precision.
+            assert!((got - want).abs() < 1e-6, "lr {lr}: {got} vs {want}");
+        }
         Ok(())
     }
 
