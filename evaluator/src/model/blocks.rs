@@ -39,6 +39,53 @@ fn weight_as(weight: &Tensor, kind: Kind) -> TResult<Tensor> {
     }
 }
 
+/// The shape of a 2-D convolution: channels, square kernel, stride and groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub c_in: u32,
+    pub c_out: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub groups: u32,
+}
+
+impl ConvShape {
+    /// `c_in → c_out` with a `kernel × kernel` kernel, stride 1, one group.
+    pub fn new(c_in: u32, c_out: u32, kernel: u32) -> Self {
+        ConvShape { c_in, c_out, kernel, stride: 1, groups: 1 }
+    }
+
+    /// A 1×1 (pointwise) convolution `c_in → c_out`.
+    pub fn pointwise(c_in: u32, c_out: u32) -> Self {
+        ConvShape::new(c_in, c_out, 1)
+    }
+
+    /// A depthwise `kernel × kernel` convolution over `channels` (one group per channel).
+    pub fn depthwise(channels: u32, kernel: u32) -> Self {
+        ConvShape { groups: channels, ..ConvShape::new(channels, channels, kernel) }
+    }
+
+    pub fn stride(self, stride: u32) -> Self {
+        ConvShape { stride, ..self }
+    }
+}
+
+/// Whether a convolution has a bias (the ones followed by batch norm do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bias {
+    With,
+    Without,
+}
+
+/// The activation after a convolution and its batch norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU (swish), as EfficientNet.
+    Silu,
+    /// None: the linear bottleneck (MBConv's projection, a shortcut's projection).
+    Linear,
+}
+
 /// A 2-D convolution with symmetric `(k − 1) / 2` padding, as torchvision's.
 #[derive(Debug)]
 pub struct Conv2d {
@@ -50,22 +97,18 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// `c_in → c_out`, `k × k`, at `p` (`p.weight`, `p.bias`).
-    pub fn new(
-        p: &Path,
-        c_in: u32,
-        c_out: u32,
-        kernel: u32,
-        stride: u32,
-        groups: u32,
-        bias: bool,
-    ) -> TResult<Self> {
-        let (c_in, c_out, k, g) = (i64::from(c_in), i64::from(c_out), i64::from(kernel), i64::from(groups));
+    /// A convolution of `shape` at `p` (`p.weight`, and `p.bias` with [`Bias::With`]).
+    pub fn new(p: &Path, shape: ConvShape, bias: Bias) -> TResult<Self> {
+        let (c_in, c_out) = (i64::from(shape.c_in), i64::from(shape.c_out));
+        let (k, g) = (i64::from(shape.kernel), i64::from(shape.groups));
         // torchvision: kaiming_normal_(mode="fan_out"): std = √(2 / (c_out · k²)).
         let std = (2.0 / (c_out * k * k) as f64).sqrt();
         let weight = p.f_randn("weight", &[c_out, c_in / g, k, k], 0.0, std)?;
-        let bias = if bias { Some(p.f_zeros("bias", &[c_out])?) } else { None };
-        Ok(Conv2d { weight, bias, stride: i64::from(stride), padding: (k - 1) / 2, groups: g })
+        let bias = match bias {
+            Bias::With => Some(p.f_zeros("bias", &[c_out])?),
+            Bias::Without => None,
+        };
+        Ok(Conv2d { weight, bias, stride: i64::from(shape.stride), padding: (k - 1) / 2, groups: g })
     }
 
     pub fn forward(&self, xs: &Tensor) -> TResult<Tensor> {
@@ -138,30 +181,20 @@ impl BatchNorm {
     }
 }
 
-/// Convolution, batch norm and optionally SiLU (torchvision's `Conv2dNormActivation`:
-/// `p.0` is the convolution, `p.1` the norm).
+/// Convolution (without bias), batch norm and an activation (torchvision's
+/// `Conv2dNormActivation`: `p.0` is the convolution, `p.1` the norm).
 #[derive(Debug)]
 pub struct ConvNormAct {
     conv: Conv2d,
     norm: BatchNorm,
-    activation: bool,
+    activation: Activation,
 }
 
 impl ConvNormAct {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        p: &Path,
-        c_in: u32,
-        c_out: u32,
-        kernel: u32,
-        stride: u32,
-        groups: u32,
-        activation: bool,
-        norm: NormConfig,
-    ) -> TResult<Self> {
+    pub fn new(p: &Path, shape: ConvShape, activation: Activation, norm: NormConfig) -> TResult<Self> {
         Ok(ConvNormAct {
-            conv: Conv2d::new(&(p / "0"), c_in, c_out, kernel, stride, groups, false)?,
-            norm: BatchNorm::new(&(p / "1"), c_out, norm)?,
+            conv: Conv2d::new(&(p / "0"), shape, Bias::Without)?,
+            norm: BatchNorm::new(&(p / "1"), shape.c_out, norm)?,
             activation,
         })
     }
@@ -172,10 +205,9 @@ impl ConvNormAct {
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> TResult<Tensor> {
         let ys = self.norm.forward(&self.conv.forward(xs)?, train)?;
-        if self.activation {
-            ys.f_silu()
-        } else {
-            Ok(ys)
+        match self.activation {
+            Activation::Silu => ys.f_silu(),
+            Activation::Linear => Ok(ys),
         }
     }
 }
@@ -191,8 +223,8 @@ pub struct SqueezeExcite {
 impl SqueezeExcite {
     pub fn new(p: &Path, channels: u32, squeeze: u32) -> TResult<Self> {
         Ok(SqueezeExcite {
-            fc1: Conv2d::new(&(p / "fc1"), channels, squeeze, 1, 1, 1, true)?,
-            fc2: Conv2d::new(&(p / "fc2"), squeeze, channels, 1, 1, 1, true)?,
+            fc1: Conv2d::new(&(p / "fc1"), ConvShape::pointwise(channels, squeeze), Bias::With)?,
+            fc2: Conv2d::new(&(p / "fc2"), ConvShape::pointwise(squeeze, channels), Bias::With)?,
         })
     }
 
@@ -202,13 +234,6 @@ impl SqueezeExcite {
         let scale = self.fc2.forward(&scale)?.f_sigmoid()?;
         xs.f_mul(&scale)
     }
-}
-
-/// One element of a layer's main branch.
-#[derive(Debug)]
-enum Part {
-    Conv(ConvNormAct),
-    Se(SqueezeExcite),
 }
 
 /// The shortcut of one layer.
@@ -224,12 +249,121 @@ enum LayerShortcut {
     },
 }
 
+/// A layer's main branch, its parts named as timm names them (`conv_pw`, `conv_dw`, `se`,
+/// `conv_pwl`). Which parts a layer has depends on its op:
+///
+/// | op                  | `expand` | `spatial`      | `squeeze_excite` | `project`      |
+/// |---------------------|----------|----------------|------------------|----------------|
+/// | MBConv              | if e > 1 | depthwise k×k  | if se > 0        | 1×1, linear    |
+/// | depthwise-separable | –        | depthwise k×k  | if se > 0        | 1×1, SiLU      |
+/// | regular conv        | –        | full k×k       | if se > 0        | –              |
+///
+/// Variable paths number the parts present in this order (`block.0`, `block.1`, …), as
+/// torchvision's `nn.Sequential` does, so a B0 loads into torchvision's `efficientnet_b0`.
+#[derive(Debug)]
+struct Branch {
+    /// 1×1 expansion to the hidden width (timm `conv_pw`).
+    expand: Option<ConvNormAct>,
+    /// The k×k convolution carrying the stride: depthwise (timm `conv_dw`), or a full
+    /// convolution in a regular-conv layer.
+    spatial: ConvNormAct,
+    /// Squeeze-and-excitation on the spatial convolution's output (timm `se`).
+    squeeze_excite: Option<SqueezeExcite>,
+    /// 1×1 projection to the output channels (timm `conv_pwl`).
+    project: Option<ConvNormAct>,
+}
+
+/// Paths of a branch's parts in order, numbered as torchvision's `nn.Sequential` numbers its
+/// layers (`block.0`, `block.1`, …); a part that is absent takes no number.
+struct PartPaths<'a> {
+    body: Path<'a>,
+    next: usize,
+}
+
+impl<'a> PartPaths<'a> {
+    fn next(&mut self) -> Path<'a> {
+        let path = &self.body / self.next;
+        self.next += 1;
+        path
+    }
+
+    /// Squeeze-and-excitation over `channels` down to `squeeze` when the block has it.
+    fn squeeze_excite(&mut self, squeeze: Option<u32>, channels: u32) -> TResult<Option<SqueezeExcite>> {
+        match squeeze {
+            Some(squeeze) => Ok(Some(SqueezeExcite::new(&self.next(), channels, squeeze)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn conv(&mut self, shape: ConvShape, activation: Activation, norm: NormConfig) -> TResult<ConvNormAct> {
+        ConvNormAct::new(&self.next(), shape, activation, norm)
+    }
+}
+
+impl Branch {
+    /// The branch of layer `layer` of `block` under `body` (`….block`).
+    fn new(body: Path<'_>, block: &BlockSpec, layer: u32, norm: NormConfig) -> TResult<Self> {
+        let mut parts = PartPaths { body, next: 0 };
+        let (c_in, c_out) = block.layer_channels(layer);
+        let (k, stride) = (block.kernel, block.layer_stride(layer));
+        // The squeeze width comes from the layer's input channels (MnasNet, torchvision).
+        let squeeze = block.se_channels(c_in);
+        match block.op {
+            Op::MBConv => {
+                let hidden = block.hidden_channels(c_in);
+                let expand = if hidden != c_in {
+                    Some(parts.conv(ConvShape::pointwise(c_in, hidden), Activation::Silu, norm)?)
+                } else {
+                    None
+                };
+                let spatial =
+                    parts.conv(ConvShape::depthwise(hidden, k).stride(stride), Activation::Silu, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, hidden)?;
+                let project = parts.conv(ConvShape::pointwise(hidden, c_out), Activation::Linear, norm)?;
+                Ok(Branch { expand, spatial, squeeze_excite, project: Some(project) })
+            }
+            Op::DepthwiseSeparable => {
+                let spatial =
+                    parts.conv(ConvShape::depthwise(c_in, k).stride(stride), Activation::Silu, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, c_in)?;
+                let project = parts.conv(ConvShape::pointwise(c_in, c_out), Activation::Silu, norm)?;
+                Ok(Branch { expand: None, spatial, squeeze_excite, project: Some(project) })
+            }
+            Op::Conv => {
+                let spatial =
+                    parts.conv(ConvShape::new(c_in, c_out, k).stride(stride), Activation::Silu, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, c_out)?;
+                Ok(Branch { expand: None, spatial, squeeze_excite, project: None })
+            }
+        }
+    }
+
+    fn convolutions(&self) -> impl Iterator<Item = &ConvNormAct> {
+        self.expand.iter().chain(Some(&self.spatial)).chain(self.project.iter())
+    }
+
+    fn forward(&self, xs: &Tensor, train: bool) -> TResult<Tensor> {
+        let mut ys = match &self.expand {
+            Some(expand) => expand.forward(xs, train)?,
+            None => xs.shallow_clone(),
+        };
+        ys = self.spatial.forward(&ys, train)?;
+        if let Some(se) = &self.squeeze_excite {
+            ys = se.forward(&ys)?;
+        }
+        match &self.project {
+            Some(project) => project.forward(&ys, train),
+            None => Ok(ys),
+        }
+    }
+}
+
 /// One layer of a block: the main branch (`p.block.N`) and its shortcut (`p.shortcut` when it
 /// has parameters). With a shortcut, the branch is dropped per sample with probability
 /// `drop_rate` while training (stochastic depth, "row" mode, scaled by 1 / (1 − p)).
 #[derive(Debug)]
 pub struct Layer {
-    parts: Vec<Part>,
+    branch: Branch,
     shortcut: LayerShortcut,
     drop_rate: f64,
 }
@@ -237,101 +371,27 @@ pub struct Layer {
 impl Layer {
     /// Layer `layer` (0-based) of `block` at `p`, with its stochastic-depth rate.
     pub fn new(p: &Path, block: &BlockSpec, layer: u32, drop_rate: f64, norm: NormConfig) -> TResult<Self> {
+        let branch = Branch::new(p / "block", block, layer, norm)?;
         let (c_in, c_out) = block.layer_channels(layer);
-        let stride = block.layer_stride(layer);
-        let k = block.kernel;
-        let se = block.se_channels(c_in);
-        let body = p / "block";
-        let mut parts = Vec::with_capacity(4);
-        // Parts are numbered in order, as torchvision's `nn.Sequential` numbers its layers.
-        let next = |parts: &Vec<Part>| &body / parts.len();
-        match block.op {
-            Op::MBConv => {
-                let hidden = block.hidden_channels(c_in);
-                if hidden != c_in {
-                    parts.push(Part::Conv(ConvNormAct::new(
-                        &next(&parts),
-                        c_in,
-                        hidden,
-                        1,
-                        1,
-                        1,
-                        true,
-                        norm,
-                    )?));
-                }
-                parts.push(Part::Conv(ConvNormAct::new(
-                    &next(&parts),
-                    hidden,
-                    hidden,
-                    k,
-                    stride,
-                    hidden,
-                    true,
-                    norm,
-                )?));
-                if let Some(squeeze) = se {
-                    parts.push(Part::Se(SqueezeExcite::new(&next(&parts), hidden, squeeze)?));
-                }
-                parts.push(Part::Conv(ConvNormAct::new(&next(&parts), hidden, c_out, 1, 1, 1, false, norm)?));
-            }
-            Op::DepthwiseSeparable => {
-                parts.push(Part::Conv(ConvNormAct::new(
-                    &next(&parts),
-                    c_in,
-                    c_in,
-                    k,
-                    stride,
-                    c_in,
-                    true,
-                    norm,
-                )?));
-                if let Some(squeeze) = se {
-                    parts.push(Part::Se(SqueezeExcite::new(&next(&parts), c_in, squeeze)?));
-                }
-                parts.push(Part::Conv(ConvNormAct::new(&next(&parts), c_in, c_out, 1, 1, 1, true, norm)?));
-            }
-            Op::Conv => {
-                parts.push(Part::Conv(ConvNormAct::new(
-                    &next(&parts),
-                    c_in,
-                    c_out,
-                    k,
-                    stride,
-                    1,
-                    true,
-                    norm,
-                )?));
-                if let Some(squeeze) = se {
-                    parts.push(Part::Se(SqueezeExcite::new(&next(&parts), c_out, squeeze)?));
-                }
-            }
-        }
         let shortcut = match block.layer_shortcut(layer) {
             Shortcut::None => LayerShortcut::None,
             Shortcut::Identity => LayerShortcut::Identity,
             Shortcut::Pool { project } => LayerShortcut::Pool {
-                stride: i64::from(stride),
+                stride: i64::from(block.layer_stride(layer)),
                 project: if project {
-                    Some(ConvNormAct::new(&(p / "shortcut"), c_in, c_out, 1, 1, 1, false, norm)?)
+                    let shape = ConvShape::pointwise(c_in, c_out);
+                    Some(ConvNormAct::new(&(p / "shortcut"), shape, Activation::Linear, norm)?)
                 } else {
                     None
                 },
             },
         };
-        Ok(Layer { parts, shortcut, drop_rate })
+        Ok(Layer { branch, shortcut, drop_rate })
     }
 
     /// Every batch norm of the layer.
     pub fn norms(&self) -> Vec<&BatchNorm> {
-        let mut norms: Vec<&BatchNorm> = self
-            .parts
-            .iter()
-            .filter_map(|p| match p {
-                Part::Conv(c) => Some(c.norm()),
-                Part::Se(_) => None,
-            })
-            .collect();
+        let mut norms: Vec<&BatchNorm> = self.branch.convolutions().map(ConvNormAct::norm).collect();
         if let LayerShortcut::Pool { project: Some(c), .. } = &self.shortcut {
             norms.push(c.norm());
         }
@@ -340,13 +400,7 @@ impl Layer {
 
     /// `train` selects batch statistics; `stochastic` enables stochastic depth.
     pub fn forward(&self, xs: &Tensor, train: bool, stochastic: bool) -> TResult<Tensor> {
-        let mut ys = xs.shallow_clone();
-        for part in &self.parts {
-            ys = match part {
-                Part::Conv(c) => c.forward(&ys, train)?,
-                Part::Se(se) => se.forward(&ys)?,
-            };
-        }
+        let ys = self.branch.forward(xs, train)?;
         let shortcut = match &self.shortcut {
             LayerShortcut::None => return Ok(ys),
             LayerShortcut::Identity => xs.shallow_clone(),

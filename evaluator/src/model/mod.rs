@@ -24,7 +24,7 @@ use effnas_space::ArchSpec;
 use tch::{nn, nn::ModuleT, Device, Kind, TchError, Tensor};
 
 pub use blocks::NormConfig;
-use blocks::{ConvNormAct, Layer};
+use blocks::{Activation, ConvNormAct, ConvShape, Layer};
 
 use crate::error::Result;
 
@@ -71,8 +71,8 @@ impl Network {
     pub fn with_norm(root: &nn::Path, arch: &ArchSpec, norm: NormConfig) -> Result<Self> {
         arch.validate()?;
         let features = root / "features";
-        let stem =
-            ConvNormAct::new(&(&features / 0), arch.input_channels, arch.stem_channels, 3, 2, 1, true, norm)?;
+        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, 3).stride(2);
+        let stem = ConvNormAct::new(&(&features / 0), stem_shape, Activation::Silu, norm)?;
         let total = f64::from(arch.num_layers());
         let mut layers = Vec::with_capacity(arch.num_layers() as usize);
         let mut index = 0u32;
@@ -85,16 +85,8 @@ impl Network {
             }
         }
         let head_path = &features / (arch.blocks.len() + 1);
-        let head = ConvNormAct::new(
-            &head_path,
-            arch.last_block_channels(),
-            arch.head_channels,
-            1,
-            1,
-            1,
-            true,
-            norm,
-        )?;
+        let head_shape = ConvShape::pointwise(arch.last_block_channels(), arch.head_channels);
+        let head = ConvNormAct::new(&head_path, head_shape, Activation::Silu, norm)?;
         let classifier = root / "classifier" / 1;
         let (features_in, classes) = (i64::from(arch.head_channels), i64::from(arch.num_classes));
         let range = 1.0 / (classes as f64).sqrt();
