@@ -1,13 +1,19 @@
 //! The worker pool: K workers per device over one or more devices, training proxies at once.
 //!
-//! Small proxies are launch-bound on a GPU, so several at once recover the idle time (measured
-//! on an H100: 4 concurrent 64 × 32² proxies gave 3.9× one; GPU.md). On CPU, K workers each get
-//! `cores / K` libtorch threads so that together they never oversubscribe the cores.
+//! Why several per device: a small proxy leaves a GPU mostly idle between kernel launches, and
+//! concurrent trials can fill that time. How much this thread pool gains on a GPU has not been
+//! measured (no figure is claimed here; `examples/bench_train.rs --workers K` measures it). On
+//! CPU, K workers each get `cores / K` libtorch threads so that together they never
+//! oversubscribe the cores.
 //!
-//! Each worker is a thread that owns its device copy of the data and builds every model in
-//! its own `VarStore`; only plain data crosses threads: a [`Job`] (trial id, `ArchSpec`,
-//! `ProxyConfig`) in, a [`JobResult`] out. A trial that fails (NaN, out of memory, time limit,
-//! even a panic inside libtorch bindings) comes back as a failed result; the pool goes on.
+//! Each worker is a thread holding handles on the host copy of the data (no pixels are copied
+//! when the pool starts); every trial then copies the images it trains on to the worker's
+//! device and resizes them to the trial's resolution ([`crate::train`]). Each trial builds its
+//! model in its own `VarStore`; only plain data crosses threads: a [`Job`] (trial id,
+//! `ArchSpec`, `ProxyConfig`) in, a [`JobResult`] out. A trial that fails (an invalid
+//! architecture, NaN, out of memory, time limit, even a panic inside libtorch bindings) comes
+//! back as a failed result; the pool goes on. Raising [`PoolConfig::stop`] ends every trial at
+//! its next step, and every queued one before it starts, as [`Failure::Interrupted`].
 //!
 //! ```no_run
 //! # use effnas_evaluator::{pool::{WorkerPool, PoolConfig}, train::{ProxyConfig, ProxyData}};
@@ -36,7 +42,7 @@ use std::time::Duration;
 use effnas_space::ArchSpec;
 use serde::{Deserialize, Serialize};
 use tch::Device;
-use tracing::{info_span, warn};
+use tracing::{debug, info_span, warn};
 
 use crate::device::{check, device_name, threads_per_worker};
 use crate::error::first_line;
@@ -96,8 +102,8 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts the workers. Every device is checked first; each worker copies `data` to its
-    /// device once.
+    /// Starts the workers. Every device is checked first; each worker keeps handles on `data`
+    /// (no copy) and each trial copies what it trains on to the worker's device.
     pub fn new(config: &PoolConfig, data: &ProxyData) -> Result<Self> {
         if config.devices.is_empty() {
             return Err(EvalError::Pool("no devices given".to_owned()));
@@ -242,29 +248,40 @@ fn worker_loop(
         };
         let span = info_span!("worker", worker, trial = job.trial, device = %device_label);
         let _enter = span.enter();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            train_with_progress(&job.arch, &data, &job.config, device, &mut |_| {}, stop)
-        }));
-        let result = match outcome {
-            Ok(Ok(trained)) => trained.result,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "trial error, in full");
-                TrainResult::failed(&job.arch, device_label.clone(), Failure::of(&e), e.first_line())
-            }
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::debug!(%message, "trial panicked, in full");
-                let reason = format!("panic: {}", first_line(&message));
-                TrainResult::failed(&job.arch, device_label.clone(), Failure::Error, reason)
-            }
-        };
+        let result = run_job(&job, &data, device, &device_label, stop);
         if results.send(JobResult { trial: job.trial, worker, device: device_label.clone(), result }).is_err()
         {
             return;
+        }
+    }
+}
+
+/// Trains one job; an error or a panic becomes a failed result.
+fn run_job(
+    job: &Job,
+    data: &ProxyData,
+    device: Device,
+    device_label: &str,
+    stop: &AtomicBool,
+) -> TrainResult {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        train_with_progress(&job.arch, data, &job.config, device, &mut |_| {}, stop)
+    }));
+    match outcome {
+        Ok(Ok(trained)) => trained.result,
+        Ok(Err(e)) => {
+            debug!(error = %e, "trial error, in full");
+            TrainResult::failed(&job.arch, device_label.to_owned(), Failure::of(&e), e.first_line())
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            debug!(%message, "trial panicked, in full");
+            let reason = format!("panic: {}", first_line(&message));
+            TrainResult::failed(&job.arch, device_label.to_owned(), Failure::Error, reason)
         }
     }
 }
