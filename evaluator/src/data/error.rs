@@ -92,14 +92,8 @@ impl DataError {
     }
 }
 
-/// A message on one line: some decoders and libtorch end theirs with newlines or a backtrace.
+/// A message on one line: its first line ([`crate::error::first_line`]); some decoders and
+/// libtorch end theirs with newlines or a C++ backtrace.
 fn one_line(error: &dyn std::fmt::Display) -> String {
-    let text = error.to_string();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Exception raised from")) // libtorch's C++ backtrace
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.join("; ")
+    crate::error::first_line(&error.to_string())
 }

@@ -179,37 +179,23 @@ fn pack(
         .map_err(DataError::torch(format!("{}: packing images", context.display())))
 }
 
+/// One split's folder and its class folders.
+struct SplitDir {
+    root: PathBuf,
+    classes: Vec<Class>,
+}
+
 /// Reads an image folder: the training set, and the test set when the folder has one.
 pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), DataError> {
-    let (train_root, test_root) = roots(root)?;
-    let train_classes = classes(&train_root)?;
-    let class_names: Vec<String> = train_classes.iter().map(|c| c.name.clone()).collect();
-    if class_names.len() > u32::MAX as usize {
-        return Err(DataError::Malformed { path: train_root, reason: "too many classes".into() });
-    }
-    let mut splits = vec![(train_root.clone(), train_classes)];
-    if let Some(test_root) = &test_root {
-        let test_classes = classes(test_root)?;
-        if let Some(stray) = test_classes.iter().find(|c| !class_names.contains(&c.name)) {
-            return Err(DataError::Inconsistent {
-                path: test_root.join(&stray.name),
-                reason: format!(
-                    "test class '{}' is not among the training classes in {}",
-                    stray.name,
-                    train_root.display()
-                ),
-            });
-        }
-        splits.push((test_root.clone(), test_classes));
-    }
+    let (class_names, splits) = class_folders(root)?;
 
     // Decode everything first: the channel count and the common size depend on all images.
     let mut decoded = Vec::new();
     let mut labeled = Vec::new();
-    for (_, split_classes) in &splits {
+    for split in &splits {
         let mut labels = Vec::new();
         let mut files = Vec::new();
-        for class in split_classes {
+        for class in &split.classes {
             let label = class_names.iter().position(|n| *n == class.name).unwrap_or(0) as i64;
             labels.extend(std::iter::repeat_n(label, class.files.len()));
             files.extend(class.files.iter().map(PathBuf::as_path));
@@ -222,11 +208,38 @@ pub(crate) fn load_dir(root: &Path) -> Result<(ImageSet, Option<ImageSet>), Data
     let size = modal_size(&all);
 
     let mut sets = Vec::new();
-    for (((split_root, _), images), labels) in splits.iter().zip(&decoded).zip(labeled) {
-        let tensor = pack(images, channels, size, split_root)?;
+    for ((split, images), labels) in splits.iter().zip(&decoded).zip(labeled) {
+        let tensor = pack(images, channels, size, &split.root)?;
         sets.push(ImageSet::from_parts(tensor, labels, class_names.clone())?);
     }
     let test = if sets.len() > 1 { sets.pop() } else { None };
-    let train = sets.pop().ok_or_else(|| DataError::EmptyFolder { path: train_root })?;
+    let train = sets.pop().ok_or_else(|| DataError::EmptyFolder { path: root.into() })?;
     Ok((train, test))
+}
+
+/// The class names (the training classes' folders) and the class folders of the training split
+/// and, when there is one, the test split. Every test class must be a training class.
+fn class_folders(root: &Path) -> Result<(Vec<String>, Vec<SplitDir>), DataError> {
+    let (train_root, test_root) = roots(root)?;
+    let train_classes = classes(&train_root)?;
+    let class_names: Vec<String> = train_classes.iter().map(|c| c.name.clone()).collect();
+    if class_names.len() > u32::MAX as usize {
+        return Err(DataError::Malformed { path: train_root, reason: "too many classes".into() });
+    }
+    let mut splits = vec![SplitDir { root: train_root.clone(), classes: train_classes }];
+    if let Some(test_root) = test_root {
+        let test_classes = classes(&test_root)?;
+        if let Some(stray) = test_classes.iter().find(|c| !class_names.contains(&c.name)) {
+            return Err(DataError::Inconsistent {
+                path: test_root.join(&stray.name),
+                reason: format!(
+                    "test class '{}' is not among the training classes in {}",
+                    stray.name,
+                    train_root.display()
+                ),
+            });
+        }
+        splits.push(SplitDir { root: test_root, classes: test_classes });
+    }
+    Ok((class_names, splits))
 }
