@@ -7,17 +7,19 @@
 //!             [--threads N] [--workers K]
 //! ```
 //! With one worker, the same model trains two epochs of `--steps` batches and the second is
-//! timed (`--warmup` applies to the pool only). With `--workers K` (K > 1) the worker pool trains K identical proxies at once on the device
-//! and the figure is the aggregate images/s over the pool's wall time.
+//! timed (`--warmup` applies to the pool only). With `--workers K` (K > 1) the worker pool
+//! trains K identical proxies at once on the device, after a warm-up pool of `--warmup`
+//! batches per worker, and the figure is the aggregate images/s over the pool's wall time.
 
 use std::time::Instant;
 
+use effnas_evaluator::data::ImageSet;
 use effnas_evaluator::device::resolve_device;
 use effnas_evaluator::model::Precision;
 use effnas_evaluator::pool::{PoolConfig, WorkerPool};
-use effnas_evaluator::train::{train, ProxyConfig, ProxyData, Split};
-use effnas_space::{parse_arch, scale, Multipliers};
-use tch::{Kind, Tensor};
+use effnas_evaluator::train::{train, ProxyConfig, ProxyData, Status};
+use effnas_space::{parse_arch, scale, ArchSpec, Multipliers};
+use tch::{Device, Kind, Tensor};
 
 struct Options {
     arch: String,
@@ -77,28 +79,23 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
-fn synthetic(n: usize, classes: u32, resolution: u32) -> Result<Split, Box<dyn std::error::Error>> {
+fn synthetic(n: usize, classes: u32, resolution: u32) -> BoxResult<ImageSet> {
     let r = i64::from(resolution);
     let images = Tensor::f_randint(256, [n as i64, 3, r, r], (Kind::Uint8, tch::Device::Cpu))?;
     let labels = Tensor::f_randint(i64::from(classes), [n as i64], (Kind::Int64, tch::Device::Cpu))?;
-    Ok(Split::new(images, labels)?)
+    Ok(ImageSet::with_numbered_classes(images, labels, classes)?)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BoxResult<()> {
     let o = parse()?;
     if let Some(t) = o.threads {
         tch::set_num_threads(t);
     }
     let device = resolve_device(&o.device)?;
     tch::manual_seed(0);
-    let images = o.batch * o.steps;
-    let data = ProxyData::new(
-        "synthetic",
-        synthetic(images, o.classes, o.resolution)?,
-        synthetic(o.batch, o.classes, o.resolution)?,
-        None,
-        o.classes,
-    )?;
+    let data = synthetic_data(&o, o.steps)?;
     let base = parse_arch(&o.arch)?;
     let arch = scale(&base, Multipliers { width: o.width, depth: 1.0, resolution: 1.0 })?;
     let arch = data.adapt(&arch, Some(o.resolution))?;
@@ -111,55 +108,82 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         check_every: 1_000_000,
         ..ProxyConfig::default()
     };
-    let params = effnas_space::cost(&arch).params;
     if o.workers <= 1 {
-        // Two epochs over `steps` batches on one model: the first warms up (allocator, oneDNN
-        // primitives, cuDNN autotuning), the second is timed from the epoch boundaries.
-        let r = train(&arch, &data, &ProxyConfig { epochs: 2, ..config }, device)?.result;
-        let seconds = match r.curve.as_slice() {
-            [first, second] => second.seconds - first.seconds,
-            _ => f64::NAN,
-        };
-        println!(
-            "{{\"tool\":\"effnas\",\"workers\":1,\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"status\":\"{:?}\"}}",
-            o.batch, o.resolution, o.steps, images as f64 / seconds, r.status
-        );
+        one_model(&o, &arch, &data, config, device)
     } else {
-        // Warm-up: `--warmup` batches per worker in a pool of its own over that many images
-        // (allocator, oneDNN primitives and cuDNN autotuning are per process).
-        let warmup_data = ProxyData::new(
-            "synthetic-warmup",
-            synthetic(o.batch * o.warmup.max(1), o.classes, o.resolution)?,
-            synthetic(o.batch, o.classes, o.resolution)?,
-            None,
-            o.classes,
-        )?;
-        let warmup_pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &warmup_data)?;
-        for w in 0..o.workers {
-            warmup_pool.submit(w as u64, arch.clone(), config.clone())?;
-        }
-        while warmup_pool.recv().is_some() {}
-        drop(warmup_pool);
-        let pool = WorkerPool::new(&PoolConfig::devices(vec![device], o.workers), &data)?;
-        let started = Instant::now();
-        for w in 0..o.workers {
-            pool.submit(w as u64, arch.clone(), config.clone())?;
-        }
-        let mut seen = 0u64;
-        let mut failed = 0;
-        while let Some(done) = pool.recv() {
-            seen += done.result.images_seen;
-            failed += usize::from(done.result.status != effnas_evaluator::train::Status::Complete);
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        println!(
-            "{{\"tool\":\"effnas-pool\",\"workers\":{},\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"failed\":{failed}}}",
-            o.workers,
-            o.batch,
-            o.resolution,
-            o.steps,
-            seen as f64 / seconds
-        );
+        pool(&o, &arch, &data, config, device)
     }
+}
+
+/// `batches` batches of training images and one of validation images.
+fn synthetic_data(o: &Options, batches: usize) -> BoxResult<ProxyData> {
+    Ok(ProxyData::new(
+        "synthetic",
+        synthetic(o.batch * batches, o.classes, o.resolution)?,
+        synthetic(o.batch, o.classes, o.resolution)?,
+        None,
+    )?)
+}
+
+/// Two epochs over `steps` batches on one model: the first warms up (allocator, oneDNN
+/// primitives, cuDNN autotuning), the second is timed from the epoch boundaries.
+fn one_model(
+    o: &Options,
+    arch: &ArchSpec,
+    data: &ProxyData,
+    config: ProxyConfig,
+    device: Device,
+) -> BoxResult<()> {
+    let r = train(arch, data, &ProxyConfig { epochs: 2, ..config }, device)?.result;
+    let seconds = match r.curve.as_slice() {
+        [first, second] => second.seconds - first.seconds,
+        _ => f64::NAN,
+    };
+    let (images, params) = (o.batch * o.steps, effnas_space::cost(arch).params);
+    println!(
+        "{{\"tool\":\"effnas\",\"workers\":1,\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"status\":\"{:?}\"}}",
+        o.batch, o.resolution, o.steps, images as f64 / seconds, r.status
+    );
+    Ok(())
+}
+
+/// K identical proxies at once in the worker pool, after a warm-up of `--warmup` batches per
+/// worker in a pool of its own (allocator, oneDNN primitives and cuDNN autotuning are per
+/// process); the figure is the aggregate images/s over the pool's wall time.
+fn pool(
+    o: &Options,
+    arch: &ArchSpec,
+    data: &ProxyData,
+    config: ProxyConfig,
+    device: Device,
+) -> BoxResult<()> {
+    let pool_config = PoolConfig::devices(vec![device], o.workers);
+    let warmup_data = synthetic_data(o, o.warmup.max(1))?;
+    let warmup_pool = WorkerPool::new(&pool_config, &warmup_data)?;
+    for w in 0..o.workers {
+        warmup_pool.submit(w as u64, arch.clone(), config.clone())?;
+    }
+    while warmup_pool.recv().is_some() {}
+    drop(warmup_pool);
+    let pool = WorkerPool::new(&pool_config, data)?;
+    let started = Instant::now();
+    for w in 0..o.workers {
+        pool.submit(w as u64, arch.clone(), config.clone())?;
+    }
+    let (mut seen, mut failed) = (0u64, 0usize);
+    while let Some(done) = pool.recv() {
+        seen += done.result.images_seen;
+        failed += usize::from(done.result.status != Status::Complete);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let params = effnas_space::cost(arch).params;
+    println!(
+        "{{\"tool\":\"effnas-pool\",\"workers\":{},\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"failed\":{failed}}}",
+        o.workers,
+        o.batch,
+        o.resolution,
+        o.steps,
+        seen as f64 / seconds
+    );
     Ok(())
 }

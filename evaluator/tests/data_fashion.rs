@@ -179,3 +179,28 @@ fn budgets_are_stratified_nested_and_leave_validation_alone() {
     // A budget above the set's size is the whole set.
     assert_eq!(train.take(1_000_000, 11).unwrap().len(), 9000);
 }
+
+#[test]
+fn proxy_data_applies_the_image_budget_once_and_the_trainer_uses_all_of_it() {
+    use effnas_evaluator::train::{train, ProxyConfig, ProxyData, Status};
+    let set = fashion();
+    let data = ProxyData::from_dataset(&set, 500, Some(300), true, 0).unwrap();
+    assert_eq!((data.train.len(), data.validation.len()), (300, 500));
+    assert_eq!(data.test.as_ref().map(ImageSet::len), Some(10000));
+    assert_eq!(data.train.class_counts().unwrap(), vec![30; 10], "the budget is stratified");
+    assert_eq!((data.channels(), data.num_classes()), (1, 10));
+    // The budget is a subset of what is left after the validation split, with the same seed.
+    let (rest, _) = set.train.split_validation(500, 0).unwrap();
+    assert_eq!(longs(&data.train.labels), longs(&rest.take(300, 0).unwrap().labels));
+
+    let mut arch = effnas_space::parse_arch("r1_k3_s22_e1_i32_o8").unwrap();
+    arch.head_channels = 16;
+    let arch = data.adapt(&arch, Some(16)).unwrap();
+    let no_test =
+        ProxyData::new("budget", data.train.shallow_clone(), data.validation.shallow_clone(), None).unwrap();
+    let config =
+        ProxyConfig { epochs: 1, batch_size: 100, bn_recalibration_images: 0, ..ProxyConfig::default() };
+    let r = train(&arch, &no_test, &config, tch::Device::Cpu).unwrap().result;
+    assert_eq!(r.status, Status::Complete, "{:?}", r.reason);
+    assert_eq!((r.train_images, r.validation_images, r.images_seen), (300, 500, 300));
+}

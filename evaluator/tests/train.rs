@@ -3,9 +3,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use effnas_evaluator::data::ImageSet;
 use effnas_evaluator::pool::{PoolConfig, WorkerPool};
 use effnas_evaluator::train::{
-    train, train_with_progress, Augment, Failure, ProxyConfig, ProxyData, Split, Status, TrainResult,
+    train, train_with_progress, Augment, Failure, ProxyConfig, ProxyData, Status, TrainResult,
 };
 use effnas_evaluator::EvalError;
 use effnas_space::{parse_arch, ArchSpec};
@@ -23,7 +24,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Two classes a small network separates easily: a bright square top-left (class 0) or
 /// bottom-right (class 1) on noise; 1 channel, 12 × 12, upsampled by the trainer to 16.
-fn synthetic_split(n: i64, seed: i64) -> Result<Split, Box<dyn std::error::Error>> {
+fn synthetic_split(n: i64, seed: i64) -> Result<ImageSet, Box<dyn std::error::Error>> {
     tch::manual_seed(seed);
     let labels = Tensor::f_randint(2, [n], (Kind::Int64, Device::Cpu))?;
     let noise = Tensor::f_rand([n, 1, 12, 12], (Kind::Float, Device::Cpu))?.f_mul_scalar(80.0)?;
@@ -33,7 +34,7 @@ fn synthetic_split(n: i64, seed: i64) -> Result<Split, Box<dyn std::error::Error
     let is_one = labels.f_to_kind(Kind::Float)?.f_reshape([n, 1, 1, 1])?;
     let pattern = top.f_mul(&is_one.f_neg()?.f_add_scalar(1.0)?)?.f_add(&bottom.f_mul(&is_one)?)?;
     let images = noise.f_add(&pattern)?.f_clamp(0.0, 255.0)?.f_to_kind(Kind::Uint8)?;
-    Ok(Split::new(images, labels)?)
+    Ok(ImageSet::with_numbered_classes(images, labels, 2)?)
 }
 
 fn synthetic_data() -> Result<ProxyData, Box<dyn std::error::Error>> {
@@ -47,7 +48,6 @@ fn synthetic_data_with(train: i64) -> Result<ProxyData, Box<dyn std::error::Erro
         synthetic_split(train, 1)?,
         synthetic_split(128, 2)?,
         Some(synthetic_split(64, 3)?),
-        2,
     )?)
 }
 
@@ -333,5 +333,36 @@ fn stored_configs_with_removed_fields_still_load() -> TestResult {
     let mut json = serde_json::to_value(&result)?;
     json["reward"] = serde_json::json!(0.5);
     assert_eq!(serde_json::from_value::<TrainResult>(json)?, result);
+    Ok(())
+}
+
+#[test]
+fn proxy_data_checks_that_its_sets_fit_together() -> TestResult {
+    let _serial = serial();
+    let train = synthetic_split(32, 1)?;
+    let validation = synthetic_split(16, 2)?;
+    let relabelled = ImageSet::with_numbered_classes(
+        validation.images.shallow_clone(),
+        validation.labels.shallow_clone(),
+        3,
+    )?;
+    let other_classes = ProxyData::new("x", train.shallow_clone(), relabelled, None);
+    assert!(matches!(other_classes, Err(EvalError::Data(_))), "{other_classes:?}");
+    let empty = ProxyData::new("x", train.shallow_clone(), validation.subset(&[])?, None);
+    assert!(matches!(empty, Err(EvalError::Data(ref m)) if m.contains("no images")), "{empty:?}");
+    let rgb = ImageSet::with_numbered_classes(
+        validation.images.f_repeat([1, 3, 1, 1])?,
+        validation.labels.shallow_clone(),
+        2,
+    )?;
+    let channels = ProxyData::new("x", train.shallow_clone(), rgb, None);
+    assert!(matches!(channels, Err(EvalError::Data(ref m)) if m.contains("channels")), "{channels:?}");
+    fn one_class(set: &ImageSet) -> Result<ImageSet, Box<dyn std::error::Error>> {
+        Ok(ImageSet::with_numbered_classes(set.images.shallow_clone(), set.labels.f_zeros_like()?, 1)?)
+    }
+    let single = ProxyData::new("x", one_class(&train)?, one_class(&validation)?, None);
+    assert!(matches!(single, Err(EvalError::Data(ref m)) if m.contains("at least 2")), "{single:?}");
+    let data = ProxyData::new("x", train, validation, None)?;
+    assert_eq!((data.channels(), data.num_classes()), (1, 2));
     Ok(())
 }

@@ -205,7 +205,7 @@ pub(crate) fn load_dir(
         Some(names) => names,
         None => {
             let max = train_labels.iter().copied().max().unwrap_or(0);
-            (0..=max).map(|l| l.to_string()).collect()
+            super::numbered_classes(u32::from(max) + 1)
         }
     };
     let num_classes = class_names.len() as u32;

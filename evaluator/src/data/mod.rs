@@ -1,7 +1,9 @@
 //! Data sets for proxy training: in-memory image sets and the readers that fill them.
 //!
-//! An [`ImageSet`] is a uint8 tensor `[N, C, H, W]` on the CPU with int64 labels `[N]`, small
-//! enough to be moved to the device once and batched there. [`load`] reads:
+//! An [`ImageSet`] is a uint8 tensor `[N, C, H, W]` with int64 labels `[N]`, read to the CPU and
+//! small enough to be moved to the training device and batched there; it is the one image-set
+//! type of the crate (the proxy's training, validation and test sets are `ImageSet`s too).
+//! [`channel_stats`] is the one place that computes per-channel pixel statistics. [`load`] reads:
 //!
 //! - `fashion-mnist` (the default, [`DEFAULT_DATASET`]): Debian's `dataset-fashion-mnist` files in
 //!   [`FASHION_MNIST_DIR`], IDX format ([`DataFormat::Idx`]).
@@ -68,9 +70,10 @@ impl fmt::Display for DataFormat {
 
 /// Images with their labels, in memory.
 ///
-/// Invariants (checked by [`ImageSet::new`] and kept by every reader and split): `images` is
-/// uint8 `[N, C, H, W]` on the CPU, `labels` is int64 `[N]` with values in `0..num_classes`, and
-/// `num_classes == class_names.len()`.
+/// Invariants (checked by [`ImageSet::new`] and kept by every reader, split and copy): `images`
+/// is uint8 `[N, C, H, W]`, `labels` is int64 `[N]` on the same device with values in
+/// `0..num_classes`, and `num_classes == class_names.len()`. Readers and splits give sets on the
+/// CPU; the trainer works on copies on its device ([`ImageSet::to_device`]).
 #[derive(Debug)]
 pub struct ImageSet {
     /// uint8 `[N, C, H, W]`, channel-first; C = 1 (grayscale) or 3 (RGB).
@@ -115,6 +118,16 @@ impl ImageSet {
         Ok(set)
     }
 
+    /// [`ImageSet::new`] with the classes named by number, `0` to `num_classes − 1` (synthetic
+    /// data, or a set whose class names are unknown).
+    pub fn with_numbered_classes(
+        images: Tensor,
+        labels: Tensor,
+        num_classes: u32,
+    ) -> Result<ImageSet, DataError> {
+        ImageSet::new(images, labels, numbered_classes(num_classes))
+    }
+
     /// Builds a set from a reader's output (labels already checked against the classes).
     pub(crate) fn from_parts(
         images: Tensor,
@@ -129,6 +142,26 @@ impl ImageSet {
     pub fn shallow_clone(&self) -> ImageSet {
         ImageSet {
             images: self.images.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// The same set on `device` (the same tensors when already there).
+    pub fn to_device(&self, device: tch::Device) -> Result<ImageSet, tch::TchError> {
+        Ok(ImageSet {
+            images: self.images.f_to_device(device)?,
+            labels: self.labels.f_to_device(device)?,
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+        })
+    }
+
+    /// The same labels with other images of the same count (e.g. resized ones).
+    pub(crate) fn with_images(&self, images: Tensor) -> ImageSet {
+        ImageSet {
+            images,
             labels: self.labels.shallow_clone(),
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -189,43 +222,55 @@ impl ImageSet {
         Ok(ImageSet { images, labels, num_classes: self.num_classes, class_names: self.class_names.clone() })
     }
 
-    /// Per-channel mean and standard deviation of the pixels scaled to `[0, 1]`, for
-    /// normalisation. Exact: computed from a 256-bin histogram per channel. The standard deviation
-    /// is the population one (divided by the pixel count). An empty set gives mean 0 and std 1
-    /// (normalising by them changes nothing).
+    /// Per-channel mean and standard deviation of the pixels scaled to `[0, 1]`: see
+    /// [`channel_stats`].
     pub fn channel_stats(&self) -> Result<(Vec<f64>, Vec<f64>), DataError> {
-        let channels = self.channels();
-        let (mut means, mut stds) = (Vec::new(), Vec::new());
-        for c in 0..channels {
-            let histogram = self
-                .images
-                .f_select(1, c)
-                .and_then(|plane| plane.f_flatten(0, -1))
-                .and_then(|flat| flat.f_bincount::<Tensor>(None, 256))
-                .map_err(DataError::torch(format!("pixel histogram of channel {c}")))?;
-            let mut counts = vec![0i64; 256];
-            histogram.f_copy_data(&mut counts, 256).map_err(DataError::torch("reading pixel histogram"))?;
-            let total: i64 = counts.iter().sum();
-            if total == 0 {
-                means.push(0.0);
-                stds.push(1.0);
-                continue;
-            }
-            // Integer sums are exact: at most 2^31 pixels × 255² fits in i128 with room to spare.
-            let (mut sum, mut sum_sq) = (0i128, 0i128);
-            for (value, &count) in counts.iter().enumerate() {
-                sum += value as i128 * i128::from(count);
-                sum_sq += (value * value) as i128 * i128::from(count);
-            }
-            let n = total as f64;
-            let mean = sum as f64 / n;
-            // Var = (n·Σx² − (Σx)²) / n², computed in integers to avoid cancellation.
-            let variance = (i128::from(total) * sum_sq - sum * sum) as f64 / (n * n);
-            means.push(mean / 255.0);
-            stds.push(variance.max(0.0).sqrt() / 255.0);
-        }
-        Ok((means, stds))
+        channel_stats(&self.images).map_err(DataError::torch("pixel statistics"))
     }
+}
+
+/// Class names `0` to `n − 1`.
+pub fn numbered_classes(n: u32) -> Vec<String> {
+    (0..n).map(|c| c.to_string()).collect()
+}
+
+/// Per-channel mean and standard deviation of uint8 images `[N, C, H, W]` (on any device), of
+/// the pixels scaled to `[0, 1]`, for normalisation. Exact: computed from a 256-bin histogram per
+/// channel. The standard deviation is the population one (divided by the pixel count). No
+/// pixels give mean 0 and std 1 (normalising by them changes nothing). The one computation of
+/// channel statistics in the crate: [`ImageSet::channel_stats`] and the trainer's
+/// normalisation (`train::Normalizer`) both use it.
+pub fn channel_stats(images: &Tensor) -> Result<(Vec<f64>, Vec<f64>), tch::TchError> {
+    let channels = images.size().get(1).copied().unwrap_or(0);
+    let (mut means, mut stds) = (Vec::new(), Vec::new());
+    for c in 0..channels {
+        let histogram = images.f_select(1, c)?.f_flatten(0, -1)?.f_bincount::<Tensor>(None, 256)?;
+        let mut counts = vec![0i64; 256];
+        histogram.f_to_device(tch::Device::Cpu)?.f_copy_data(&mut counts, 256)?;
+        let (mean, std) = histogram_stats(&counts);
+        means.push(mean);
+        stds.push(std);
+    }
+    Ok((means, stds))
+}
+
+/// Mean and population standard deviation, scaled to `[0, 1]`, of the pixels counted by a
+/// 256-bin histogram; (0, 1) for an empty one.
+fn histogram_stats(counts: &[i64]) -> (f64, f64) {
+    let total: i64 = counts.iter().sum();
+    if total == 0 {
+        return (0.0, 1.0);
+    }
+    // Integer sums are exact: at most 2^31 pixels × 255² fits in i128 with room to spare.
+    let (mut sum, mut sum_sq) = (0i128, 0i128);
+    for (value, &count) in counts.iter().enumerate() {
+        sum += value as i128 * i128::from(count);
+        sum_sq += (value * value) as i128 * i128::from(count);
+    }
+    let n = total as f64;
+    // Var = (n·Σx² − (Σx)²) / n², computed in integers to avoid cancellation.
+    let variance = (i128::from(total) * sum_sq - sum * sum) as f64 / (n * n);
+    (sum as f64 / n / 255.0, variance.max(0.0).sqrt() / 255.0)
 }
 
 /// A data set as read from disk: its training set and, when the source has one, its test set.
