@@ -351,3 +351,23 @@ impl<'a> Run<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Batches;
+
+    #[test]
+    fn a_last_batch_of_one_image_is_dropped() {
+        let even = Batches::new(256, 32, 4);
+        assert_eq!((even.steps_per_epoch, even.total_steps), (8, 32));
+        assert_eq!(even.range(7), Some((224, 32)));
+        let one_over = Batches::new(65, 32, 1);
+        assert_eq!(one_over.steps_per_epoch, 2);
+        assert_eq!(one_over.range(1), Some((32, 32)));
+        let two_over = Batches::new(66, 32, 1);
+        assert_eq!(two_over.steps_per_epoch, 3);
+        assert_eq!(two_over.range(2), Some((64, 2)));
+        let small = Batches::new(1, 32, 3);
+        assert_eq!((small.steps_per_epoch, small.range(0)), (1, None));
+    }
+}
