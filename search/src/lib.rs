@@ -1,6 +1,13 @@
-//! The search half of effnas: controllers that propose architectures, the synthetic oracle
-//! objective, and (in the binary) the `effnas` command-line tool.
+//! The search library of effnas: controllers that propose architectures (MnasNet §3), the
+//! orchestrator that queues, evaluates and records them, the evaluators (proxy training and a
+//! synthetic oracle), the proxy task and its reuse key, the reward, and the configurations
+//! stored with each run. The `effnas` binary (crate `effnas-cli`) is built on it.
 
+pub mod config;
 pub mod controller;
+pub mod evaluate;
 pub mod oracle;
 pub mod orchestrator;
+pub mod proxy;
+pub mod scoring;
+pub mod train_evaluator;

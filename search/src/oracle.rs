@@ -118,6 +118,7 @@ impl CompoundOracle {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use rand::SeedableRng;
 

@@ -9,21 +9,22 @@
 //! task (input channels, classes, resolution, width and depth multipliers) and keeps the
 //! proxy's own cost in the trial's `extra`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use effnas_evaluator::score::Objective;
 use effnas_space::{arch_hash, cost, ArchSpec, SearchSpace};
 use effnas_store::{
-    BlockingStore, EpochMetrics, NewTrial, RunId, RunStatus, StoreError, TrialFilter, TrialId, TrialMetrics,
-    TrialState,
+    BlockingStore, FailureKind, NewTrial, RunId, RunStatus, StoreError, Trial, TrialFilter, TrialId,
+    TrialMetrics, TrialState,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::controller::{Controller, ControllerError, Observation, Strategy};
-use crate::oracle::{CompoundOracle, Oracle};
+pub use crate::evaluate::{Evaluation, Evaluator, Measured, Outcome, TrialFailure};
+use crate::scoring::{score, ScoreError};
 
 /// Why a search stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum SearchError {
     Controller(#[from] ControllerError),
     #[error("evaluator: {0}")]
     Evaluator(String),
+    #[error("reward: {0}")]
+    Score(#[from] ScoreError),
     #[error("architecture: {0}")]
     Space(#[from] effnas_space::SpaceError),
 }
@@ -58,94 +61,8 @@ pub struct SearchPlan {
     pub workers: usize,
 }
 
-/// A finished evaluation.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    pub trial: TrialId,
-    pub outcome: std::result::Result<Measured, String>,
-}
-
-/// What an evaluator measured for one trial.
-#[derive(Debug, Clone, Default)]
-pub struct Measured {
-    pub accuracy: f64,
-    pub loss: f64,
-    pub seconds: f64,
-    pub images_per_second: f64,
-    pub latency_ms: Option<f64>,
-    pub epochs: Vec<EpochMetrics>,
-    /// Evaluator-specific facts kept with the trial (proxy cost, device, …).
-    pub extra: Value,
-}
-
-/// Something that trains (or scores) queued architectures, several at a time.
-pub trait Evaluator {
-    /// Trials it can work on at once.
-    fn capacity(&self) -> usize;
-    /// Starts evaluating `arch` (a space member) as trial `trial`.
-    fn submit(&mut self, trial: TrialId, arch: &ArchSpec) -> Result<()>;
-    /// The next finished evaluation, waiting at most `timeout`.
-    fn next(&mut self, timeout: Duration) -> Result<Option<Evaluation>>;
-}
-
-/// The oracle as an evaluator: instant, deterministic scores (see [`crate::oracle`]).
-pub struct OracleEvaluator {
-    scorer: OracleScorer,
-    ready: VecDeque<Evaluation>,
-    capacity: usize,
-}
-
-enum OracleScorer {
-    /// Similarity to a target member of the searched space.
-    Member(Oracle),
-    /// How close a scaled network is to the compound optimum.
-    Compound(CompoundOracle),
-}
-
-impl OracleEvaluator {
-    /// For a search over `space`.
-    pub fn new(space: &SearchSpace, capacity: usize) -> Self {
-        OracleEvaluator {
-            scorer: OracleScorer::Member(Oracle::for_space(space)),
-            ready: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// For the compound grid around `base`.
-    pub fn for_compound(base: ArchSpec, capacity: usize) -> Self {
-        OracleEvaluator {
-            scorer: OracleScorer::Compound(CompoundOracle::new(base)),
-            ready: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-}
-
-impl Evaluator for OracleEvaluator {
-    fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    fn submit(&mut self, trial: TrialId, arch: &ArchSpec) -> Result<()> {
-        let (accuracy, extra) = match &self.scorer {
-            OracleScorer::Member(oracle) => {
-                (oracle.accuracy(arch), json!({"evaluator": "oracle", "similarity": oracle.similarity(arch)}))
-            }
-            OracleScorer::Compound(oracle) => (oracle.accuracy(arch), json!({"evaluator": "oracle"})),
-        };
-        let measured = Measured { accuracy, loss: 1.0 - accuracy, extra, ..Measured::default() };
-        self.ready.push_back(Evaluation { trial, outcome: Ok(measured) });
-        Ok(())
-    }
-
-    fn next(&mut self, _timeout: Duration) -> Result<Option<Evaluation>> {
-        Ok(self.ready.pop_front())
-    }
-}
-
 /// Records a measured trial: the curve, then the metrics with the searched model's own cost
-/// and the reward computed from it. Returns the reward.
+/// and the reward computed from it ([`crate::scoring`]). Returns the reward.
 pub fn complete_trial(
     store: &BlockingStore,
     trial: TrialId,
@@ -154,7 +71,7 @@ pub fn complete_trial(
     objective: &Objective,
 ) -> Result<f64> {
     let c = cost(arch);
-    let reward = objective.reward(measured.accuracy, c.macs as f64);
+    let reward = score(objective, measured.accuracy, arch, measured.latency_ms)?.reward;
     for epoch in &measured.epochs {
         store.block_on(store.store().record_epoch(trial, epoch))?;
     }
@@ -211,37 +128,47 @@ pub fn drain_queue(
         let Some(evaluation) = evaluator.next(Duration::from_millis(200))? else {
             continue;
         };
-        let Some(arch) = in_flight.remove(&evaluation.trial) else {
-            continue;
-        };
-        match evaluation.outcome {
-            Ok(measured) => {
-                let reward = complete_trial(store, evaluation.trial, &arch, &measured, objective)?;
-                summary.completed += 1;
-                summary.trained += 1;
-                on_event(&Event::Finished {
-                    trial: evaluation.trial,
-                    reward: Some(reward),
-                    accuracy: Some(measured.accuracy),
-                    images_per_second: Some(measured.images_per_second),
-                    note: String::new(),
-                });
-            }
-            Err(reason) => {
-                store.block_on(store.store().fail_trial(evaluation.trial, &reason))?;
-                summary.failed += 1;
-                on_event(&Event::Finished {
-                    trial: evaluation.trial,
-                    reward: None,
-                    accuracy: None,
-                    images_per_second: None,
-                    note: reason,
-                });
+        if let Some(arch) = in_flight.remove(&evaluation.trial) {
+            let event = record_outcome(store, evaluation, &arch, objective, &mut summary)?;
+            if let Some(event) = event {
+                on_event(&event);
             }
         }
     }
     store.block_on(store.store().set_run_status(run, RunStatus::Complete))?;
     Ok(summary)
+}
+
+/// Records one evaluation of `arch` (complete with its reward, or failed with its kind) and
+/// counts it; `None` for an interrupted one, which stays claimed until the stop requeues it.
+fn record_outcome(
+    store: &BlockingStore,
+    evaluation: Evaluation,
+    arch: &ArchSpec,
+    objective: &Objective,
+    summary: &mut Summary,
+) -> Result<Option<Event>> {
+    let trial = evaluation.trial;
+    Ok(match evaluation.outcome {
+        Outcome::Measured(measured) => {
+            let reward = complete_trial(store, trial, arch, &measured, objective)?;
+            summary.completed += 1;
+            summary.trained += 1;
+            Some(Event::Finished {
+                trial,
+                reward: Some(reward),
+                accuracy: Some(measured.accuracy),
+                images_per_second: Some(measured.images_per_second),
+                note: String::new(),
+            })
+        }
+        Outcome::Failed(failure) => {
+            store.block_on(store.store().fail_trial(trial, failure.kind, &failure.message))?;
+            summary.failed += 1;
+            Some(Event::failed(trial, failure.message))
+        }
+        Outcome::Interrupted => None,
+    })
 }
 
 /// Progress events for a display.
@@ -257,6 +184,12 @@ pub enum Event {
     },
     /// The best reward so far changed.
     NewBest { trial: TrialId, reward: f64, blocks: Vec<String> },
+}
+
+impl Event {
+    fn failed(trial: TrialId, note: String) -> Self {
+        Event::Finished { trial, reward: None, accuracy: None, images_per_second: None, note }
+    }
 }
 
 /// Counts at the end of a search.
@@ -410,11 +343,12 @@ impl<'a> Search<'a> {
             let tokens = match self.plan.space.encode(&claimed.arch) {
                 Ok(tokens) => tokens,
                 Err(e) => {
-                    self.store.block_on(
-                        self.store
-                            .store()
-                            .fail_trial(claimed.id, &format!("not a member of the run's space: {e}")),
-                    )?;
+                    let message = format!("not a member of the run's space: {e}");
+                    self.store.block_on(self.store.store().fail_trial(
+                        claimed.id,
+                        FailureKind::Invalid,
+                        &message,
+                    ))?;
                     continue;
                 }
             };
@@ -439,7 +373,7 @@ impl<'a> Search<'a> {
                 let id = self.store.block_on(self.store.store().insert_trial(self.run, &trial))?;
                 let reason =
                     format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
-                self.store.block_on(self.store.store().fail_trial(id, &reason))?;
+                self.store.block_on(self.store.store().fail_trial(id, FailureKind::Rejected, &reason))?;
                 self.summary.rejected += 1;
                 on_event(&Event::Finished {
                     trial: id,
@@ -452,20 +386,21 @@ impl<'a> Search<'a> {
             } else if let Some(source) =
                 self.store.block_on(self.store.store().find_measured(&hash, &self.plan.proxy_key))?
             {
+                let reward = self.reused_reward(&source, &arch)?;
                 let id = self
                     .store
                     .block_on(self.store.store().insert_reused_trial(self.run, &trial, source.id))?;
                 self.summary.reused += 1;
                 self.summary.completed += 1;
-                self.note_best(id, source.reward, &arch, on_event);
+                self.note_best(id, reward, &arch, on_event);
                 on_event(&Event::Finished {
                     trial: id,
-                    reward: source.reward,
+                    reward,
                     accuracy: source.accuracy,
                     images_per_second: None,
                     note: format!("reused the measurement of trial {}", source.id),
                 });
-                immediate.push(Observation { tokens, reward: source.reward });
+                immediate.push(Observation { tokens, reward });
             } else if self.in_flight_hashes.contains_key(&hash)
                 || queued.iter().any(|(_, h, _): &(NewTrial, String, Vec<usize>)| *h == hash)
             {
@@ -484,6 +419,13 @@ impl<'a> Search<'a> {
             self.checkpoint()?;
         }
         Ok(())
+    }
+
+    /// The reward of a reused measurement under this run's objective (the source may have been
+    /// scored under another one).
+    fn reused_reward(&self, source: &Trial, arch: &ArchSpec) -> Result<Option<f64>> {
+        let Some(accuracy) = source.accuracy else { return Ok(None) };
+        Ok(Some(score(&self.plan.objective, accuracy, arch, source.latency_ms)?.reward))
     }
 
     fn observe(&mut self, observations: &[Observation]) -> Result<()> {
@@ -515,64 +457,67 @@ impl<'a> Search<'a> {
         self.in_flight_hashes.remove(&hash);
         let trial = self.store.block_on(self.store.store().trial(evaluation.trial))?;
         let arch = trial.arch()?;
-        let mut observations = Vec::new();
-        match evaluation.outcome {
-            Ok(measured) => {
-                let reward = complete_trial(self.store, trial.id, &arch, &measured, &self.plan.objective)?;
-                self.summary.completed += 1;
-                self.summary.trained += 1;
-                self.note_best(trial.id, Some(reward), &arch, on_event);
-                on_event(&Event::Finished {
-                    trial: trial.id,
-                    reward: Some(reward),
-                    accuracy: Some(measured.accuracy),
-                    images_per_second: Some(measured.images_per_second),
-                    note: String::new(),
-                });
-                observations.push(Observation { tokens, reward: Some(reward) });
-                for waiter in self.waiting.remove(&hash).unwrap_or_default() {
-                    let new =
-                        NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
-                    let id = self
-                        .store
-                        .block_on(self.store.store().insert_reused_trial(self.run, &new, trial.id))?;
-                    self.summary.reused += 1;
-                    self.summary.completed += 1;
-                    on_event(&Event::Finished {
-                        trial: id,
-                        reward: Some(reward),
-                        accuracy: Some(measured.accuracy),
-                        images_per_second: None,
-                        note: format!("reused the measurement of trial {}", trial.id),
-                    });
-                    observations.push(Observation { tokens: waiter.tokens, reward: Some(reward) });
-                }
-            }
-            Err(reason) => {
-                self.store.block_on(self.store.store().fail_trial(trial.id, &reason))?;
-                self.summary.failed += 1;
-                on_event(&Event::Finished {
-                    trial: trial.id,
-                    reward: None,
-                    accuracy: None,
-                    images_per_second: None,
-                    note: reason.clone(),
-                });
-                observations.push(Observation { tokens, reward: None });
-                // The same architecture would fail the same way: record the waiters as failed too.
-                for waiter in self.waiting.remove(&hash).unwrap_or_default() {
-                    let new =
-                        NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
-                    let id = self.store.block_on(self.store.store().insert_trial(self.run, &new))?;
-                    self.store.block_on(self.store.store().fail_trial(
-                        id,
-                        &format!("same architecture as failed trial {}: {reason}", trial.id),
-                    ))?;
-                    self.summary.failed += 1;
-                    observations.push(Observation { tokens: waiter.tokens, reward: None });
-                }
-            }
+        let failure = match &evaluation.outcome {
+            Outcome::Failed(failure) => Some(failure.clone()),
+            _ => None,
+        };
+        let Some(event) =
+            record_outcome(self.store, evaluation, &arch, &self.plan.objective, &mut self.summary)?
+        else {
+            return Ok(()); // interrupted: requeued by the stop
+        };
+        let Event::Finished { reward, accuracy, .. } = event else { return Ok(()) };
+        self.note_best(trial.id, reward, &arch, on_event);
+        on_event(&event);
+        let mut observations = vec![Observation { tokens, reward }];
+        for waiter in self.waiting.remove(&hash).unwrap_or_default() {
+            let settled = Settled { source: trial.id, reward, accuracy, failure: failure.as_ref() };
+            observations.push(self.settle_waiter(waiter, &settled, on_event)?);
         }
         self.observe(&observations)
     }
+
+    /// Records a candidate that waited for an identical architecture: it reuses the
+    /// measurement, or fails the same way (the same network would fail again).
+    fn settle_waiter(
+        &mut self,
+        waiter: Waiter,
+        settled: &Settled,
+        on_event: &mut impl FnMut(&Event),
+    ) -> Result<Observation> {
+        let new = NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
+        let store = self.store.store();
+        let event = match settled.failure {
+            None => {
+                let id = self.store.block_on(store.insert_reused_trial(self.run, &new, settled.source))?;
+                self.summary.reused += 1;
+                self.summary.completed += 1;
+                Event::Finished {
+                    trial: id,
+                    reward: settled.reward,
+                    accuracy: settled.accuracy,
+                    images_per_second: None,
+                    note: format!("reused the measurement of trial {}", settled.source),
+                }
+            }
+            Some(failure) => {
+                let id = self.store.block_on(store.insert_trial(self.run, &new))?;
+                let message =
+                    format!("same architecture as failed trial {}: {}", settled.source, failure.message);
+                self.store.block_on(store.fail_trial(id, failure.kind, &message))?;
+                self.summary.failed += 1;
+                Event::failed(id, message)
+            }
+        };
+        on_event(&event);
+        Ok(Observation { tokens: waiter.tokens, reward: settled.reward })
+    }
+}
+
+/// How a trial that others waited for ended.
+struct Settled<'a> {
+    source: TrialId,
+    reward: Option<f64>,
+    accuracy: Option<f64>,
+    failure: Option<&'a TrialFailure>,
 }

@@ -34,8 +34,8 @@ impl Controller for RandomController {
     }
 
     fn state(&self) -> Result<Value> {
-        Ok(serde_json::to_value(RngState::capture(self.seed, &self.rng))
-            .map_err(|e| super::ControllerError::BadState(e.to_string()))?)
+        serde_json::to_value(RngState::capture(self.seed, &self.rng))
+            .map_err(|e| super::ControllerError::BadState(e.to_string()))
     }
 
     fn restore(&mut self, state: &Value) -> Result<()> {

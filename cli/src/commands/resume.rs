@@ -1,29 +1,35 @@
 //! What the long-running commands (`search`, `compound`) share: stopping cleanly on Ctrl-C,
-//! and finding the run that `--resume` continues.
+//! SIGTERM or SIGHUP, and finding the run that `--resume` continues.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use effnas_search::config::{read_stored, Versioned};
 use effnas_store::{BlockingStore, Run, RunKind, RunStatus};
 use serde::de::DeserializeOwned;
 
-/// A flag raised by the first Ctrl-C; a second Ctrl-C while the first is being handled ends the
-/// process at once.
-pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+/// A flag raised by the first Ctrl-C (or SIGTERM, SIGHUP). Trainers stop at their next step,
+/// the run is marked interrupted and the trials in flight go back to the queue. A second signal
+/// only repeats that the run is stopping: ending the process from the handler thread while
+/// libtorch threads run could leave the database mid-write.
+pub fn stop_on_signal() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || {
+    ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            eprintln!("\nstill stopping: the trainers end at their next step");
+        } else {
+            eprintln!("\nstopping: the trials in flight go back to the queue");
         }
-    });
-    stop
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 /// The run `--resume SELECTOR` names, checked to be of `kind` and unfinished, with its stored
 /// configuration.
-pub fn resumable<T: DeserializeOwned>(
+pub fn resumable<T: DeserializeOwned + Versioned>(
     store: &BlockingStore,
     selector: &str,
     kind: RunKind,
@@ -45,7 +51,7 @@ pub fn resumable<T: DeserializeOwned>(
             run.trials_done + run.trials_failed
         );
     }
-    let config = serde_json::from_value(run.config.clone())
-        .with_context(|| format!("the stored configuration of run {}", run.id))?;
+    let config =
+        read_stored(&run.config).with_context(|| format!("the stored configuration of run {}", run.id))?;
     Ok((run, config))
 }

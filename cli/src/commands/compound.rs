@@ -3,19 +3,22 @@
 //! scaled network as a proxy, and rank the points by accuracy.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use effnas_evaluator::score::Objective;
-use effnas_search::orchestrator::{drain_queue, Evaluator, Event, OracleEvaluator};
+use effnas_search::config::{read_stored, CompoundConfig, EvaluatorKind, CONFIG_VERSION};
+use effnas_search::evaluate::{Evaluator, OracleEvaluator};
+use effnas_search::orchestrator::{drain_queue, Event};
+use effnas_search::train_evaluator::{Latency, TrainEvaluator};
 use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
 use effnas_store::{
     BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, TrialId,
 };
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::proxy::{ProxyArgs, TrainEvaluator};
+use super::proxy::ProxyArgs;
 use super::search::EvaluatorName;
 use crate::table::{human_count, Table};
 
@@ -97,20 +100,6 @@ fn parse_point(text: &str) -> Result<Compound, String> {
     }
 }
 
-/// The stored configuration of a compound run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CompoundConfig {
-    base: ArchSpec,
-    base_spec: String,
-    grid: GridSpec,
-    phi: f64,
-    points: Vec<Compound>,
-    evaluator: String,
-    proxy: Option<ProxyArgs>,
-    workers: usize,
-    seed: u64,
-}
-
 /// The points to train: all of the grid, or the `max` closest to the constraint.
 fn choose_points(mut grid: Vec<Compound>, max: Option<usize>) -> Vec<Compound> {
     if let Some(max) = max {
@@ -135,17 +124,23 @@ fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
     parse_arch(spec).with_context(|| format!("--base {spec:?}"))
 }
 
-fn evaluator_for(config: &CompoundConfig) -> Result<Box<dyn Evaluator>> {
-    Ok(match (config.evaluator.as_str(), &config.proxy) {
-        ("oracle", _) => Box::new(OracleEvaluator::for_compound(config.base.clone(), config.workers)),
-        ("train", Some(proxy)) => {
-            let mut resolved = proxy.resolve(config.seed)?;
-            resolved.reference_resolution = config.base.resolution;
-            Box::new(TrainEvaluator::new(resolved, config.workers, Objective::default())?)
+fn evaluator_for(config: &CompoundConfig, stop: &Arc<AtomicBool>) -> Result<Box<dyn Evaluator>> {
+    Ok(match (config.evaluator, &config.proxy) {
+        (EvaluatorKind::Oracle, _) => {
+            Box::new(OracleEvaluator::for_compound(config.base.clone(), config.workers))
         }
-        (other, _) => bail!("unknown evaluator {other:?} in the run's configuration"),
+        (EvaluatorKind::Train, Some(settings)) => {
+            // The base trains at the proxy resolution; each point at γ^φ times it.
+            let resolved = settings.resolve(config.seed, config.base.resolution)?;
+            Box::new(TrainEvaluator::new(resolved, config.workers, Latency::Skip, Some(Arc::clone(stop)))?)
+        }
+        (EvaluatorKind::Train, None) => bail!("the run's configuration has no proxy settings"),
     })
 }
+
+/// Grids with more candidate points than this (before the α·β²·γ² filter) are refused: the
+/// grid is enumerated in memory, and a step of 0.0001 would ask for billions of points.
+pub const MAX_GRID_CANDIDATES: u64 = 1_000_000;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let needs_db_for_base = args.base.trim().parse::<i64>().is_ok();
@@ -154,77 +149,106 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
-
-    let (run_id, config, store) = if let Some(selector) = &args.resume {
+    let stop = super::resume::stop_on_signal()?;
+    if let Some(selector) = &args.resume {
         let store = store_early.context("the database")?;
         let (run, config): (_, CompoundConfig) =
             super::resume::resumable(&store, selector, RunKind::Compound)?;
-        (run.id, config, store)
-    } else {
-        if args.workers == 0 {
-            bail!("--workers must be at least 1");
-        }
-        if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
-            bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
-        }
-        if args.max_points == Some(0) {
-            bail!("--max-points must be at least 1");
-        }
-        let grid = GridSpec {
-            alpha: args.alpha_range,
-            beta: args.beta_range,
-            gamma: args.gamma_range,
-            step: args.step,
-            tolerance: args.tolerance,
-        };
-        let all = compound_grid(&grid).context("the compound grid is empty")?;
-        let mut points = choose_points(all.clone(), args.max_points);
-        for extra in &args.point {
-            if !points.contains(extra) {
-                points.push(*extra);
-            }
-        }
-        eprintln!(
-            "{} grid points have |α·β²·γ² − 2| ≤ {}; training {} at φ = {}{}",
-            all.len(),
-            args.tolerance,
-            points.len(),
-            args.phi,
-            if args.point.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} given with --point)", args.point.len())
-            }
-        );
-        let base = resolve_base(store_early.as_ref(), &args.base)?;
-        let config = CompoundConfig {
-            base,
-            base_spec: match args.base.trim().parse::<i64>() {
-                Ok(id) => format!("trial {id}"),
-                Err(_) => args.base.clone(),
-            },
-            grid,
-            phi: args.phi,
-            points,
-            evaluator: if args.evaluator == EvaluatorName::Train { "train" } else { "oracle" }.to_owned(),
-            proxy: (args.evaluator == EvaluatorName::Train).then(|| args.proxy.clone()),
-            workers: args.workers,
-            seed: args.seed,
-        };
-        // Build the evaluator (data, devices) before the database is written.
-        let evaluator = evaluator_for(&config)?;
-        let store = match store_early {
-            Some(store) => store,
-            None => {
-                BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?
-            }
-        };
-        let run_id = create_run(&store, &args, &config)?;
-        return finish(&store, run_id, &config, evaluator, args.json);
+        let evaluator = evaluator_for(&config, &stop)?;
+        eprintln!("resuming compound run {}", run.id);
+        return finish(&store, run.id, &config, evaluator, &stop, args.json);
+    }
+    let config = plan_new_run(&args, store_early.as_ref())?;
+    // Build the evaluator (data, devices) before the database is written.
+    let evaluator = evaluator_for(&config, &stop)?;
+    let store = match store_early {
+        Some(store) => store,
+        None => BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?,
     };
-    let evaluator = evaluator_for(&config)?;
-    eprintln!("resuming compound run {run_id}");
-    finish(&store, run_id, &config, evaluator, args.json)
+    let run_id = create_run(&store, &args, &config)?;
+    finish(&store, run_id, &config, evaluator, &stop, args.json)
+}
+
+/// The configuration of a new compound run from the flags, checked: the grid, the points
+/// chosen from it, the base network and the proxy settings.
+fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundConfig> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
+        bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
+    }
+    if args.max_points == Some(0) {
+        bail!("--max-points must be at least 1");
+    }
+    let grid = GridSpec {
+        alpha: args.alpha_range,
+        beta: args.beta_range,
+        gamma: args.gamma_range,
+        step: args.step,
+        tolerance: args.tolerance,
+    };
+    check_grid_size(&grid)?;
+    let all = compound_grid(&grid).context("the compound grid is empty")?;
+    let mut points = choose_points(all.clone(), args.max_points);
+    for extra in &args.point {
+        if !points.contains(extra) {
+            points.push(*extra);
+        }
+    }
+    let given = if args.point.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} given with --point)", args.point.len())
+    };
+    eprintln!(
+        "{} grid points have |α·β²·γ² − 2| ≤ {}; training {} at φ = {}{given}",
+        all.len(),
+        args.tolerance,
+        points.len(),
+        args.phi
+    );
+    let proxy = match args.evaluator {
+        EvaluatorName::Train => {
+            let settings = args.proxy.settings();
+            settings.validate()?;
+            Some(settings)
+        }
+        EvaluatorName::Oracle => None,
+    };
+    Ok(CompoundConfig {
+        version: CONFIG_VERSION,
+        base: resolve_base(store, &args.base)?,
+        base_spec: match args.base.trim().parse::<i64>() {
+            Ok(id) => format!("trial {id}"),
+            Err(_) => args.base.clone(),
+        },
+        grid,
+        phi: args.phi,
+        points,
+        evaluator: if proxy.is_some() { EvaluatorKind::Train } else { EvaluatorKind::Oracle },
+        proxy,
+        workers: args.workers,
+        seed: args.seed,
+    })
+}
+
+/// Refuses a grid whose candidate count (every α, β, γ on the step, before the constraint
+/// filter) is above [`MAX_GRID_CANDIDATES`], with the count, before anything is enumerated.
+fn check_grid_size(grid: &GridSpec) -> Result<()> {
+    if !(grid.step.is_finite() && grid.step > 0.0) {
+        bail!("--step {} must be a positive number", grid.step);
+    }
+    let axis = |(low, high): (f64, f64)| -> f64 { ((high - low) / grid.step).floor().max(0.0) + 1.0 };
+    let count = axis(grid.alpha) * axis(grid.beta) * axis(grid.gamma);
+    if !count.is_finite() || count > MAX_GRID_CANDIDATES as f64 {
+        bail!(
+            "--step {}: the ranges give {count:.3e} candidate points, more than the limit of {MAX_GRID_CANDIDATES}; \
+             use a larger --step or narrower ranges",
+            grid.step
+        );
+    }
+    Ok(())
 }
 
 /// Creates the run and queues one trial per point.
@@ -266,8 +290,8 @@ pub fn winner(store: &BlockingStore, selector: &str) -> Result<(Compound, ArchSp
     if run.kind != RunKind::Compound {
         bail!("--from-run {selector:?}: run {} is a {} run, not a compound run", run.id, run.kind.as_str());
     }
-    let config: CompoundConfig = serde_json::from_value(run.config.clone())
-        .with_context(|| format!("the configuration of run {}", run.id))?;
+    let config: CompoundConfig =
+        read_stored(&run.config).with_context(|| format!("the configuration of run {}", run.id))?;
     let points = store.block_on(store.store().compound_points(run.id))?;
     let best = points
         .iter()
@@ -282,18 +306,11 @@ pub fn winner(store: &BlockingStore, selector: &str) -> Result<(Compound, ArchSp
     ))
 }
 
+/// The same key as every other training of these settings ([`effnas_search::proxy::ProxyKey`]),
+/// with the base's resolution as the reference.
 fn proxy_key(config: &CompoundConfig) -> String {
-    match (&config.proxy, config.evaluator.as_str()) {
-        (Some(proxy), "train") => format!(
-            "compound:{}:e{}-n{}-r{}-w{}-d{}-s{}",
-            proxy.dataset,
-            proxy.epochs,
-            proxy.train_images,
-            proxy.resolution,
-            proxy.width,
-            proxy.depth,
-            config.seed
-        ),
+    match (&config.proxy, config.evaluator) {
+        (Some(settings), EvaluatorKind::Train) => settings.key(config.seed, config.base.resolution),
         _ => "oracle-compound-v1".to_owned(),
     }
 }
@@ -303,23 +320,17 @@ fn finish(
     run_id: RunId,
     config: &CompoundConfig,
     mut evaluator: Box<dyn Evaluator>,
+    stop: &AtomicBool,
     json: bool,
 ) -> Result<ExitCode> {
-    let stop = super::resume::stop_on_ctrl_c();
     let points = store.block_on(store.store().compound_points(run_id))?;
     let done = points
         .iter()
         .filter(|p| p.trial_state.is_some_and(|s| s.as_str() == "complete" || s.as_str() == "failed"))
         .count();
-    let bar = ProgressBar::new(points.len() as u64).with_position(done as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} compound run {prefix} [{bar:30}] {pos}/{len} points, {elapsed} elapsed, ETA {eta} | {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(run_id.to_string());
+    let bar = crate::progress::bar("compound run", "points", run_id, points.len() as u64, done as u64);
     let mut best: Option<f64> = None;
-    let summary = drain_queue(store, run_id, evaluator.as_mut(), &Objective::default(), &stop, |event| {
+    let summary = drain_queue(store, run_id, evaluator.as_mut(), &Objective::default(), stop, |event| {
         if let Event::Finished { accuracy, .. } = event {
             bar.inc(1);
             if let Some(a) = accuracy {
@@ -347,78 +358,25 @@ fn finish(
 fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: bool) -> Result<()> {
     let mut points: Vec<CompoundPoint> = store.block_on(store.store().compound_points(run_id))?;
     points.sort_by(|a, b| b.accuracy.unwrap_or(-1.0).total_cmp(&a.accuracy.unwrap_or(-1.0)));
-    let base_flops = cost(&config.base).macs as f64;
-    let intended = 2f64.powf(config.phi);
-    let ratio = |p: &CompoundPoint| p.flops.map(|f| f as f64 / base_flops);
+    let ranking = Ranking { base_flops: cost(&config.base).macs as f64, intended: 2f64.powf(config.phi) };
     if json {
-        let list: Vec<_> = points
-            .iter()
-            .enumerate()
-            .map(|(rank, p)| {
-                json!({
-                    "rank": rank + 1,
-                    "alpha": p.alpha,
-                    "beta": p.beta,
-                    "gamma": p.gamma,
-                    "phi": p.phi,
-                    "flops_factor": p.flops_factor,
-                    "trial": p.trial_id.map(|t| t.0),
-                    "state": p.trial_state.map(|s| s.as_str()),
-                    "accuracy": p.accuracy,
-                    "params": p.params,
-                    "flops": p.flops,
-                    "flops_ratio": ratio(p),
-                    "intended_ratio": intended,
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"run": run_id.0, "phi": config.phi, "points": list}))?
-        );
+        let list: Vec<_> = points.iter().enumerate().map(|(rank, p)| ranking.json(rank, p)).collect();
+        let value = json!({"run": run_id.0, "phi": config.phi, "points": list});
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    let mut table = Table::new([
-        "rank",
-        "α",
-        "β",
-        "γ",
-        "α·β²·γ²",
-        "trial",
-        "accuracy",
-        "params",
-        "mult-adds",
-        "× base",
-        "vs 2^φ",
-    ]);
-    for (rank, p) in points.iter().enumerate() {
-        table.row([
-            (rank + 1).to_string(),
-            format!("{:.2}", p.alpha),
-            format!("{:.2}", p.beta),
-            format!("{:.2}", p.gamma),
-            format!("{:.3}", p.flops_factor),
-            p.trial_id.map_or("-".to_owned(), |t| t.to_string()),
-            p.accuracy.map_or_else(
-                || p.trial_state.map_or("-", |s| s.as_str()).to_owned(),
-                |a| format!("{:.2}%", a * 100.0),
-            ),
-            p.params.map_or("-".to_owned(), human_count),
-            p.flops.map_or("-".to_owned(), human_count),
-            ratio(p).map_or("-".to_owned(), |r| format!("{r:.2}")),
-            ratio(p).map_or("-".to_owned(), |r| format!("{:+.1}%", (r / intended - 1.0) * 100.0)),
-        ]);
-    }
     println!(
-        "compound run {run_id}: {} points around {} at φ = {} (2^φ = {intended:.2})\n",
+        "compound run {run_id}: {} points around {} at φ = {} (2^φ = {:.2})\n",
         points.len(),
         config.base_spec,
-        config.phi
+        config.phi,
+        ranking.intended
     );
-    print!("{}", table.render());
+    print!("{}", ranking.table(&points).render());
     if let Some(winner) = points.first().filter(|p| p.accuracy.is_some()) {
         println!(
             "\nwinner: α = {:.2}, β = {:.2}, γ = {:.2} (trial {}); the paper found α = 1.2, β = 1.1, γ = 1.15 on ImageNet.\n\
+             A single proxy training per point is noisy: re-train close points with other seeds before trusting the order.\n\
              next: `effnas scale --from-run {run_id} --phi 1..7`",
             winner.alpha,
             winner.beta,
@@ -427,4 +385,70 @@ fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: b
         );
     }
     Ok(())
+}
+
+/// How each point's FLOPS compare with the base's and with the intended 2^φ.
+struct Ranking {
+    base_flops: f64,
+    intended: f64,
+}
+
+impl Ranking {
+    fn ratio(&self, p: &CompoundPoint) -> Option<f64> {
+        p.flops.map(|f| f as f64 / self.base_flops)
+    }
+
+    fn json(&self, rank: usize, p: &CompoundPoint) -> serde_json::Value {
+        json!({
+            "rank": rank + 1,
+            "alpha": p.alpha,
+            "beta": p.beta,
+            "gamma": p.gamma,
+            "phi": p.phi,
+            "flops_factor": p.flops_factor,
+            "trial": p.trial_id.map(|t| t.0),
+            "state": p.trial_state.map(|s| s.as_str()),
+            "accuracy": p.accuracy,
+            "params": p.params,
+            "flops": p.flops,
+            "flops_ratio": self.ratio(p),
+            "intended_ratio": self.intended,
+        })
+    }
+
+    fn table(&self, points: &[CompoundPoint]) -> Table {
+        let mut table = Table::new([
+            "rank",
+            "α",
+            "β",
+            "γ",
+            "α·β²·γ²",
+            "trial",
+            "accuracy",
+            "params",
+            "mult-adds",
+            "× base",
+            "vs 2^φ",
+        ]);
+        for (rank, p) in points.iter().enumerate() {
+            let ratio = self.ratio(p);
+            table.row([
+                (rank + 1).to_string(),
+                format!("{:.2}", p.alpha),
+                format!("{:.2}", p.beta),
+                format!("{:.2}", p.gamma),
+                format!("{:.3}", p.flops_factor),
+                p.trial_id.map_or("-".to_owned(), |t| t.to_string()),
+                p.accuracy.map_or_else(
+                    || p.trial_state.map_or("-", |s| s.as_str()).to_owned(),
+                    |a| format!("{:.2}%", a * 100.0),
+                ),
+                p.params.map_or("-".to_owned(), human_count),
+                p.flops.map_or("-".to_owned(), human_count),
+                ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
+                ratio.map_or("-".to_owned(), |r| format!("{:+.1}%", (r / self.intended - 1.0) * 100.0)),
+            ]);
+        }
+        table
+    }
 }

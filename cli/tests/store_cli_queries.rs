@@ -91,7 +91,10 @@ fn fixture() -> Fixture {
             let claimed = store.claim_trial(run, "host:1:0").await.unwrap().unwrap();
             assert_eq!(claimed.id, id);
             if i % 13 == 12 {
-                store.fail_trial(id, "loss became NaN at epoch 0").await.unwrap();
+                store
+                    .fail_trial(id, effnas_store::FailureKind::Diverged, "loss is NaN at step 3 (epoch 1)")
+                    .await
+                    .unwrap();
                 failed_trial = id.0;
                 continue;
             }
@@ -282,7 +285,10 @@ fn show_gives_one_trial_in_full() {
     );
 
     let failed = stdout_of(&["show", "--db", f.db(), &f.failed_trial.to_string()]);
-    assert!(failed.contains("failed") && failed.contains("error: loss became NaN at epoch 0"), "{failed}");
+    assert!(
+        failed.contains("failed") && failed.contains("failure (diverged): loss is NaN at step 3 (epoch 1)"),
+        "{failed}"
+    );
     fails_naming(&["show", "--db", f.db(), "999999"], "999999");
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use effnas_space::{presets, ArchSpec, Op, Skip};
-use effnas_store::{CompoundPoint, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
+use effnas_store::{CompoundPoint, FailureKind, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
 use serde_json::json;
 
 use super::runs::{block_on, RunSelector};
@@ -20,6 +20,10 @@ pub struct Args {
     /// Only trials in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateArg>,
+    /// Only failed trials of this kind: diverged, out_of_memory, time_limit, invalid, rejected,
+    /// lost or error.
+    #[arg(long, value_name = "KIND", value_parser = parse_failure)]
+    pub failure: Option<FailureKind>,
     /// Only the best K trials (by --sort, which then defaults to reward).
     #[arg(long, value_name = "K")]
     pub top: Option<u64>,
@@ -36,6 +40,10 @@ pub struct Args {
     /// Print JSON (a list of objects) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_failure(text: &str) -> Result<FailureKind, String> {
+    text.parse().map_err(|e: effnas_store::StoreError| e.to_string())
 }
 
 /// Trial states as the command line spells them.
@@ -83,6 +91,7 @@ impl From<SortArg> for TrialSort {
 pub fn run(args: Args) -> Result<ExitCode> {
     let filter = TrialFilter {
         state: args.state.map(Into::into),
+        failure: args.failure,
         max_flops: args.max_flops,
         min_accuracy: args.min_accuracy,
         sort: match (args.sort, args.top) {
@@ -266,6 +275,7 @@ pub fn trial_json(t: &Trial, full: bool) -> serde_json::Value {
         "created": t.created,
         "started": t.started,
         "finished": t.finished,
+        "failure": t.failure.map(|f| f.as_str()),
         "error": t.error,
         "reused_from": t.reused_from,
     });

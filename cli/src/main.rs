@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod progress;
 mod table;
 
 /// Search and scale convolutional networks the EfficientNet way: MnasNet-style architecture

@@ -1,24 +1,27 @@
 //! `effnas train SPEC --dataset NAME_OR_PATH`: train one architecture as a proxy task and report
 //! its validation accuracy, cost, reward and speed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use effnas_evaluator::data;
 use effnas_evaluator::device::{device_name, resolve_device};
 use effnas_evaluator::model::{checkpoint, Precision};
 use effnas_evaluator::optim::OptimizerKind;
 use effnas_evaluator::score::{Constraint, Objective};
 use effnas_evaluator::train::{
-    train_with_progress, Augment, ProxyConfig, ProxyData, Schedule, Status, TrainResult,
+    train_with_progress, Augment, Progress, ProxyConfig, ProxyData, Schedule, Status, TrainResult, Trained,
 };
-use effnas_space::{scale, Multipliers};
+use effnas_search::proxy::ProxyKey;
+use effnas_search::scoring::score;
+use effnas_search::train_evaluator::{epoch_metrics, failure_kind};
+use effnas_space::{arch_hash, cost, scale, ArchSpec, Multipliers};
 use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tch::Device;
 
 use crate::table::{human_count, Table};
@@ -141,16 +144,50 @@ pub struct Args {
 
 /// The JSON document `--json` prints (and `--save` writes as result.json): the training result
 /// with the run's inputs, ready to hand to a store.
+///
+/// `arch`, `blocks`, `params`, `flops`, `latency_ms`, `curve` … describe the proxy network that
+/// was trained; `network` is the named network itself (at its own resolution and classes), and
+/// `reward` is computed on its multiply-adds, as a search scores its candidates.
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub spec: String,
     pub dataset: String,
     pub dataset_format: String,
+    pub network: NetworkCost,
+    pub reward: f64,
+    pub objective: Objective,
+    pub proxy_key: String,
     pub arch: effnas_space::ArchSpec,
     pub blocks: Vec<String>,
     pub config: ProxyConfig,
     #[serde(flatten)]
     pub result: TrainResult,
+}
+
+/// The named network's own cost, the reward's basis.
+#[derive(Debug, Serialize)]
+pub struct NetworkCost {
+    pub params: u64,
+    pub flops: u64,
+    pub resolution: u32,
+    pub num_classes: u32,
+    pub hash: String,
+    #[serde(skip)]
+    pub arch: ArchSpec,
+}
+
+impl NetworkCost {
+    fn of(arch: &ArchSpec) -> Self {
+        let c = cost(arch);
+        NetworkCost {
+            params: c.params,
+            flops: c.macs,
+            resolution: arch.resolution,
+            num_classes: arch.num_classes,
+            hash: arch_hash(arch),
+            arch: arch.clone(),
+        }
+    }
 }
 
 fn choose_device(requested: Option<&str>) -> Result<Device> {
@@ -172,8 +209,6 @@ pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
     };
     ProxyConfig {
         epochs: args.epochs,
-        // The budget is applied (stratified) when the data are prepared.
-        train_images: None,
         batch_size: args.batch_size,
         optimizer,
         lr: args.lr.unwrap_or(default_lr),
@@ -185,92 +220,66 @@ pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
         augment: Augment { flip: args.flip, crop_padding: args.crop_padding },
         seed: args.seed,
         time_limit: args.time_limit,
-        objective: Objective {
-            target: args.target_flops,
-            constraint: if args.hard_constraint { Constraint::Hard } else { Constraint::default() },
-            ..Objective::default()
-        },
         measure_latency: args.latency,
         ..ProxyConfig::default()
     }
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    // Everything that can be checked cheaply is checked before the data are read.
-    let device = choose_device(args.device.as_deref())?;
-    let config = proxy_config(&args, device);
-    config.validate().context("proxy configuration")?;
-    let base =
+/// The reward's objective the flags describe.
+fn objective(args: &Args) -> Objective {
+    Objective {
+        target: args.target_flops,
+        constraint: if args.hard_constraint { Constraint::Hard } else { Constraint::default() },
+        ..Objective::default()
+    }
+}
+
+/// The named network (at its own resolution and classes) with the `--dropout` and
+/// `--drop-connect` overrides: what the trial records and the reward scores.
+fn named_network(args: &Args) -> Result<ArchSpec> {
+    let mut network =
         effnas_space::parse_arch(&args.spec).with_context(|| format!("architecture {:?}", args.spec))?;
-    let mut arch = scale(&base, Multipliers { width: args.width, depth: args.depth, resolution: 1.0 })
-        .with_context(|| format!("scaling {:?} by width {} depth {}", args.spec, args.width, args.depth))?;
     if let Some(dropout) = args.dropout {
-        arch.dropout = dropout;
+        network.dropout = dropout;
     }
     if let Some(rate) = args.drop_connect {
-        arch.drop_connect = rate;
+        network.drop_connect = rate;
     }
-    if let Some(threads) = args.threads {
-        tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(1));
-    }
+    network.validate().with_context(|| format!("architecture {:?}", args.spec))?;
+    Ok(network)
+}
 
-    // The database is opened before training so that an unwritable path fails at once.
-    let store = args
-        .db
-        .as_deref()
-        .map(|db| BlockingStore::open(db).with_context(|| format!("opening the database {db}")))
-        .transpose()?;
+/// What a training needs, checked and loaded before it starts.
+struct Prepared {
+    device: Device,
+    config: ProxyConfig,
+    /// The named network: what the trial records and the reward scores.
+    network: ArchSpec,
+    /// The proxy network that trains.
+    proxy_arch: ArchSpec,
+    data: ProxyData,
+    dataset: data::Dataset,
+    proxy_key: String,
+    store: Option<BlockingStore>,
+}
 
-    let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
-    if !args.json {
-        eprintln!("{dataset}");
-    }
-    let native = u32::try_from(dataset.train.height()).unwrap_or(32);
-    let proxy = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
-        .with_context(|| format!("proxy split of {}", dataset.name))?;
-    let arch = proxy
-        .adapt(&arch, Some(args.resolution.unwrap_or(native)))
-        .context("architecture for this data set")?;
-
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let trained = train_with_progress(&arch, &proxy, &config, device, &mut |p| {
-        bar.set_length(p.total_steps);
-        bar.set_position(p.step);
-        let loss = p.loss.map_or(String::new(), |l| format!(", loss {l:.3}"));
-        bar.set_message(format!("{}/{}{loss}", p.epoch, p.epochs));
-    })
-    .with_context(|| format!("training {}", args.spec))?;
-    bar.finish_and_clear();
-
-    let report = Report {
-        spec: args.spec.clone(),
-        dataset: dataset.name.clone(),
-        dataset_format: dataset.format.as_str().to_owned(),
-        blocks: arch.block_strings(),
-        arch: arch.clone(),
-        config,
-        result: trained.result,
+pub fn run(args: Args) -> Result<ExitCode> {
+    let prepared = prepare(&args)?;
+    let trained = train_with_bar(&args, &prepared)?;
+    let report = report(&args, &prepared, trained.result)?;
+    // Recorded first: the result is kept even if saving the weights fails afterwards.
+    let recorded = match &prepared.store {
+        Some(store) => Some(record(store, &report).context("recording the result")?),
+        None => None,
     };
     if let (Some(dir), Some(model)) = (&args.save, &trained.model) {
         checkpoint::save(model, dir, Some(&report))
             .with_context(|| format!("saving to {}", dir.display()))?;
     }
-    let recorded = match &store {
-        Some(store) => Some(record(store, &report).context("recording the result")?),
-        None => None,
-    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report, device));
+        print!("{}", render(&report, prepared.device));
         if let Some((run, trial)) = recorded {
             println!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default());
         }
@@ -281,45 +290,160 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(if report.result.status == Status::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// Checks everything that can be checked cheaply (flags, architecture, output paths, the
+/// database) before the data are read, then loads the data and adapts the network to them.
+fn prepare(args: &Args) -> Result<Prepared> {
+    let device = choose_device(args.device.as_deref())?;
+    let config = proxy_config(args, device);
+    config.validate().context("proxy configuration")?;
+    let network = named_network(args)?;
+    let scaled = scale(&network, Multipliers { width: args.width, depth: args.depth, resolution: 1.0 })
+        .with_context(|| format!("scaling {:?} by width {} depth {}", args.spec, args.width, args.depth))?;
+    if let Some(dir) = &args.save {
+        check_save_folder(dir)?;
+    }
+    if let Some(threads) = args.threads {
+        tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(1));
+    }
+    // The database is opened before training so that an unwritable path fails at once.
+    let store = args
+        .db
+        .as_deref()
+        .map(|db| BlockingStore::open(db).with_context(|| format!("opening the database {db}")))
+        .transpose()?;
+    let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
+    if !args.json {
+        eprintln!("{dataset}");
+    }
+    let resolution = args.resolution.unwrap_or_else(|| u32::try_from(dataset.train.height()).unwrap_or(32));
+    let data = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
+        .with_context(|| format!("proxy split of {}", dataset.name))?;
+    let proxy_arch = data.adapt(&scaled, Some(resolution)).context("architecture for this data set")?;
+    let proxy_key = ProxyKey {
+        dataset: &args.dataset,
+        validation_images: args.validation_images,
+        train_images: args.train_images,
+        resolution,
+        reference_resolution: network.resolution,
+        width: args.width,
+        depth: args.depth,
+        config: &config,
+    }
+    .to_string();
+    Ok(Prepared { device, config, network, proxy_arch, data, dataset, proxy_key, store })
+}
+
+/// `--save DIR` must be a folder that holds no checkpoint yet (or not exist): checked before
+/// training, so that a long training is never lost to a path that cannot be written.
+fn check_save_folder(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--save {}: exists and is not a folder", dir.display());
+    }
+    for file in [checkpoint::ARCH_FILE, checkpoint::WEIGHTS_FILE, checkpoint::RESULT_FILE] {
+        if dir.join(file).exists() {
+            bail!("--save {}: already holds a checkpoint ({file}); choose another folder", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn train_with_bar(args: &Args, prepared: &Prepared) -> Result<Trained> {
+    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(1) };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    // A single training is not interrupted between steps: Ctrl-C ends the process.
+    let never = AtomicBool::new(false);
+    let mut show = |p: Progress| {
+        bar.set_length(p.total_steps);
+        bar.set_position(p.step);
+        let loss = p.loss.map_or(String::new(), |l| format!(", loss {l:.3}"));
+        bar.set_message(format!("{}/{}{loss}", p.epoch, p.epochs));
+    };
+    let trained = train_with_progress(
+        &prepared.proxy_arch,
+        &prepared.data,
+        &prepared.config,
+        prepared.device,
+        &mut show,
+        &never,
+    )
+    .with_context(|| format!("training {}", args.spec))?;
+    bar.finish_and_clear();
+    Ok(trained)
+}
+
+/// The report of a finished training, with the reward on the named network's own cost.
+fn report(args: &Args, prepared: &Prepared, result: TrainResult) -> Result<Report> {
+    let objective = objective(args);
+    let reward = match result.status {
+        Status::Complete => score(&objective, result.accuracy, &prepared.network, None)?.reward,
+        Status::Failed => 0.0,
+    };
+    Ok(Report {
+        spec: args.spec.clone(),
+        dataset: prepared.dataset.name.clone(),
+        dataset_format: prepared.dataset.format.as_str().to_owned(),
+        network: NetworkCost::of(&prepared.network),
+        reward,
+        objective,
+        proxy_key: prepared.proxy_key.clone(),
+        blocks: prepared.proxy_arch.block_strings(),
+        arch: prepared.proxy_arch.clone(),
+        config: prepared.config.clone(),
+        result,
+    })
+}
+
 /// Stores a manual training as a run of kind `manual` named after the command line, with one
-/// trial (complete with its curve, or failed with its reason).
+/// trial of the named network (complete with its curve, or failed with its kind and reason),
+/// under the same proxy key a search of the same settings uses.
 fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
     let command: Vec<String> = std::env::args().skip(1).collect();
     let mut run = NewRun::new(format!("effnas {}", command.join(" ")), RunKind::Manual);
-    run.config = serde_json::json!({"command": command, "dataset": report.dataset, "proxy": report.config});
+    run.config = serde_json::json!({"command": command, "dataset": report.dataset, "proxy": report.config,
+        "objective": report.objective});
     run.seed = Some(report.config.seed);
     let run_id = store.block_on(store.store().create_run(&run))?;
-    let settings = serde_json::json!({"dataset": report.dataset, "resolution": report.result.resolution,
-        "validation_images": report.result.validation_images, "config": report.config});
-    let digest = Sha256::digest(settings.to_string().as_bytes());
-    let key = format!(
-        "manual:{}:{}",
-        report.dataset,
-        digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let trial = NewTrial::new(report.arch.clone(), key);
+    let trial = NewTrial::new(report.network.arch.clone(), report.proxy_key.clone());
     let r = &report.result;
     let trial_id = match r.status {
         Status::Complete => {
             let metrics = TrialMetrics {
                 accuracy: r.accuracy,
                 loss: r.curve.last().map_or(f64::NAN, |e| e.train_loss),
-                params: r.params,
-                flops: r.flops,
-                reward: r.reward,
-                latency_ms: r.latency_ms,
+                params: report.network.params,
+                flops: report.network.flops,
+                reward: report.reward,
+                latency_ms: None,
                 seconds: r.seconds,
                 images_per_second: r.images_per_second,
-                extra: Some(
-                    serde_json::json!({"device": r.device, "images_seen": r.images_seen, "test_accuracy": r.test_accuracy}),
-                ),
+                extra: Some(serde_json::json!({
+                    "evaluator": "train",
+                    "device": r.device,
+                    "proxy_params": r.params,
+                    "proxy_flops": r.flops,
+                    "proxy_resolution": r.resolution,
+                    "proxy_hash": r.arch_hash,
+                    "proxy_latency_ms": r.latency_ms,
+                    "train_images": r.train_images,
+                    "validation_images": r.validation_images,
+                    "images_seen": r.images_seen,
+                    "test_accuracy": r.test_accuracy,
+                })),
             };
-            let epochs = super::proxy::epoch_metrics(r);
+            let epochs = epoch_metrics(r);
             store.block_on(store.store().insert_completed_trial(run_id, &trial, &metrics, &epochs))?
         }
         Status::Failed => {
             let id = store.block_on(store.store().insert_trial(run_id, &trial))?;
-            store.block_on(store.store().fail_trial(id, r.reason.as_deref().unwrap_or("failed")))?;
+            let kind = failure_kind(r.failure);
+            store.block_on(store.store().fail_trial(id, kind, r.reason.as_deref().unwrap_or("failed")))?;
             id
         }
     };
@@ -352,12 +476,23 @@ fn render(report: &Report, device: Device) -> String {
     if let Some(test) = r.test_accuracy {
         table.row(["test accuracy".to_owned(), percent(test)]);
     }
-    table.row(["params".to_owned(), human_count(r.params)]);
-    table.row(["multiply-adds".to_owned(), human_count(r.flops)]);
+    table.row(["proxy params".to_owned(), human_count(r.params)]);
+    table.row(["proxy multiply-adds".to_owned(), human_count(r.flops)]);
     if let Some(ms) = r.latency_ms {
         table.row(["latency (batch 1)".to_owned(), format!("{ms:.2} ms")]);
     }
-    table.row(["reward".to_owned(), format!("{:.4}", r.reward)]);
+    let network = &report.network;
+    table.row([
+        "network".to_owned(),
+        format!(
+            "{} params, {} multiply-adds at {} px, {} classes",
+            human_count(network.params),
+            human_count(network.flops),
+            network.resolution,
+            network.num_classes
+        ),
+    ]);
+    table.row(["reward (on the network)".to_owned(), format!("{:.4}", report.reward)]);
     table.row(["seconds".to_owned(), format!("{:.1}", r.seconds)]);
     table.row(["images/s".to_owned(), format!("{:.1}", r.images_per_second)]);
     let curve: Vec<String> = r.curve.iter().map(|e| format!("{:.3}", e.train_loss)).collect();

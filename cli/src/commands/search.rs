@@ -1,0 +1,352 @@
+//! `effnas search`: architecture search (MnasNet §3) into the experiment database.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use effnas_evaluator::score::{Constraint, Objective};
+use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
+use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
+use effnas_search::evaluate::{Evaluator, OracleEvaluator};
+use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
+use effnas_search::proxy::ResolvedProxy;
+use effnas_search::train_evaluator::{Latency, TrainEvaluator};
+use effnas_space::{ArchSpec, SearchSpace};
+use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind};
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use super::proxy::ProxyArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyName {
+    /// The MnasNet controller: an LSTM policy trained with PPO (or REINFORCE, see --rl-algorithm).
+    Rl,
+    /// Regularized (aging) evolution.
+    Evolution,
+    /// Uniform random sampling.
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvaluatorName {
+    /// Train every candidate as a proxy task with libtorch.
+    Train,
+    /// A synthetic objective computed from the architecture (microseconds; for dry runs and tests).
+    Oracle,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The experiment database: a SQLite file (created if missing).
+    #[arg(long, default_value = "effnas.db")]
+    pub db: String,
+    /// The search space: default, mnasnet, or a .json/.toml space file.
+    #[arg(long, default_value = "default")]
+    pub space: String,
+    /// The controller.
+    #[arg(long, value_enum, default_value_t = StrategyName::Evolution)]
+    pub strategy: StrategyName,
+    /// Trials the run ends with (complete or failed).
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// Trials trained at once (worker threads per device; on a CPU they share the cores).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Train proxies, or score with the synthetic oracle.
+    #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
+    pub evaluator: EvaluatorName,
+    /// T in the reward ACC × (FLOPS / T)^w, in multiply-adds of the searched (full-size) model.
+    #[arg(long, default_value_t = 400e6)]
+    pub target_flops: f64,
+    /// The exponent w of a soft constraint.
+    #[arg(long, default_value_t = -0.07, allow_negative_numbers = true, conflicts_with = "hard")]
+    pub w: f64,
+    /// A hard constraint: w = 0 under T, −1 over it.
+    #[arg(long)]
+    pub hard: bool,
+    /// Reject candidates over this many multiply-adds before training (they count as failed trials).
+    #[arg(long)]
+    pub max_flops: Option<f64>,
+    /// Seed of the controller (the proxy's seed is --seed too).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A name for the run (default: the strategy and space).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also train this architecture (a member of the space: e.g. b0, mnasnet-a1) as one of the
+    /// run's first trials, to see where a known network ranks under the same proxy. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub include: Vec<String>,
+    /// Continue an interrupted run (id or name) with its stored configuration; other flags are ignored.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// Evolution: population size.
+    #[arg(long, default_value_t = EvolutionConfig::default().population)]
+    pub population: usize,
+    /// Evolution: tournament size.
+    #[arg(long, default_value_t = EvolutionConfig::default().sample_size)]
+    pub tournament: usize,
+    /// RL: the policy-gradient algorithm.
+    #[arg(long, value_enum, default_value_t = RlAlgorithmName::Ppo)]
+    pub rl_algorithm: RlAlgorithmName,
+    /// RL: results per policy update.
+    #[arg(long, default_value_t = RlConfig::default().batch_size)]
+    pub rl_batch: usize,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RlAlgorithmName {
+    Ppo,
+    Reinforce,
+}
+
+fn strategy(args: &Args) -> Strategy {
+    match args.strategy {
+        StrategyName::Random => Strategy::Random,
+        StrategyName::Evolution => {
+            Strategy::Evolution(EvolutionConfig { population: args.population, sample_size: args.tournament })
+        }
+        StrategyName::Rl => Strategy::Rl(RlConfig {
+            algorithm: match args.rl_algorithm {
+                RlAlgorithmName::Ppo => RlAlgorithm::Ppo,
+                RlAlgorithmName::Reinforce => RlAlgorithm::Reinforce,
+            },
+            batch_size: args.rl_batch,
+            ..RlConfig::default()
+        }),
+    }
+}
+
+fn check_args(args: &Args) -> Result<()> {
+    if args.trials == 0 {
+        bail!("--trials must be at least 1");
+    }
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    if !(args.target_flops.is_finite() && args.target_flops > 0.0) {
+        bail!("--target-flops must be a positive number");
+    }
+    if !args.w.is_finite() {
+        bail!("--w must be a number");
+    }
+    if args.max_flops.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
+        bail!("--max-flops must be a positive number");
+    }
+    if args.population < 2 || args.tournament == 0 || args.tournament > args.population {
+        bail!("--population must be at least 2 and --tournament between 1 and the population");
+    }
+    if args.rl_batch == 0 {
+        bail!("--rl-batch must be at least 1");
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    // Everything is checked before the database is touched.
+    let new_run = match &args.resume {
+        Some(_) => None,
+        None => Some(plan_new_run(&args)?),
+    };
+    let stop = super::resume::stop_on_signal()?;
+    let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
+    let (run_id, config) = match (new_run, &args.resume) {
+        (Some((config, included)), _) => {
+            // The evaluator is built (data loaded, devices checked, workers started) before the
+            // run is created.
+            let evaluator = build_evaluator(&config, &stop)?;
+            let run_id = create_run(&store, &args, &config, included)?;
+            return execute(&store, run_id, &config, evaluator, &stop, args.json);
+        }
+        (None, Some(selector)) => {
+            let (run, config): (Run, SearchConfig) =
+                super::resume::resumable(&store, selector, RunKind::Search)?;
+            (run.id, config)
+        }
+        (None, None) => unreachable!("either a new run or a resume"),
+    };
+    let evaluator = build_evaluator(&config, &stop)?;
+    eprintln!("resuming run {run_id} with its stored configuration");
+    execute(&store, run_id, &config, evaluator, &stop, args.json)
+}
+
+/// The configuration of a new run and the architectures `--include` queues first, from the
+/// flags, checked.
+fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
+    check_args(args)?;
+    let space = SearchSpace::resolve(&args.space).with_context(|| format!("--space {:?}", args.space))?;
+    let mut included = Vec::new();
+    for spec in &args.include {
+        let arch = super::arch::resolve(spec, None, None, None)?;
+        let tokens = space.encode(&arch).with_context(|| format!("--include {spec}"))?;
+        // The member as the space builds it (the space's resolution and classes).
+        included.push(space.decode(&tokens)?);
+    }
+    if included.len() > args.trials {
+        bail!("--include names {} architectures but --trials is {}", included.len(), args.trials);
+    }
+    let objective = Objective {
+        target: args.target_flops,
+        constraint: if args.hard { Constraint::Hard } else { Constraint::Soft { w: args.w } },
+        ..Objective::default()
+    };
+    let (evaluator, proxy) = match args.evaluator {
+        EvaluatorName::Oracle => (EvaluatorKind::Oracle, None),
+        EvaluatorName::Train => {
+            let settings = args.proxy.settings();
+            settings.validate()?;
+            (EvaluatorKind::Train, Some(settings))
+        }
+    };
+    let proxy_key = match &proxy {
+        Some(settings) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
+        None => format!("oracle-v1:{}", space.name),
+    };
+    let plan = SearchPlan {
+        space,
+        strategy: strategy(args),
+        trials: args.trials,
+        seed: args.seed,
+        max_flops: args.max_flops.map(|f| f as u64),
+        objective,
+        proxy_key,
+        workers: args.workers,
+    };
+    Ok((SearchConfig { version: CONFIG_VERSION, plan, evaluator, proxy }, included))
+}
+
+/// Creates the run with its configuration and queues the `--include` architectures.
+fn create_run(
+    store: &BlockingStore,
+    args: &Args,
+    config: &SearchConfig,
+    included: Vec<ArchSpec>,
+) -> Result<RunId> {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", config.plan.strategy.name(), config.plan.space.name));
+    let mut new_run = NewRun::new(name, RunKind::Search);
+    new_run.config = serde_json::to_value(config)?;
+    new_run.seed = Some(config.plan.seed);
+    let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
+    let first: Vec<NewTrial> = included
+        .into_iter()
+        .map(|arch| NewTrial::new(arch, config.plan.proxy_key.clone()).at_step(0))
+        .collect();
+    store.block_on(store.store().insert_trials(run_id, &first)).context("queueing --include")?;
+    Ok(run_id)
+}
+
+fn build_evaluator(config: &SearchConfig, stop: &Arc<AtomicBool>) -> Result<Box<dyn Evaluator>> {
+    let plan = &config.plan;
+    Ok(match (config.evaluator, &config.proxy) {
+        (EvaluatorKind::Oracle, _) => Box::new(OracleEvaluator::new(&plan.space, plan.workers)),
+        (EvaluatorKind::Train, Some(settings)) => {
+            let proxy: ResolvedProxy =
+                settings.resolve(plan.seed, effnas_space::arch::defaults::RESOLUTION)?;
+            let latency = Latency::for_metric(plan.objective.metric);
+            Box::new(TrainEvaluator::new(proxy, plan.workers, latency, Some(Arc::clone(stop)))?)
+        }
+        (EvaluatorKind::Train, None) => bail!("the run's configuration has no proxy settings"),
+    })
+}
+
+fn execute(
+    store: &BlockingStore,
+    run_id: RunId,
+    config: &SearchConfig,
+    mut evaluator: Box<dyn Evaluator>,
+    stop: &AtomicBool,
+    json: bool,
+) -> Result<ExitCode> {
+    let already = {
+        let run = store.block_on(store.store().run(run_id))?;
+        run.trials_done + run.trials_failed
+    };
+    let bar = crate::progress::bar("run", "trials", run_id, config.plan.trials as u64, already);
+    let mut display = SearchDisplay::default();
+    let search = Search::new(store, run_id, &config.plan, evaluator.as_mut())?;
+    let summary: Summary = search.run(stop, |event| display.show(&bar, event))?;
+    bar.finish_and_clear();
+    let run = store.block_on(store.store().run(run_id))?;
+    if json {
+        let value = json!({
+            "run": run.id.0,
+            "name": run.name,
+            "status": run.status.as_str(),
+            "trials_done": run.trials_done,
+            "trials_failed": run.trials_failed,
+            "best_reward": run.best_reward,
+            "summary": summary,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_summary(store, &run, &summary);
+    }
+    Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+/// The progress line of a search: failures, throughput and the best trial so far.
+#[derive(Default)]
+struct SearchDisplay {
+    failed: u64,
+    best: Option<(f64, String)>,
+    images_per_second: Option<f64>,
+}
+
+impl SearchDisplay {
+    fn show(&mut self, bar: &ProgressBar, event: &Event) {
+        match event {
+            Event::Finished { reward, images_per_second, .. } => {
+                bar.inc(1);
+                if reward.is_none() {
+                    self.failed += 1;
+                }
+                if let Some(ips) = images_per_second {
+                    self.images_per_second = Some(*ips);
+                }
+                let best = self.best.as_ref().map_or("-".to_owned(), |(r, b)| format!("{r:.4} {b}"));
+                let ips = self.images_per_second.map_or(String::new(), |v| format!(" | {v:.0} img/s"));
+                bar.set_message(format!("failed {}{ips} | best {best}", self.failed));
+            }
+            Event::NewBest { trial, reward, blocks } => {
+                let short: Vec<&str> = blocks.iter().map(|b| b.split("_i").next().unwrap_or(b)).collect();
+                self.best = Some((*reward, format!("(trial {trial}: {})", short.join(","))));
+            }
+        }
+    }
+}
+
+fn print_summary(store: &BlockingStore, run: &Run, summary: &Summary) {
+    println!(
+        "run {} ({}): {}, {} trials complete ({} trained, {} reused), {} failed ({} rejected), best reward {}",
+        run.id,
+        run.name,
+        run.status.as_str(),
+        run.trials_done,
+        summary.trained,
+        summary.reused,
+        run.trials_failed,
+        summary.rejected,
+        run.best_reward.map_or("-".to_owned(), |r| format!("{r:.4}")),
+    );
+    let db = store.store().location();
+    let id = run.id;
+    if summary.interrupted {
+        println!("interrupted: continue with `effnas search --db {db} --resume {id}`");
+    } else {
+        println!(
+            "next: `effnas trials --db {db} --run {id} --top 10`, `effnas pareto --db {db} --run {id}`, \
+             `effnas plot --db {db} --run {id} --out search.svg`"
+        );
+    }
+}

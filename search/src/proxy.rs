@@ -1,0 +1,368 @@
+//! The proxy task (MnasNet §4, EfficientNet §4: candidates are trained briefly on a held-out
+//! split instead of to convergence): which data, how many images and epochs, at what resolution
+//! and multipliers, on which devices.
+//!
+//! [`ProxySettings`] is the serde form stored with a run (and read back by `--resume`); it is
+//! not the command line's flag struct, so renaming a flag never breaks an old run.
+//! [`ResolvedProxy`] is the same settings with the data loaded and the devices checked.
+//! [`ProxyKey`] is the one function that says which stored results may be reused.
+
+use effnas_evaluator::data;
+use effnas_evaluator::device::resolve_device;
+use effnas_evaluator::optim::OptimizerKind;
+use effnas_evaluator::train::{ProxyConfig, ProxyData};
+use effnas_space::{scale, ArchSpec, Multipliers};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Why proxy settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A setting out of its range; `setting` is the stored field's name.
+    #[error("{setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+    #[error("device {device:?}: {source}")]
+    Device { device: String, source: effnas_evaluator::EvalError },
+    #[error("data set {dataset:?}: {source}")]
+    Data { dataset: String, source: effnas_evaluator::data::DataError },
+    #[error("preparing the proxy data from {dataset}: {source}")]
+    Split { dataset: String, source: effnas_evaluator::EvalError },
+    #[error("proxy architecture: {0}")]
+    Arch(#[from] effnas_evaluator::EvalError),
+    #[error("proxy architecture: {0}")]
+    Space(#[from] effnas_space::SpaceError),
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ProxyError {
+    ProxyError::Invalid { setting, reason: reason.into() }
+}
+
+/// The proxy task of a search or compound run, as stored with the run. Field names are part of
+/// the stored format: rename none of them without a version bump in [`crate::config`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxySettings {
+    /// `fashion-mnist` or a folder (IDX, CIFAR-10 batches, class sub-folders).
+    pub dataset: String,
+    pub epochs: u32,
+    /// Training images of each proxy (a fixed, seeded, class-balanced subset).
+    pub train_images: usize,
+    /// Images held out of the training set for validation.
+    pub validation_images: usize,
+    /// Proxy resolution in pixels of a network whose own resolution is the reference.
+    pub resolution: u32,
+    pub width: f64,
+    pub depth: f64,
+    pub batch_size: usize,
+    /// Peak learning rate (SGD with momentum 0.9, cosine schedule, short warm-up).
+    pub lr: f64,
+    /// cpu, cuda, cuda:N, or a comma-separated list.
+    pub device: String,
+    /// Seconds a proxy may train before it counts as failed.
+    pub time_limit: Option<f64>,
+}
+
+impl Default for ProxySettings {
+    /// The main job's proxy: sized so that one trial takes well under a minute on 2 CPU cores.
+    fn default() -> Self {
+        ProxySettings {
+            dataset: data::DEFAULT_DATASET.to_owned(),
+            epochs: 2,
+            train_images: 2000,
+            validation_images: 1000,
+            resolution: 32,
+            width: 0.25,
+            depth: 0.5,
+            batch_size: 64,
+            lr: 0.1,
+            device: "cpu".to_owned(),
+            time_limit: None,
+        }
+    }
+}
+
+/// Proxy settings with the data loaded and the devices checked.
+pub struct ResolvedProxy {
+    pub settings: ProxySettings,
+    /// The model resolution that trains at `settings.resolution`; other resolutions scale in
+    /// proportion (a compound point at γ = 1.15 trains at 1.15 × the proxy resolution).
+    pub reference_resolution: u32,
+    pub data: ProxyData,
+    pub config: ProxyConfig,
+    pub devices: Vec<tch::Device>,
+}
+
+impl ProxySettings {
+    /// Checks every setting against the ranges the trainer accepts (the same checks as
+    /// [`ProxyConfig::validate`] for what they share, through the config itself).
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        if self.train_images == 0 {
+            return Err(invalid("train_images", "must be at least 1"));
+        }
+        if self.validation_images == 0 {
+            return Err(invalid("validation_images", "must be at least 1"));
+        }
+        if !(8..=1024).contains(&self.resolution) {
+            return Err(invalid("resolution", format!("{} is out of range (8 to 1024)", self.resolution)));
+        }
+        for (setting, value) in [("width", self.width), ("depth", self.depth)] {
+            if !(value.is_finite() && value > 0.0 && value <= 8.0) {
+                return Err(invalid(setting, format!("{value} is out of range (above 0, at most 8)")));
+            }
+        }
+        self.training_config(0)
+            .validate()
+            .map_err(|e| ProxyError::Invalid { setting: "training", reason: e.to_string() })
+    }
+
+    /// The trainer's configuration for these settings and `seed`.
+    pub fn training_config(&self, seed: u64) -> ProxyConfig {
+        ProxyConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: OptimizerKind::SGD,
+            lr: self.lr,
+            seed,
+            time_limit: self.time_limit,
+            ..ProxyConfig::default()
+        }
+    }
+
+    /// Checks the settings and the devices, then loads the data and makes the fixed split.
+    /// `reference_resolution` is the resolution of a network that trains at `resolution`.
+    pub fn resolve(&self, seed: u64, reference_resolution: u32) -> Result<ResolvedProxy, ProxyError> {
+        self.validate()?;
+        let devices = self
+            .device
+            .split(',')
+            .map(|d| {
+                resolve_device(d.trim()).map_err(|source| ProxyError::Device { device: d.to_owned(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dataset = data::load(&self.dataset)
+            .map_err(|source| ProxyError::Data { dataset: self.dataset.clone(), source })?;
+        // The split seed is fixed, not the run's seed: every run on this data validates on the
+        // same images.
+        let data =
+            ProxyData::from_dataset(&dataset, self.validation_images, Some(self.train_images), false, 0)
+                .map_err(|source| ProxyError::Split { dataset: self.dataset.clone(), source })?;
+        Ok(ResolvedProxy {
+            settings: self.clone(),
+            reference_resolution,
+            data,
+            config: self.training_config(seed),
+            devices,
+        })
+    }
+}
+
+impl ProxySettings {
+    /// The key under which results of these settings trained with `seed` are stored and
+    /// reused; `reference_resolution` as in [`ProxySettings::resolve`].
+    pub fn key(&self, seed: u64, reference_resolution: u32) -> String {
+        let config = self.training_config(seed);
+        ProxyKey {
+            dataset: &self.dataset,
+            validation_images: self.validation_images,
+            train_images: Some(self.train_images),
+            resolution: self.resolution,
+            reference_resolution,
+            width: self.width,
+            depth: self.depth,
+            config: &config,
+        }
+        .to_string()
+    }
+}
+
+impl ResolvedProxy {
+    /// The key under which this proxy's results are stored and reused.
+    pub fn key(&self) -> String {
+        self.settings.key(self.config.seed, self.reference_resolution)
+    }
+
+    /// The network a proxy trains for a searched architecture: the data's input channels and
+    /// classes, the width and depth multipliers, and the proxy resolution scaled by the
+    /// architecture's resolution over the reference.
+    pub fn proxy_arch(&self, arch: &ArchSpec) -> Result<ArchSpec, ProxyError> {
+        let multipliers =
+            Multipliers { width: self.settings.width, depth: self.settings.depth, resolution: 1.0 };
+        let scaled = scale(arch, multipliers)?;
+        let resolution =
+            proxy_resolution(arch.resolution, self.settings.resolution, self.reference_resolution);
+        Ok(self.data.adapt(&scaled, Some(resolution))?)
+    }
+}
+
+/// The pixels a network of `own` resolution trains at when one of `reference` trains at `proxy`.
+pub fn proxy_resolution(own: u32, proxy: u32, reference: u32) -> u32 {
+    let ratio = f64::from(own) / f64::from(reference.max(1));
+    (f64::from(proxy) * ratio).round().max(1.0) as u32
+}
+
+/// Everything that changes a proxy's result, and nothing that does not (where it runs, how
+/// often the loss is checked, the evaluation batch, the time limit, the reward): the one
+/// definition of which stored results `search`, `compound` and `train --db` may reuse.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyKey<'a> {
+    pub dataset: &'a str,
+    pub validation_images: usize,
+    /// The training-image budget; `None`: every image left after the validation split.
+    pub train_images: Option<usize>,
+    /// Proxy resolution of a network whose own resolution is `reference_resolution`.
+    pub resolution: u32,
+    pub reference_resolution: u32,
+    pub width: f64,
+    pub depth: f64,
+    pub config: &'a ProxyConfig,
+}
+
+/// Fields of [`ProxyConfig`] that do not change what a training measures.
+const NOT_IN_KEY: [&str; 5] =
+    ["time_limit", "check_every", "eval_batch_size", "measure_latency", "objective"];
+
+impl ProxyKey<'_> {
+    fn settings(&self) -> Value {
+        let mut config = serde_json::to_value(self.config).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut config {
+            for field in NOT_IN_KEY {
+                fields.remove(field);
+            }
+        }
+        json!({
+            "dataset": self.dataset,
+            "validation_images": self.validation_images,
+            "train_images": self.train_images,
+            "resolution": self.resolution,
+            "reference_resolution": self.reference_resolution,
+            "width": self.width,
+            "depth": self.depth,
+            "config": config,
+        })
+    }
+}
+
+impl std::fmt::Display for ProxyKey<'_> {
+    /// A readable prefix (data, epochs, images, resolution, multipliers) and a digest of every
+    /// setting in the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digest = Sha256::digest(self.settings().to_string().as_bytes());
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let images = self.train_images.map_or("all".to_owned(), |n| n.to_string());
+        write!(
+            f,
+            "{}-e{}-n{images}-r{}-w{}-d{}-{hex}",
+            self.dataset, self.config.epochs, self.resolution, self.width, self.depth
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(config: &ProxyConfig) -> ProxyKey<'_> {
+        ProxyKey {
+            dataset: "fashion-mnist",
+            validation_images: 1000,
+            train_images: Some(2000),
+            resolution: 32,
+            reference_resolution: 224,
+            width: 0.25,
+            depth: 0.5,
+            config,
+        }
+    }
+
+    #[test]
+    fn every_setting_that_changes_a_result_changes_the_key() {
+        let base_config = ProxyConfig::default();
+        let base = key(&base_config).to_string();
+        let mut variants: Vec<(&str, String)> = Vec::new();
+        let mut k = key(&base_config);
+        k.dataset = "./cifar";
+        variants.push(("dataset", k.to_string()));
+        for (name, change) in [
+            ("validation_images", (|k: &mut ProxyKey| k.validation_images = 999) as fn(&mut ProxyKey)),
+            ("train_images", |k| k.train_images = Some(1999)),
+            ("train_images all", |k| k.train_images = None),
+            ("resolution", |k| k.resolution = 33),
+            ("reference_resolution", |k| k.reference_resolution = 240),
+            ("width", |k| k.width = 0.5),
+            ("depth", |k| k.depth = 1.0),
+        ] {
+            let mut k = key(&base_config);
+            change(&mut k);
+            variants.push((name, k.to_string()));
+        }
+        // Every field of the trainer's configuration except the listed exceptions.
+        let fields = serde_json::to_value(&base_config).expect("config serialises");
+        let fields = fields.as_object().expect("an object");
+        for (field, value) in fields {
+            if NOT_IN_KEY.contains(&field.as_str()) {
+                continue;
+            }
+            let mut changed = fields.clone();
+            changed.insert(field.clone(), different(value));
+            let config: ProxyConfig =
+                serde_json::from_value(Value::Object(changed)).expect("a changed config deserialises");
+            assert_ne!(config, base_config, "{field} did not change");
+            variants.push((field.as_str(), key(&config).to_string()));
+        }
+        assert!(variants.len() >= 20, "{} variants", variants.len());
+        for (name, variant) in &variants {
+            assert_ne!(variant, &base, "changing {name} left the key unchanged");
+        }
+    }
+
+    /// A value of the same shape as `value` that differs from it.
+    fn different(value: &Value) -> Value {
+        match value {
+            Value::Number(n) if n.is_u64() => json!(n.as_u64().unwrap_or(0) + 3),
+            Value::Number(n) => json!(n.as_f64().unwrap_or(0.0) * 0.5 + 0.013),
+            Value::Bool(b) => json!(!b),
+            Value::String(s) if s == "sgd" => json!("rmsprop"),
+            Value::String(s) if s == "fp32" => json!("bf16"),
+            Value::Object(fields) if fields.contains_key("kind") => json!({"kind": "constant"}),
+            Value::Object(fields) => {
+                let mut fields = fields.clone();
+                if let Some((name, first)) = fields.iter().next().map(|(k, v)| (k.clone(), v.clone())) {
+                    fields.insert(name, different(&first));
+                }
+                Value::Object(fields)
+            }
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn where_it_runs_and_how_long_it_may_take_do_not_change_the_key() {
+        let base_config = ProxyConfig::default();
+        let base = key(&base_config).to_string();
+        let config = ProxyConfig {
+            time_limit: Some(5.0),
+            check_every: 1,
+            eval_batch_size: 7,
+            measure_latency: true,
+            ..ProxyConfig::default()
+        };
+        assert_eq!(key(&config).to_string(), base);
+    }
+
+    #[test]
+    fn proxy_resolution_scales_with_the_network() {
+        assert_eq!(proxy_resolution(224, 32, 224), 32);
+        assert_eq!(proxy_resolution(258, 32, 224), 37);
+        assert_eq!(proxy_resolution(1, 32, 224), 1);
+    }
+
+    #[test]
+    fn settings_checks_name_the_setting() {
+        let bad = ProxySettings { batch_size: 1, ..ProxySettings::default() };
+        let message = bad.validate().expect_err("batch 1 is refused").to_string();
+        assert!(message.contains("batch_size"), "{message}");
+        let bad = ProxySettings { width: 0.0, ..ProxySettings::default() };
+        assert!(bad.validate().expect_err("width 0").to_string().starts_with("width"));
+        assert!(ProxySettings::default().validate().is_ok());
+    }
+}
