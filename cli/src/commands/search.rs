@@ -157,12 +157,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Some(plan_new_run(&args)?),
     };
     let stop = super::resume::stop_on_signal()?;
+    // A new run's evaluator is built (data loaded, devices checked, workers started) before the
+    // database is touched.
+    let new_run = match new_run {
+        Some((config, included)) => Some((build_evaluator(&config, &stop)?, config, included)),
+        None => None,
+    };
     let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
     let (run_id, config) = match (new_run, &args.resume) {
-        (Some((config, included)), _) => {
-            // The evaluator is built (data loaded, devices checked, workers started) before the
-            // run is created.
-            let evaluator = build_evaluator(&config, &stop)?;
+        (Some((evaluator, config, included)), _) => {
             let run_id = create_run(&store, &args, &config, included)?;
             return execute(&store, run_id, &config, evaluator, &stop, args.json);
         }
