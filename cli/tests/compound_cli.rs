@@ -138,3 +138,14 @@ fn empty_grids_and_bad_bases_fail_before_training() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("k4"));
     assert!(!std::path::Path::new(db).exists(), "nothing was written");
 }
+
+#[test]
+fn a_grid_too_large_to_enumerate_is_refused_with_its_count_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("grid.db");
+    let db = db.to_str().expect("path");
+    common::fails_naming(&["compound", "--db", db, "--evaluator", "oracle", "--step", "0.0001"], "--step");
+    let out = effnas(&["compound", "--db", db, "--evaluator", "oracle", "--step", "0.0001"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("candidate points"), "the count is named");
+    assert!(!std::path::Path::new(db).exists(), "no database was created");
+}

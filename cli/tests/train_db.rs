@@ -86,3 +86,30 @@ fn a_manual_training_becomes_a_run_with_one_trial() {
     assert_eq!(searched[0]["accuracy"], trials[0]["accuracy"]);
     assert_eq!(searched[0]["reward"], trials[0]["reward"]);
 }
+
+#[test]
+fn a_save_path_that_cannot_hold_a_checkpoint_is_refused_before_training() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "keep me").expect("write");
+    let db = dir.path().join("manual.db");
+    let args = [
+        "train",
+        "b0",
+        "--width",
+        "0.25",
+        "--train-images",
+        "64",
+        "--epochs",
+        "1",
+        "--resolution",
+        "16",
+        "--save",
+        file.to_str().expect("path"),
+        "--db",
+        db.to_str().expect("path"),
+    ];
+    common::fails_naming(&args, "--save");
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), "keep me");
+    assert!(!db.exists(), "refused before the database was created");
+}
