@@ -206,6 +206,32 @@ fn a_killed_search_resumes_to_exactly_n_trials() {
 
 #[cfg(unix)]
 #[test]
+fn sigterm_and_sighup_stop_a_search_as_ctrl_c_does() {
+    for signal in ["-TERM", "-HUP"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("terminated.db");
+        let db = db.to_str().expect("path");
+        let mut args = vec!["search", "--db", db, "--strategy", "random", "--trials", "16", "--seed", "6"];
+        args.extend(TINY_PROXY);
+        let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("effnas starts");
+        wait_for_complete(db, 1, Duration::from_secs(120));
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("effnas ends");
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", String::from_utf8_lossy(&out.stdout));
+        let runs = json(&["runs", "--db", db, "--json"]);
+        assert_eq!(runs[0]["status"], "interrupted", "{signal}");
+        assert!(trials(db, "1").iter().all(|t| t["state"] != "running"), "{signal}: nothing left running");
+    }
+}
+
+#[cfg(unix)]
+#[test]
 fn ctrl_c_leaves_a_resumable_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("interrupted.db");
