@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod output;
 mod progress;
 mod table;
 
@@ -61,26 +62,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// `effnas trials | head` closes stdout early; `println!` then panics. Like other command-line
-/// tools, end quietly instead (exit status 141, as a process killed by SIGPIPE reports).
-fn quiet_on_broken_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        default(info);
-    }));
-}
-
 fn main() -> ExitCode {
-    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
@@ -99,6 +81,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `effnas trials | head`: the reader stopped reading. End quietly with the status a process
+        // killed by SIGPIPE reports, as other command-line tools do.
+        Err(error) if error.is::<output::StdoutClosed>() => ExitCode::from(141),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

@@ -73,6 +73,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// SQLite's own consistency check (`pragma integrity_check`): `["ok"]` for a sound database,
+    /// otherwise one line per problem found.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await.map_err(|e| self.db_error(e))
+    }
+
     pub(crate) fn db_error(&self, error: sqlx::Error) -> StoreError {
         StoreError::from_sqlx(&self.location, error)
     }

@@ -1,5 +1,6 @@
 //! `effnas arch SPEC`: an architecture block by block with its exact cost.
 
+use crate::output::{out, outln};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -56,9 +57,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let arch = resolve(&args.spec, args.resolution, args.num_classes, args.input_channels)?;
     let breakdown = cost_breakdown(&arch);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&args.spec, &arch, &breakdown))?);
+        outln!("{}", serde_json::to_string_pretty(&to_json(&args.spec, &arch, &breakdown))?)?;
     } else {
-        print!("{}", render(&args.spec, &arch, &breakdown));
+        out!("{}", render(&args.spec, &arch, &breakdown))?;
     }
     Ok(ExitCode::SUCCESS)
 }

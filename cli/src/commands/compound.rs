@@ -2,6 +2,7 @@
 //! fixed (1 by default), try α, β, γ ≥ 1 with α·β²·γ² ≈ 2 around a base network, train each
 //! scaled network as a proxy, and rank the points by accuracy.
 
+use crate::output::{out, outln};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -344,10 +345,10 @@ fn finish(
     })?;
     bar.finish_and_clear();
     if summary.interrupted {
-        println!(
+        outln!(
             "interrupted: continue with `effnas compound --db {} --resume {run_id}`",
             store.store().location()
-        );
+        )?;
         return Ok(ExitCode::from(130));
     }
     report(store, run_id, config, json)?;
@@ -362,19 +363,19 @@ fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: b
     if json {
         let list: Vec<_> = points.iter().enumerate().map(|(rank, p)| ranking.json(rank, p)).collect();
         let value = json!({"run": run_id.0, "phi": config.phi, "points": list});
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "compound run {run_id}: {} points around {} at φ = {} (2^φ = {:.2})\n",
         points.len(),
         config.base_spec,
         config.phi,
         ranking.intended
-    );
-    print!("{}", ranking.table(&points).render());
+    )?;
+    out!("{}", ranking.table(&points).render())?;
     if let Some(winner) = points.first().filter(|p| p.accuracy.is_some()) {
-        println!(
+        outln!(
             "\nwinner: α = {:.2}, β = {:.2}, γ = {:.2} (trial {}); the paper found α = 1.2, β = 1.1, γ = 1.15 on ImageNet.\n\
              A single proxy training per point is noisy: re-train close points with other seeds before trusting the order.\n\
              next: `effnas scale --from-run {run_id} --phi 1..7`",
@@ -382,7 +383,7 @@ fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: b
             winner.beta,
             winner.gamma,
             winner.trial_id.map_or("-".to_owned(), |t| t.to_string()),
-        );
+        )?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `effnas pareto`: the trials no other trial beats on both accuracy (higher) and
 //! multiply-adds (lower) — the trade-off curve the search explores (MnasNet §3).
 
+use crate::output::{out, outln};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -39,18 +40,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let front: Vec<Trial> = front(&trials).into_iter().cloned().collect();
     if args.json {
         let rows: Vec<_> = front.iter().map(|t| trial_json(t, false)).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        println!(
+        outln!(
             "run {} ({}): {} of {} complete trials are Pareto-optimal (accuracy up, multiply-adds down)",
             run.id,
             run.name,
             front.len(),
             trials.len()
-        );
+        )?;
         if !front.is_empty() {
-            print!("{}", trial_table(&front));
-            println!("{BLOCKS_LEGEND}");
+            out!("{}", trial_table(&front))?;
+            outln!("{BLOCKS_LEGEND}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

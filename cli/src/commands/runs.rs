@@ -2,6 +2,7 @@
 //! commands (`trials`, `show`, `pareto`, `export`, `plot`) share: opening the database and
 //! picking a run.
 
+use crate::output::{out, outln};
 use std::future::Future;
 use std::process::ExitCode;
 
@@ -78,9 +79,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     if args.json {
         let rows: Vec<_> = runs.iter().map(run_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else if runs.is_empty() {
-        println!("no runs in {}", args.db.db);
+        outln!("no runs in {}", args.db.db)?;
     } else {
         let mut table = Table::new([
             "id",
@@ -108,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 r.duration_seconds().map_or("-".to_owned(), human_duration),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render())?;
     }
     Ok(ExitCode::SUCCESS)
 }

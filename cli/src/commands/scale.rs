@@ -1,6 +1,7 @@
 //! `effnas scale`: compound scaling of a base network over φ (EfficientNet §3.3), next to the
 //! official EfficientNet-B0…B7 table.
 
+use crate::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -140,9 +141,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         write_plot(path, &rows, &source.base_name, source.coefficients)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows_json(&rows, source.coefficients))?);
+        outln!("{}", serde_json::to_string_pretty(&rows_json(&rows, source.coefficients))?)?;
     } else {
-        print!("{}", render(&source, &rows));
+        out!("{}", render(&source, &rows))?;
     }
     Ok(ExitCode::SUCCESS)
 }

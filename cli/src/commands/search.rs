@@ -1,5 +1,6 @@
 //! `effnas search`: architecture search (MnasNet §3) into the experiment database.
 
+use crate::output::outln;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -291,9 +292,9 @@ fn execute(
             "best_reward": run.best_reward,
             "summary": summary,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        print_summary(store, &run, &summary);
+        print_summary(store, &run, &summary)?;
     }
     Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
@@ -329,8 +330,8 @@ impl SearchDisplay {
     }
 }
 
-fn print_summary(store: &BlockingStore, run: &Run, summary: &Summary) {
-    println!(
+fn print_summary(store: &BlockingStore, run: &Run, summary: &Summary) -> Result<()> {
+    outln!(
         "run {} ({}): {}, {} trials complete ({} trained, {} reused), {} failed ({} rejected), best reward {}",
         run.id,
         run.name,
@@ -341,15 +342,16 @@ fn print_summary(store: &BlockingStore, run: &Run, summary: &Summary) {
         run.trials_failed,
         summary.rejected,
         run.best_reward.map_or("-".to_owned(), |r| format!("{r:.4}")),
-    );
+    )?;
     let db = store.store().location();
     let id = run.id;
     if summary.interrupted {
-        println!("interrupted: continue with `effnas search --db {db} --resume {id}`");
+        outln!("interrupted: continue with `effnas search --db {db} --resume {id}`")?;
     } else {
-        println!(
+        outln!(
             "next: `effnas trials --db {db} --run {id} --top 10`, `effnas pareto --db {db} --run {id}`, \
              `effnas plot --db {db} --run {id} --out search.svg`"
-        );
+        )?;
     }
+    Ok(())
 }

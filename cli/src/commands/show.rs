@@ -1,5 +1,6 @@
 //! `effnas show TRIAL`: one trial in full: architecture table, cost, metrics, curve, error.
 
+use crate::output::{out, outln};
 use std::fmt::{Display, Write as _};
 use std::process::ExitCode;
 
@@ -36,9 +37,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let mut value = trial_json(&trial, true);
         value["run_name"] = json!(run.name);
         value["epochs"] = serde_json::to_value(&epochs)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        print!("{}", render(&trial, &run, &epochs));
+        out!("{}", render(&trial, &run, &epochs))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `effnas space`: describe a search space, sample from it, test membership, or write it out
 //! as a file to start a custom space from.
 
+use crate::output::{out, outln};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,9 +66,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let samples = args.sample.map(|count| draw_samples(&space, count, args.seed)).transpose()?;
     if args.json {
         let out = space_json(&space, membership.as_ref(), samples.as_deref());
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print!("{}", render(&space, &args, membership.as_ref(), samples.as_deref().unwrap_or_default()));
+        out!("{}", render(&space, &args, membership.as_ref(), samples.as_deref().unwrap_or_default()))?;
     }
     Ok(match membership {
         Some(Membership { tokens: Err(_), .. }) => ExitCode::from(1),

@@ -1,6 +1,7 @@
 //! `effnas train SPEC --dataset NAME_OR_PATH`: train one architecture as a proxy task and report
 //! its validation accuracy, cost, reward and speed.
 
+use crate::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -277,14 +278,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .with_context(|| format!("saving to {}", dir.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render(&report, prepared.device));
+        out!("{}", render(&report, prepared.device))?;
         if let Some((run, trial)) = recorded {
-            println!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default());
+            outln!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default())?;
         }
         if let Some(dir) = &args.save {
-            println!("saved to {}", dir.display());
+            outln!("saved to {}", dir.display())?;
         }
     }
     Ok(if report.result.status == Status::Complete { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -2,6 +2,7 @@
 //! rendering that `pareto` and `export` share: abbreviated blocks, reference-model matching,
 //! the JSON form.
 
+use crate::output::{out, outln};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -117,14 +118,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 row
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        println!("run {} ({}): {} of {} trials", run.id, run.name, trials.len(), run.trials_total);
+        outln!("run {} ({}): {} of {} trials", run.id, run.name, trials.len(), run.trials_total)?;
         if !trials.is_empty() && !points.is_empty() {
-            print!("{}", compound_table(&trials, &points));
+            out!("{}", compound_table(&trials, &points))?;
         } else if !trials.is_empty() {
-            print!("{}", trial_table(&trials));
-            println!("{BLOCKS_LEGEND}");
+            out!("{}", trial_table(&trials))?;
+            outln!("{BLOCKS_LEGEND}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,143 @@
+//! The hostile-input suite: commands given full disks, closed pipes, damaged or foreign files and
+//! absurd values must fail with exit status 2 and one line naming the culprit, never panic, and
+//! leave the database exactly as it was (`pragma integrity_check`, row counts).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::stdout_of;
+use effnas_store::Store;
+
+/// Trials in the fixture's oracle run.
+const FIXTURE_TRIALS: usize = 6;
+
+/// A database with one finished oracle search, in its own folder.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("runs.db");
+        let trials = FIXTURE_TRIALS.to_string();
+        stdout_of(&[
+            "search",
+            "--db",
+            path(&db),
+            "--evaluator",
+            "oracle",
+            "--trials",
+            &trials,
+            "--workers",
+            "1",
+            "--name",
+            "hostile",
+        ]);
+        Fixture { dir, db }
+    }
+
+    fn db(&self) -> &str {
+        path(&self.db)
+    }
+
+    /// Integrity check and every row of every run and trial, as JSON: what must not change when
+    /// a command is refused.
+    fn state(&self) -> (Vec<String>, String, String) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let check = runtime.block_on(async {
+            let store = Store::open_existing(self.db()).await.expect("the database opens");
+            let check = store.integrity_check().await.expect("integrity check runs");
+            store.close().await;
+            check
+        });
+        let runs = stdout_of(&["runs", "--db", self.db(), "--json"]);
+        let trials = stdout_of(&["trials", "--db", self.db(), "--json"]);
+        (check, runs, trials)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Runs `effnas` with stdout on `/dev/full`.
+fn to_full_disk(args: &[&str]) -> Output {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    Command::new(env!("CARGO_BIN_EXE_effnas"))
+        .args(args)
+        .stdout(Stdio::from(full))
+        .output()
+        .expect("effnas runs")
+}
+
+/// Exit status 2 and exactly one line on stderr containing `needle`, no panic.
+fn one_line_failure(args: &[&str], out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should say {needle:?}");
+}
+
+#[test]
+fn a_full_stdout_is_a_one_line_error_for_every_command_that_prints() {
+    let f = Fixture::new();
+    let before = f.state();
+    assert_eq!(before.0, ["ok"]);
+    let fresh = f.dir.path().join("fresh.db");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["runs", "--db", f.db()],
+        vec!["runs", "--db", f.db(), "--json"],
+        vec!["trials", "--db", f.db()],
+        vec!["trials", "--db", f.db(), "--json"],
+        vec!["show", "1", "--db", f.db()],
+        vec!["pareto", "--db", f.db()],
+        vec!["arch", "b0"],
+        vec!["arch", "b0", "--json"],
+        vec!["space", "default"],
+        vec!["scale"],
+        vec!["scale", "--json"],
+        vec!["search", "--db", path(&fresh), "--evaluator", "oracle", "--trials", "2", "--workers", "1"],
+        vec![
+            "train",
+            "b0",
+            "--width",
+            "0.25",
+            "--depth",
+            "0.5",
+            "--train-images",
+            "32",
+            "--validation-images",
+            "16",
+            "--epochs",
+            "1",
+            "--resolution",
+            "16",
+            "--json",
+        ],
+    ];
+    for args in &cases {
+        let out = to_full_disk(args);
+        one_line_failure(args, &out, "No space left on device");
+    }
+    assert_eq!(f.state(), before, "the database is unchanged");
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let f = Fixture::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_effnas"))
+        .args(["trials", "--db", f.db()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("effnas runs");
+    drop(child.stdout.take()); // the reader goes away before the first line
+    let out = child.wait_with_output().expect("effnas ends");
+    assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
