@@ -423,7 +423,8 @@ impl SearchSpace {
         let file_err = |reason: String| SpaceError::File { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
         let space: SearchSpace = if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text).map_err(|e| file_err(e.message().to_owned()))?
+            // TOML messages can span lines (an expectation under the message); keep one.
+            toml::from_str(&text).map_err(|e| file_err(one_line(e.message())))?
         } else {
             serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?
         };
@@ -622,6 +623,11 @@ impl SearchSpace {
         }
         mutated
     }
+}
+
+/// A parser's message folded onto one line, so errors stay one line long.
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(": ")
 }
 
 #[cfg(test)]
