@@ -3,8 +3,8 @@
 //! with one line that names the file, or yields an architecture that validates and whose cost
 //! can be computed, and nothing panics.
 //!
-//! CI runs a few hundred cases of each; `scripts/fuzz` runs many more for a fixed time (set
-//! `PROPTEST_CASES`). A failing case is shrunk and kept by proptest in `fuzz_spec.proptest-regressions` beside this file,
+//! CI runs a few hundred cases of each; `scripts/fuzz` runs many more for a fixed time (it sets
+//! `EFFNAS_FUZZ_CASES`). A failing case is shrunk and kept by proptest in `fuzz_spec.proptest-regressions` beside this file,
 //! which is committed so that it is replayed first in every later run.
 
 use std::path::Path;
@@ -136,9 +136,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
+/// Cases per property: `EFFNAS_FUZZ_CASES` when set (by `scripts/fuzz`), else a CI-sized count.
+fn fuzz_cases(ci: u32) -> u32 {
+    std::env::var("EFFNAS_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(ci)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: fuzz_cases(256),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
