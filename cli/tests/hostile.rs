@@ -141,3 +141,76 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// One refused command line: `{db}` stands for the fixture's database and `{dir}` for its
+/// folder; the message must contain `needle` (the culprit).
+struct Case {
+    args: &'static [&'static str],
+    needle: &'static str,
+}
+
+const fn case(args: &'static [&'static str], needle: &'static str) -> Case {
+    Case { args, needle }
+}
+
+/// Specs, flags, files and databases a hostile user might give, each refused before any work.
+const REFUSED: &[Case] = &[
+    // Block strings and specs.
+    case(&["arch", "r1_k4_s11_e1_i32_o16"], "k4"),
+    case(&["arch", "r0_k3_s11_e1_i32_o16"], "r0"),
+    case(&["arch", "r1_k3_s11_e1_i32_o16_se7"], "se7"),
+    case(&["arch", "r1_k3_s11_e1_i99999999999_o16"], "i99999999999"),
+    case(&["arch", "nonsense"], "nonsense"),
+    case(&["arch", "{dir}/missing.json"], "missing.json"),
+    case(&["arch", "{dir}/garbage.json"], "garbage.json"),
+    case(&["space", "nope"], "nope"),
+    case(&["space", "{dir}/garbage.toml"], "garbage.toml"),
+    case(&["train", "{dir}/garbage.json", "--db", "{db}"], "garbage.json"),
+    // Numeric flags.
+    case(&["scale", "--phi", "x"], "--phi"),
+    case(&["scale", "--alpha", "nan"], "--alpha"),
+    case(&["scale", "--alpha", "-1"], "-1"),
+    case(&["train", "b0", "--epochs", "0", "--db", "{db}"], "epochs"),
+    case(&["train", "b0", "--resolution", "100000", "--db", "{db}"], "100000"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--trials", "0"], "--trials"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--w", "nan"], "--w"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--trials", "-3"], "-3"),
+    case(&["compound", "--db", "{db}", "--evaluator", "oracle", "--step", "0"], "--step"),
+    case(&["trials", "--db", "{db}", "--sort", "nope"], "nope"),
+    case(&["trials", "--db", "{db}", "--min-accuracy", "90"], "percentage"),
+    case(&["export", "--db", "{db}", "--format", "xml"], "xml"),
+    case(&["bogus"], "bogus"),
+    // Runs and trials that do not exist, and injection in selectors.
+    case(&["trials", "--db", "{db}", "--run", "99"], "99"),
+    case(&["trials", "--db", "{db}", "--run", "1; DROP TABLE trials"], "DROP TABLE"),
+    case(&["show", "999", "--db", "{db}"], "999"),
+    case(&["show", "-1", "--db", "{db}"], "-1"),
+    case(&["pareto", "--db", "{db}", "--run", "' OR '1'='1"], "OR"),
+    case(&["search", "--db", "{db}", "--resume", "42"], "42"),
+    // Files and databases that are not what they claim.
+    case(&["runs", "--db", "{dir}"], "directory"),
+    case(&["runs", "--db", "{dir}/garbage.json"], "not an SQLite database"),
+    case(&["trials", "--db", "{dir}/missing.db"], "missing.db"),
+    case(&["train", "b0", "--dataset", "{dir}/nowhere"], "nowhere"),
+    case(&["train", "b0", "--dataset", "{dir}/garbage.json"], "garbage.json"),
+];
+
+#[test]
+fn hostile_command_lines_are_refused_in_one_line_and_the_database_survives() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("garbage.json"), "{\"blocks\": [1, 2, \u{0}").expect("write");
+    std::fs::write(f.dir.path().join("garbage.toml"), "blocks = [[[").expect("write");
+    let before = f.state();
+    assert_eq!(before.0, ["ok"]);
+    let dir = path(f.dir.path()).to_owned();
+    for case in REFUSED {
+        let args: Vec<String> =
+            case.args.iter().map(|a| a.replace("{db}", f.db()).replace("{dir}", &dir)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = common::effnas(&args);
+        one_line_failure(&args, &out, case.needle);
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+    assert_eq!(f.state(), before, "no refused command changed the database");
+    assert!(!f.dir.path().join("missing.db").exists(), "a query created a database");
+}
