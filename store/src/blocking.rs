@@ -1,27 +1,134 @@
 //! A blocking face of the store for worker threads that run outside an async runtime (the
-//! libtorch trainers), and a heartbeat that runs beside a training.
+//! libtorch trainers) and for the search loop: every call retries while another process holds
+//! the database locked ([`RetryPolicy`]). Also the background tasks that keep a claim alive: a
+//! trial's heartbeat ([`Heartbeat`]) and a run's lease ([`RunHold`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, StoreError};
-use crate::model::{ClaimedTrial, EpochMetrics, FailureKind, RunId, TrialId, TrialMetrics};
+use crate::lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
+use crate::model::{
+    Checkpoint, ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, Run, RunId, RunStatus, Trial,
+    TrialFilter, TrialId, TrialMetrics,
+};
+use crate::open::OpenOptions;
 use crate::Store;
 
+/// How long [`BlockingStore`] calls keep retrying while the database is locked by another
+/// process (a `sqlite3` shell in a transaction, a backup, another search's long write).
+///
+/// Each attempt waits up to the connection's busy timeout inside SQLite; on
+/// [`StoreError::Locked`] the whole call (one transaction or statement, which did not commit)
+/// is tried again after a pause that doubles from `first_pause` up to `max_pause`, until `total`
+/// has passed since the first attempt. Then the call fails with [`StoreError::StillLocked`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub total: Duration,
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Five minutes: a search should outlast any interactive session that holds the lock by
+    /// accident, and still stop (marked interrupted) rather than hang forever.
+    fn default() -> Self {
+        RetryPolicy {
+            total: Duration::from_secs(300),
+            first_pause: Duration::from_millis(50),
+            max_pause: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Environment variable: seconds [`BlockingStore`] calls retry on a locked database (default
+/// 300).
+pub const RETRY_ENV: &str = "EFFNAS_DB_RETRY";
+/// Environment variable: seconds one SQLite statement waits for a lock before the retry
+/// starts (default: [`OpenOptions`]' busy timeout, 10).
+pub const BUSY_TIMEOUT_ENV: &str = "EFFNAS_DB_BUSY_TIMEOUT";
+
+/// A duration in seconds from the environment variable `name`, if set.
+fn seconds_from_env(name: &'static str) -> Result<Option<Duration>> {
+    let Ok(text) = std::env::var(name) else { return Ok(None) };
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| StoreError::invalid(name, format!("{text:?} is not a number of seconds")))?;
+    if !(seconds.is_finite() && (0.0..=86_400.0 * 365.0).contains(&seconds)) {
+        return Err(StoreError::invalid(name, format!("{text:?} is not between 0 and a year of seconds")));
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
+}
+
+impl RetryPolicy {
+    /// The default, with `total` from [`RETRY_ENV`] when set.
+    pub fn from_env() -> Result<RetryPolicy> {
+        let mut policy = RetryPolicy::default();
+        if let Some(total) = seconds_from_env(RETRY_ENV)? {
+            policy.total = total;
+        }
+        Ok(policy)
+    }
+
+    /// Runs `op` until it does not fail with [`StoreError::Locked`], pausing between attempts,
+    /// for at most `total`.
+    pub async fn run<T, Fut>(&self, location: &str, mut op: impl FnMut() -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        let started = Instant::now();
+        let mut pause = self.first_pause;
+        loop {
+            match op().await {
+                Err(StoreError::Locked { .. }) => {
+                    let waited = started.elapsed();
+                    if waited >= self.total {
+                        return Err(StoreError::StillLocked {
+                            location: location.to_owned(),
+                            waited_secs: waited.as_secs_f64(),
+                        });
+                    }
+                    tracing::warn!(
+                        waited_s = waited.as_secs_f64(),
+                        "the database is locked by another process; retrying"
+                    );
+                    tokio::time::sleep(pause.min(self.total - waited)).await;
+                    pause = (pause * 2).min(self.max_pause);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// A [`Store`] with its own small tokio runtime, callable from plain threads. Cheap to clone;
-/// clones share the runtime and the pool. Do not call it from inside an async runtime (tokio
-/// panics on nested `block_on`); use the [`Store`] there.
+/// clones share the runtime and the pool. Every method retries while the database is locked
+/// ([`RetryPolicy`]); [`BlockingStore::block_on`] runs a future once, as it is. Do not call it
+/// from inside an async runtime (tokio panics on nested `block_on`); use the [`Store`] there.
 #[derive(Debug, Clone)]
 pub struct BlockingStore {
     store: Store,
     runtime: Arc<tokio::runtime::Runtime>,
+    retry: RetryPolicy,
 }
 
 impl BlockingStore {
-    /// Opens (creating if missing) and migrates, like [`Store::open`].
+    /// Opens (creating if missing) and migrates, like [`Store::open`]. The busy timeout comes
+    /// from [`BUSY_TIMEOUT_ENV`] and the retry time from [`RETRY_ENV`] when they are set.
     pub fn open(target: &str) -> Result<BlockingStore> {
+        let retry = RetryPolicy::from_env()?;
+        let mut options = OpenOptions::default();
+        if let Some(busy) = seconds_from_env(BUSY_TIMEOUT_ENV)? {
+            options.busy_timeout = busy;
+        }
+        BlockingStore::open_with(target, &options, retry)
+    }
+
+    /// Opens with explicit options and retry policy.
+    pub fn open_with(target: &str, options: &OpenOptions, retry: RetryPolicy) -> Result<BlockingStore> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("effnas-store")
@@ -31,44 +138,123 @@ impl BlockingStore {
                 location: target.to_owned(),
                 reason: format!("cannot start the database runtime: {e}"),
             })?;
-        let store = runtime.block_on(Store::open(target))?;
-        Ok(BlockingStore { store, runtime: Arc::new(runtime) })
+        // Opening migrates, which writes: it retries on a locked database like every call.
+        let store = runtime.block_on(retry.run(target, || Store::open_with(target, options)))?;
+        Ok(BlockingStore { store, runtime: Arc::new(runtime), retry })
     }
 
-    /// The async store, for calls not wrapped here (run them with [`BlockingStore::block_on`]).
+    /// The async store, for calls not wrapped here (run them with [`BlockingStore::call`]).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Runs any store future to completion on this store's runtime:
-    /// `db.block_on(db.store().trials(run, &filter))`.
+    /// The retry policy of this store's calls.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Runs any store future to completion on this store's runtime, once, without retrying:
+    /// `db.block_on(db.store().trials(run, &filter))`. Prefer [`BlockingStore::call`].
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
+    /// Runs a store call on this store's runtime, retrying while the database is locked
+    /// ([`RetryPolicy`]): `db.call(|| db.store().trials(run, &filter))`. Every store method is
+    /// one transaction or statement, so a call that failed locked changed nothing and is
+    /// safely repeated.
+    pub fn call<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        self.runtime.block_on(self.retry.run(self.store.location(), op))
+    }
+
     /// [`Store::claim_trial`].
     pub fn claim_trial(&self, run: RunId, worker: &str) -> Result<Option<ClaimedTrial>> {
-        self.block_on(self.store.claim_trial(run, worker))
+        self.call(|| self.store.claim_trial(run, worker))
     }
 
     /// [`Store::heartbeat`].
     pub fn heartbeat(&self, trial: TrialId, worker: &str) -> Result<bool> {
-        self.block_on(self.store.heartbeat(trial, worker))
+        self.call(|| self.store.heartbeat(trial, worker))
     }
 
     /// [`Store::record_epoch`].
     pub fn record_epoch(&self, trial: TrialId, epoch: &EpochMetrics) -> Result<()> {
-        self.block_on(self.store.record_epoch(trial, epoch))
+        self.call(|| self.store.record_epoch(trial, epoch))
     }
 
     /// [`Store::complete_trial`].
     pub fn complete_trial(&self, trial: TrialId, metrics: &TrialMetrics) -> Result<()> {
-        self.block_on(self.store.complete_trial(trial, metrics))
+        self.call(|| self.store.complete_trial(trial, metrics))
     }
 
     /// [`Store::fail_trial`].
     pub fn fail_trial(&self, trial: TrialId, kind: FailureKind, message: &str) -> Result<()> {
-        self.block_on(self.store.fail_trial(trial, kind, message))
+        self.call(|| self.store.fail_trial(trial, kind, message))
+    }
+
+    /// [`Store::insert_trial`].
+    pub fn insert_trial(&self, run: RunId, trial: &NewTrial) -> Result<TrialId> {
+        self.call(|| self.store.insert_trial(run, trial))
+    }
+
+    /// [`Store::insert_trials`].
+    pub fn insert_trials(&self, run: RunId, trials: &[NewTrial]) -> Result<Vec<TrialId>> {
+        self.call(|| self.store.insert_trials(run, trials))
+    }
+
+    /// [`Store::insert_reused_trial`].
+    pub fn insert_reused_trial(&self, run: RunId, trial: &NewTrial, source: TrialId) -> Result<TrialId> {
+        self.call(|| self.store.insert_reused_trial(run, trial, source))
+    }
+
+    /// [`Store::find_measured`].
+    pub fn find_measured(&self, arch_hash: &str, proxy_key: &str) -> Result<Option<Trial>> {
+        self.call(|| self.store.find_measured(arch_hash, proxy_key))
+    }
+
+    /// [`Store::trial`].
+    pub fn trial(&self, id: TrialId) -> Result<Trial> {
+        self.call(|| self.store.trial(id))
+    }
+
+    /// [`Store::trials`].
+    pub fn trials(&self, run: RunId, filter: &TrialFilter) -> Result<Vec<Trial>> {
+        self.call(|| self.store.trials(run, filter))
+    }
+
+    /// [`Store::run`].
+    pub fn run(&self, id: RunId) -> Result<Run> {
+        self.call(|| self.store.run(id))
+    }
+
+    /// [`Store::set_run_status`].
+    pub fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()> {
+        self.call(|| self.store.set_run_status(run, status))
+    }
+
+    /// [`Store::requeue_running`].
+    pub fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
+        self.call(|| self.store.requeue_running(run))
+    }
+
+    /// [`Store::recover_running`].
+    pub fn recover_running(&self, run: RunId, max_attempts: u32) -> Result<Requeued> {
+        self.call(|| self.store.recover_running(run, max_attempts))
+    }
+
+    /// [`Store::latest_checkpoint`].
+    pub fn latest_checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
+        self.call(|| self.store.latest_checkpoint(run))
+    }
+
+    /// [`Store::save_checkpoint`] then [`Store::prune_checkpoints`], keeping the newest `keep`.
+    pub fn save_checkpoint(&self, run: RunId, step: i64, state: &serde_json::Value, keep: i64) -> Result<()> {
+        self.call(|| self.store.save_checkpoint(run, step, state, None))?;
+        self.call(|| self.store.prune_checkpoints(run, keep))?;
+        Ok(())
     }
 
     /// Sends a heartbeat for `trial` every `every` until the returned guard is dropped, so a
@@ -76,6 +262,72 @@ impl BlockingStore {
     /// heartbeats stop and [`Store::requeue_stale`] gives the trial to another worker.
     pub fn keep_alive(&self, trial: TrialId, worker: &str, every: Duration) -> Heartbeat {
         Heartbeat::start(&self.store, self.runtime.handle(), trial, worker, every)
+    }
+
+    /// Takes `run` for this process ([`Store::acquire_run`], retried while the database is
+    /// locked) and renews its lease in the background every [`RUN_LEASE_RENEW`] until the
+    /// returned [`RunHold`] is released or dropped. Fails with [`StoreError::RunHeld`] when
+    /// another live process holds the run.
+    pub fn hold_run(&self, run: RunId) -> Result<RunHold> {
+        let owner = RunOwner::this_process();
+        self.call(|| self.store.acquire_run(run, &owner, RUN_LEASE))?;
+        let lost: Arc<Mutex<Option<StoreError>>> = Arc::new(Mutex::new(None));
+        let (store, flag, renewer) = (self.store.clone(), Arc::clone(&lost), owner.clone());
+        let task = self.runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(RUN_LEASE_RENEW);
+            ticks.tick().await; // the first tick is immediate; the lease is fresh
+            loop {
+                ticks.tick().await;
+                match store.renew_run(run, &renewer, RUN_LEASE).await {
+                    Ok(()) => {}
+                    Err(error @ (StoreError::RunLost { .. } | StoreError::RunNotFound(_))) => {
+                        tracing::error!(run = %run, %error, "lost the run");
+                        if let Ok(mut slot) = flag.lock() {
+                            *slot = Some(error);
+                        }
+                        return;
+                    }
+                    // A locked database skips one renewal; the lease is several renewals long.
+                    Err(error) => tracing::warn!(run = %run, %error, "renewing the run lease failed"),
+                }
+            }
+        });
+        Ok(RunHold { store: self.clone(), run, owner, task, lost })
+    }
+}
+
+/// This process's hold on a run: the lease renewed in the background. Dropping it stops the
+/// renewals (the lease then lapses); [`RunHold::release`] also gives the run up at once.
+#[derive(Debug)]
+pub struct RunHold {
+    store: BlockingStore,
+    run: RunId,
+    owner: RunOwner,
+    task: tokio::task::JoinHandle<()>,
+    lost: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl RunHold {
+    /// [`StoreError::RunLost`] once a renewal found that another process took the run over:
+    /// this process must stop writing to it.
+    pub fn check(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops renewing and gives the run up, once, without the long retry (for the end of a run,
+    /// where a locked database should not delay the exit: the lease lapses on its own).
+    pub fn release(self) -> Result<()> {
+        self.task.abort();
+        self.store.block_on(self.store.store.release_run(self.run, &self.owner))
+    }
+}
+
+impl Drop for RunHold {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -27,6 +27,27 @@ pub enum StoreError {
     #[error("{location}: the database is locked by another process and stayed locked past the busy timeout")]
     Locked { location: String },
 
+    /// [`StoreError::Locked`] on every retry of a write for `waited_secs` (see
+    /// [`crate::RetryPolicy`]).
+    #[error("{location}: the database stayed locked by another process for {waited_secs:.0} s of retries (set EFFNAS_DB_RETRY to wait longer)")]
+    StillLocked { location: String, waited_secs: f64 },
+
+    /// Another live process holds the run (see [`crate::RunOwner`]).
+    #[error(
+        "run {run} is in use by {holder} (lease until {until}); wait for it to end or stop it (Ctrl-C) first"
+    )]
+    RunHeld { run: i64, holder: String, until: String },
+
+    /// The process lost its run to another one (its lease lapsed and the other took over).
+    #[error("run {run} was taken over by {holder}; this process stops")]
+    RunLost { run: i64, holder: String },
+
+    #[error("a run named {name:?} already exists (run {existing}); choose another name")]
+    RunNameTaken { name: String, existing: i64 },
+
+    #[error("runs {ids} are all named {name:?}; select one by its id")]
+    RunNameAmbiguous { name: String, ids: String },
+
     #[error(
         "unsupported database {0:?}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)"
     )]

@@ -20,11 +20,27 @@
 //! proxy settings ([`Store::find_measured`]) and record it with
 //! [`Store::insert_reused_trial`].
 //!
-//! The store is async; worker threads outside an async runtime use [`BlockingStore`].
+//! A trial is claimed at most [`MAX_ATTEMPTS`] times: one whose process died with it that often
+//! (the OOM killer, a segfault in a kernel) is failed as [`FailureKind::Lost`] rather than
+//! retried forever, whether a stale heartbeat ([`Store::requeue_stale`]) or a resume after a crash
+//! ([`Store::recover_running`]) finds it.
+//!
+//! # Runs and their holder
+//! A process that runs a run holds a lease on it ([`Store::acquire_run`], renewed by
+//! [`BlockingStore::hold_run`]), so that `--resume` of a run whose process still lives is refused
+//! ([`StoreError::RunHeld`]) instead of training its trials a second time. Run names are unique
+//! ([`RunNaming`]) and never all digits: `--run 12` is run id 12, `--run =12` the run named `12`
+//! (see [`Store::find_run`]).
+//!
+//! # A busy database
+//! The store is async; worker threads outside an async runtime use [`BlockingStore`], whose
+//! calls retry for minutes while another process holds the database locked ([`RetryPolicy`]),
+//! so that a long `sqlite3` session or backup does not kill a search.
 
 mod blocking;
 mod error;
 mod extras;
+mod lease;
 mod model;
 mod open;
 mod pareto;
@@ -37,15 +53,43 @@ use std::sync::Arc;
 
 use sqlx::SqlitePool;
 
-pub use blocking::{BlockingStore, Heartbeat};
+pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_ENV, RETRY_ENV};
 pub use error::{Result, StoreError};
+pub use lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{
     Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, NewCompoundPoint, NewRun,
-    NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunStatus, ScaledModel, Trial, TrialFilter,
-    TrialId, TrialMetrics, TrialSort, TrialState,
+    NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus, ScaledModel, Trial,
+    TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
 };
 pub use open::{latest_version, OpenOptions};
 pub use pareto::pareto_front;
+
+/// How many times a trial may be claimed before a worker that vanishes with it fails it as
+/// [`FailureKind::Lost`] (see `store/SCHEMA.md`, "Trial life cycle").
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Text from the database (a run name, an error message) as it may be printed to a terminal:
+/// control characters (ESC, BEL, newline, …) and the Unicode controls that reorder or hide text
+/// are written as escapes (`\u{1b}`, `\n`), so that a hostile name cannot clear the screen,
+/// fake a line of output or recolour what follows. Everything else is left as it is.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hostile(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hostile(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
 
 /// The experiment database. Cheap to clone (clones share the pool).
 #[derive(Debug, Clone)]
@@ -99,4 +143,14 @@ pub(crate) fn to_sql_int(field: &'static str, value: u64) -> Result<i64> {
 /// Converts a stored integer back; a negative value means a hand-edited or corrupt row.
 pub(crate) fn from_sql_int<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T> {
     T::try_from(value).map_err(|_| StoreError::corrupt(what, format!("{value} is out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_left_alone() {
+        assert_eq!(super::escape_control("b0-search φ=1"), "b0-search φ=1");
+        assert_eq!(super::escape_control("a\u{1b}[2Jb\u{7}\nc\td"), "a\\u{1b}[2Jb\\u{7}\\nc\\td");
+        assert_eq!(super::escape_control("x\u{202e}y"), "x\\u{202e}y");
+    }
 }

@@ -137,10 +137,25 @@ impl RunStatus {
     }
 }
 
+/// What [`crate::Store::create_run`] does when a run of the same name exists. Names are unique,
+/// so that `--run NAME` means one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunNaming {
+    /// The name was derived from the command (`evolution-default`, `effnas train b0`): when it
+    /// is taken, the first free `NAME-2`, `NAME-3`, … is used.
+    #[default]
+    Derived,
+    /// The user chose the name (`--name`): refused when taken
+    /// ([`StoreError::RunNameTaken`]), and it must not contain control characters.
+    Chosen,
+}
+
 /// A run to create.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// Unique among runs, and not all digits (an all-digit `--run` is an id); see [`RunNaming`].
     pub name: String,
+    pub naming: RunNaming,
     pub kind: RunKind,
     /// The run's whole configuration (space, strategy, proxy settings…), kept for `--resume`
     /// and for people reading the database later.
@@ -151,15 +166,22 @@ pub struct NewRun {
 }
 
 impl NewRun {
-    /// A run with an empty configuration, no seed and this crate's version.
+    /// A run with a name derived from the command ([`RunNaming::Derived`]), an empty
+    /// configuration, no seed and this crate's version.
     pub fn new(name: impl Into<String>, kind: RunKind) -> Self {
         NewRun {
             name: name.into(),
+            naming: RunNaming::Derived,
             kind,
             config: serde_json::Value::Object(Default::default()),
             seed: None,
             code_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
+    }
+
+    /// A run whose name the user chose ([`RunNaming::Chosen`]): refused when taken.
+    pub fn named(name: impl Into<String>, kind: RunKind) -> Self {
+        NewRun { naming: RunNaming::Chosen, ..NewRun::new(name, kind) }
     }
 }
 
@@ -184,6 +206,10 @@ pub struct Run {
     pub best_reward: Option<f64>,
     /// When the last trial finished, if any did.
     pub last_trial_finished: Option<String>,
+    /// The process holding the run's lease (see [`crate::RunOwner`]), while one does.
+    pub owner: Option<String>,
+    /// Until when that lease holds unless renewed.
+    pub lease_until: Option<String>,
 }
 
 impl Run {
@@ -192,6 +218,12 @@ impl Run {
     pub fn duration_seconds(&self) -> Option<f64> {
         let end = self.finished.as_deref().or(self.last_trial_finished.as_deref())?;
         crate::time::seconds_between(&self.started, end)
+    }
+
+    /// The name as it may be printed to a terminal: control characters escaped (see
+    /// [`crate::escape_control`]).
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        crate::escape_control(&self.name)
     }
 }
 

@@ -596,18 +596,72 @@ impl Store {
         Ok(requeued)
     }
 
-    /// Puts every running trial of `run` back to pending at once. For `--resume` of a run
-    /// whose workers are known to be gone; a live worker would lose its trial.
+    /// Puts every running trial of `run` back to pending at once, giving back the claim: for a
+    /// process that stops its own trials in order (Ctrl-C, SIGTERM), which did not fail them, so
+    /// the stop does not count towards [`crate::MAX_ATTEMPTS`]. A process recovering trials
+    /// from one that died uses [`Store::recover_running`].
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
-        let mut ids: Vec<i64> =
-            sqlx::query_scalar("UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id")
-                .bind(run.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.db_error(e))?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE trials SET state = 'pending', worker = NULL, attempts = MAX(attempts - 1, 0)
+             WHERE run_id = $1 AND state = 'running' RETURNING id",
+        )
+        .bind(run.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_error(e))?;
         ids.sort_unstable();
         Ok(ids.into_iter().map(TrialId).collect())
+    }
+
+    /// Takes back the trials of `run` that a process which is gone left running (a `--resume`
+    /// after a crash or a kill): each such attempt ended without a result. A trial that has been
+    /// claimed `max_attempts` times is failed as [`FailureKind::Lost`] (it likely kills its
+    /// process, e.g. by running the machine out of memory); the others go back to pending. Both
+    /// in one transaction. Only for a run this process holds ([`Store::acquire_run`]): a live
+    /// worker would lose its trial.
+    #[instrument(skip_all, fields(run = %run, max_attempts), err(level = "debug"))]
+    pub async fn recover_running(&self, run: RunId, max_attempts: u32) -> Result<Requeued> {
+        let now = time::now();
+        let message = format!(
+            "its process ended without a result on each of its {max_attempts} attempts (the limit); \
+             it may be killing its process, e.g. by running out of memory"
+        );
+        let mut tx = self.begin_write().await?;
+        let failed: Vec<i64> = sqlx::query_scalar(
+            "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
+             WHERE run_id = $4 AND state = 'running' AND attempts >= $5 RETURNING id",
+        )
+        .bind(&now)
+        .bind(FailureKind::Lost.as_str())
+        .bind(&message)
+        .bind(run.0)
+        .bind(i64::from(max_attempts))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        let pending: Vec<i64> = sqlx::query_scalar(
+            "UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id",
+        )
+        .bind(run.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.db_error(e))?;
+        tx.commit().await.map_err(|e| self.db_error(e))?;
+        if !pending.is_empty() || !failed.is_empty() {
+            tracing::info!(
+                requeued = pending.len(),
+                failed = failed.len(),
+                "trials left running by a process that is gone"
+            );
+        }
+        let mut recovered = Requeued {
+            pending: pending.into_iter().map(TrialId).collect(),
+            failed: failed.into_iter().map(TrialId).collect(),
+        };
+        recovered.pending.sort();
+        recovered.failed.sort();
+        Ok(recovered)
     }
 
     /// The newest complete trial, in any run, of the architecture with hash `arch_hash`
