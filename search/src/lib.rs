@@ -9,5 +9,6 @@ pub mod evaluate;
 pub mod oracle;
 pub mod orchestrator;
 pub mod proxy;
+pub mod recipe;
 pub mod scoring;
 pub mod train_evaluator;

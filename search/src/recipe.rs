@@ -1,0 +1,123 @@
+//! How a run's trials are evaluated, read from the run's stored configuration alone.
+//!
+//! A worker process (issue: workers as processes) is given a trial id and nothing else: the
+//! evaluator, the proxy task with its seed and reference resolution, the latency measurement and
+//! the objective that turns a measurement into a reward all come from the run's stored
+//! configuration ([`crate::config`]). `effnas search` and `effnas compound` build their own
+//! evaluators the same way, so a trial gives the same result whichever process trains it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use effnas_evaluator::score::Objective;
+use effnas_space::{ArchSpec, SearchSpace};
+use effnas_store::{Run, RunKind};
+
+use crate::config::{read_stored, CompoundConfig, ConfigError, EvaluatorKind, SearchConfig};
+use crate::evaluate::{Evaluator, OracleEvaluator};
+use crate::orchestrator::SearchError;
+use crate::proxy::{ProxyError, ProxySettings};
+use crate::train_evaluator::{Latency, TrainEvaluator};
+
+/// Why a run's trials cannot be evaluated from its stored configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("run {run}: {source}")]
+    Config { run: i64, source: ConfigError },
+    #[error("run {run}: {kind} runs have no evaluator (their trials are recorded by hand)")]
+    NotEvaluable { run: i64, kind: RunKind },
+    #[error("the run's configuration has no proxy settings")]
+    NoProxy,
+    // Boxed: these carry data-set and device errors, large next to the other variants.
+    #[error("proxy task: {0}")]
+    Proxy(Box<ProxyError>),
+    #[error(transparent)]
+    Start(Box<SearchError>),
+}
+
+/// What evaluates a run's trials.
+#[derive(Debug, Clone)]
+enum Method {
+    /// The synthetic oracle for a search: similarity to a target member of the space.
+    SearchOracle(SearchSpace),
+    /// The synthetic oracle for a compound grid: closeness to the compound optimum.
+    CompoundOracle(ArchSpec),
+    /// Proxy training: the settings, the seed and the resolution the proxy's is relative to.
+    Train { settings: ProxySettings, seed: u64, reference_resolution: u32, latency: Latency },
+}
+
+/// Everything needed to evaluate and score one run's trials.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    method: Method,
+    objective: Objective,
+}
+
+impl Recipe {
+    /// A search run's recipe: its space or proxy, and its objective.
+    pub fn for_search(config: &SearchConfig) -> Result<Self, RecipeError> {
+        let plan = &config.plan;
+        let method = match config.evaluator {
+            EvaluatorKind::Oracle => Method::SearchOracle(plan.space.clone()),
+            EvaluatorKind::Train => Method::Train {
+                settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
+                seed: plan.seed,
+                // Search proxies scale resolution relative to the space's own (MnasNet's 224).
+                reference_resolution: effnas_space::arch::defaults::RESOLUTION,
+                latency: Latency::for_metric(plan.objective.metric),
+            },
+        };
+        Ok(Recipe { method, objective: plan.objective })
+    }
+
+    /// A compound run's recipe: every point is scored by accuracy alone (the default
+    /// objective's FLOPS term is the same for every point of a constrained grid).
+    pub fn for_compound(config: &CompoundConfig) -> Result<Self, RecipeError> {
+        let method = match config.evaluator {
+            EvaluatorKind::Oracle => Method::CompoundOracle(config.base.clone()),
+            EvaluatorKind::Train => Method::Train {
+                settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
+                seed: config.seed,
+                reference_resolution: config.base.resolution,
+                latency: Latency::Skip,
+            },
+        };
+        Ok(Recipe { method, objective: Objective::default() })
+    }
+
+    /// The recipe stored with `run`, whatever its kind.
+    pub fn for_run(run: &Run) -> Result<Self, RecipeError> {
+        let config_error = |source| RecipeError::Config { run: run.id.0, source };
+        match run.kind {
+            RunKind::Search => Self::for_search(&read_stored(&run.config).map_err(config_error)?),
+            RunKind::Compound => Self::for_compound(&read_stored(&run.config).map_err(config_error)?),
+            kind => Err(RecipeError::NotEvaluable { run: run.id.0, kind }),
+        }
+    }
+
+    /// What turns a measurement into the trial's reward.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    /// An evaluator that works on `workers` trials at once. Loads the proxy's data and starts
+    /// its workers; raising `stop` ends the trials in flight at their next step.
+    pub fn evaluator(
+        &self,
+        workers: usize,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> Result<Box<dyn Evaluator>, RecipeError> {
+        Ok(match &self.method {
+            Method::SearchOracle(space) => Box::new(OracleEvaluator::new(space, workers)),
+            Method::CompoundOracle(base) => Box::new(OracleEvaluator::for_compound(base.clone(), workers)),
+            Method::Train { settings, seed, reference_resolution, latency } => {
+                let proxy = settings
+                    .resolve(*seed, *reference_resolution)
+                    .map_err(|e| RecipeError::Proxy(Box::new(e)))?;
+                let evaluator = TrainEvaluator::new(proxy, workers, *latency, stop)
+                    .map_err(|e| RecipeError::Start(Box::new(e)))?;
+                Box::new(evaluator)
+            }
+        })
+    }
+}
