@@ -121,6 +121,24 @@ pub struct RlController {
     updates: usize,
 }
 
+/// Runs `work` with libtorch's intra-op threads set to one, then restores the count.
+///
+/// The policy's tensors are tiny (16 sequences × 64 hidden units), so parallel regions save
+/// nothing, and while the trainers keep every core busy each region's threads wait for a time
+/// slice: an update stalled for tens of seconds (issue 17, item 15). libtorch's count is per
+/// thread for threads already running (OpenMP) but its default for new ones is process-wide,
+/// hence the restore; the trainers' threads are started before the first update.
+fn on_one_thread<T>(work: impl FnOnce() -> T) -> T {
+    let previous = tch::get_num_threads();
+    if previous == 1 {
+        return work();
+    }
+    tch::set_num_threads(1);
+    let result = work();
+    tch::set_num_threads(previous);
+    result
+}
+
 fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(tensor.f_flatten(0, -1)?.f_to_kind(Kind::Float)?)?)
 }
@@ -364,7 +382,7 @@ impl Controller for RlController {
         if n == 0 {
             return Ok(Vec::new());
         }
-        self.sample(n)
+        on_one_thread(|| self.sample(n))
     }
 
     fn observe(&mut self, observations: &[Observation]) -> Result<()> {
@@ -373,7 +391,7 @@ impl Controller for RlController {
             self.buffer.push(observation.clone());
             if self.buffer.len() >= self.config.batch_size.max(1) {
                 let batch = std::mem::take(&mut self.buffer);
-                self.update(batch)?;
+                on_one_thread(|| self.update(batch))?;
             }
         }
         Ok(())
@@ -432,6 +450,30 @@ impl Controller for RlController {
         self.baseline = state.baseline;
         self.buffer = state.buffer;
         self.updates = state.updates;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_work_runs_on_one_thread_and_the_count_is_restored() -> Result<(), Box<dyn std::error::Error>> {
+        tch::set_num_threads(2);
+        assert_eq!(on_one_thread(tch::get_num_threads), 1);
+        assert_eq!(tch::get_num_threads(), 2);
+        let space = SearchSpace::resolve("default")?;
+        let mut controller = RlController::new(space, RlConfig { batch_size: 2, ..RlConfig::default() }, 0)?;
+        let sampled = controller.propose(2)?;
+        let observations: Vec<Observation> = sampled
+            .into_iter()
+            .zip([0.5, 0.7])
+            .map(|(tokens, r)| Observation { tokens, reward: Some(r) })
+            .collect();
+        controller.observe(&observations)?;
+        assert_eq!(controller.updates(), 1);
+        assert_eq!(tch::get_num_threads(), 2, "the trainers' count is back after an update");
         Ok(())
     }
 }
