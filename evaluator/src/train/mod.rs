@@ -7,7 +7,7 @@
 //! optionally flipped and shifted). The steps of a run are in `run.rs`, in the order of the
 //! procedure: data preparation, the epoch loop, batch-norm recalibration, scoring.
 //!
-//! A candidate that does not validate, diverges (NaN/inf loss), runs out of memory or exceeds its
+//! A candidate that does not validate, takes no optimizer step (one training image), diverges (NaN/inf loss), runs out of memory or exceeds its
 //! time limit, and a run stopped from outside, give a [`TrainResult`] with `status: failed`, a
 //! [`Failure`] kind and a one-line reason; only caller mistakes (a configuration, or data that
 //! do not fit the architecture's channels and classes) are `Err`.
@@ -53,7 +53,8 @@ pub enum Failure {
     /// The trial ran past [`ProxyConfig::time_limit`].
     TimeLimit,
     /// The architecture cannot be trained on this proxy task: it does not validate (after
-    /// adaptation to the data and the proxy resolution, e.g. a feature map below one pixel).
+    /// adaptation to the data and the proxy resolution, e.g. a feature map below one pixel), or
+    /// the task allows no optimizer step (fewer than two training images).
     Invalid,
     /// Any other libtorch or worker error.
     Error,
@@ -249,6 +250,7 @@ fn conclude(mut result: TrainResult, outcome: std::result::Result<(), RunFailure
     let (kind, reason) = match failure {
         RunFailure::Diverged(reason) => (Failure::Diverged, reason),
         RunFailure::TimeLimit(reason) => (Failure::TimeLimit, reason),
+        RunFailure::NoSteps(reason) => (Failure::Invalid, reason),
         RunFailure::Interrupted => (Failure::Interrupted, "interrupted".to_owned()),
         RunFailure::Eval(e @ (EvalError::Config { .. } | EvalError::Data(_))) => return Err(e),
         RunFailure::Eval(e) => {
@@ -263,4 +265,34 @@ fn conclude(mut result: TrainResult, outcome: std::result::Result<(), RunFailure
     result.accuracy = 0.0;
     result.test_accuracy = None;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ImageSet;
+    use tch::{Kind, Tensor};
+
+    /// `n` noise images of 1 channel, 12 × 12, labelled 0, 1, 0, …
+    fn images(n: i64) -> std::result::Result<ImageSet, Box<dyn std::error::Error>> {
+        let pixels = Tensor::f_randint(256, [n, 1, 12, 12], (Kind::Uint8, Device::Cpu))?;
+        let labels = Tensor::f_arange(n, (Kind::Int64, Device::Cpu))?.f_remainder(2)?;
+        Ok(ImageSet::with_numbered_classes(pixels, labels, 2)?)
+    }
+
+    #[test]
+    fn a_training_without_a_single_step_is_an_invalid_failure(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let data = ProxyData::new("one image", images(1)?, images(4)?, None)?;
+        let arch = data.adapt(&effnas_space::parse_arch("r1_k3_s11_e1_i32_o8")?, Some(16))?;
+        let config = ProxyConfig { epochs: 2, batch_size: 2, ..ProxyConfig::default() };
+        let result = train(&arch, &data, &config, Device::Cpu)?.result;
+        assert_eq!(
+            (result.status, result.failure, result.steps),
+            (Status::Failed, Some(Failure::Invalid), 0)
+        );
+        let reason = result.reason.unwrap_or_default();
+        assert!(reason.contains("no training step") && reason.contains("1 training image"), "{reason}");
+        Ok(())
+    }
 }

@@ -26,6 +26,8 @@ use crate::optim::Optimizer;
 pub(super) enum RunFailure {
     Diverged(String),
     TimeLimit(String),
+    /// Not one optimizer step could be taken: the network is untrained, its accuracy meaningless.
+    NoSteps(String),
     /// The stop flag was raised.
     Interrupted,
     Eval(EvalError),
@@ -211,6 +213,12 @@ impl<'a> Run<'a> {
             self.train_epoch(epoch, batches, learner, data, progress)?;
         }
         self.result.train_seconds = self.train_started.elapsed().as_secs_f64();
+        if self.result.steps == 0 {
+            return Err(RunFailure::NoSteps(format!(
+                "no training step taken: {} training image(s) cannot make a batch of 2 (batch norm needs two)",
+                batches.images
+            )));
+        }
         Ok(())
     }
 
