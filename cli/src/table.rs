@@ -11,8 +11,22 @@ impl Table {
         Table { headers: headers.into_iter().map(Into::into).collect(), rows: Vec::new() }
     }
 
+    /// Adds a row. Control characters in a cell (a run name with ESC or a newline, an error
+    /// message from the database) are escaped here, for every table at once: printed raw they
+    /// could clear the terminal, recolour it or break the row over several lines.
     pub fn row<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, cells: I) {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|cell| {
+                    let cell: String = cell.into();
+                    match effnas_store::escape_control(&cell) {
+                        std::borrow::Cow::Borrowed(_) => cell,
+                        std::borrow::Cow::Owned(escaped) => escaped,
+                    }
+                })
+                .collect(),
+        );
     }
 
     pub fn render(&self) -> String {
@@ -93,6 +107,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "name        params");
         assert_eq!(lines[2], "b0           5.29M");
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let mut table = Table::new(["name"]);
+        table.row(["evil\u{1b}[2J\nname"]);
+        let text = table.render();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("evil\\u{1b}[2J\\nname") && !text.contains('\u{1b}'), "{text}");
     }
 
     #[test]

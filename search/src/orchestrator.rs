@@ -16,8 +16,8 @@ use std::time::Duration;
 use effnas_evaluator::score::Objective;
 use effnas_space::{arch_hash, cost, ArchSpec, SearchSpace};
 use effnas_store::{
-    BlockingStore, FailureKind, NewTrial, RunId, RunStatus, StoreError, Trial, TrialFilter, TrialId,
-    TrialMetrics, TrialState,
+    BlockingStore, FailureKind, NewTrial, RunHold, RunId, RunStatus, StoreError, Trial, TrialFilter, TrialId,
+    TrialMetrics, TrialState, MAX_ATTEMPTS,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -39,6 +39,15 @@ pub enum SearchError {
     Score(#[from] ScoreError),
     #[error("architecture: {0}")]
     Space(#[from] effnas_space::SpaceError),
+    /// The run could not go on (the database stayed locked, the evaluator failed…): the run was
+    /// left resumable, and the message says how to resume it.
+    #[error("{source}; {note}")]
+    Stopped {
+        run: RunId,
+        /// What became of the run and the command that resumes it.
+        note: String,
+        source: Box<SearchError>,
+    },
 }
 
 pub type Result<T, E = SearchError> = std::result::Result<T, E>;
@@ -73,7 +82,7 @@ pub fn complete_trial(
     let c = cost(arch);
     let reward = score(objective, measured.accuracy, arch, measured.latency_ms)?.reward;
     for epoch in &measured.epochs {
-        store.block_on(store.store().record_epoch(trial, epoch))?;
+        store.record_epoch(trial, epoch)?;
     }
     let metrics = TrialMetrics {
         accuracy: measured.accuracy,
@@ -86,37 +95,55 @@ pub fn complete_trial(
         images_per_second: measured.images_per_second,
         extra: Some(measured.extra.clone()),
     };
-    store.block_on(store.store().complete_trial(trial, &metrics))?;
+    store.complete_trial(trial, &metrics)?;
     Ok(reward)
 }
 
 /// Trains every queued trial of a run that needs no controller (a compound grid): claims
 /// pending trials as the evaluator has room and records results until none is left, or until
 /// `stop` is raised (then in-flight trials go back to pending and the run is interrupted).
+///
+/// The run is held for this process while it drains ([`BlockingStore::hold_run`]): a run that
+/// another live process is draining is refused with [`StoreError::RunHeld`] before anything is
+/// touched. Trials a dead process left running are recovered first ([`recover`]). The run ends
+/// `complete` when a trial completed and `failed` when all failed; when draining cannot go on,
+/// the run is left interrupted and the error says how to resume (`effnas compound --resume`).
 pub fn drain_queue(
     store: &BlockingStore,
     run: RunId,
     evaluator: &mut dyn Evaluator,
     objective: &Objective,
     stop: &AtomicBool,
+    on_event: impl FnMut(&Event),
+) -> Result<Summary> {
+    let hold = store.hold_run(run)?;
+    let result = recover(store, run)
+        .and_then(|()| drain_held(store, run, &hold, evaluator, objective, stop, on_event));
+    end_held_run(store, run, hold, "compound", result)
+}
+
+fn drain_held(
+    store: &BlockingStore,
+    run: RunId,
+    hold: &RunHold,
+    evaluator: &mut dyn Evaluator,
+    objective: &Objective,
+    stop: &AtomicBool,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Summary> {
     let mut summary = Summary::default();
-    let requeued = store.block_on(store.store().requeue_running(run))?;
-    if !requeued.is_empty() {
-        tracing::info!(count = requeued.len(), "trials that were in flight go back to the queue");
-    }
-    store.block_on(store.store().set_run_status(run, RunStatus::Running))?;
+    store.set_run_status(run, RunStatus::Running)?;
     let mut in_flight: HashMap<TrialId, ArchSpec> = HashMap::new();
     loop {
+        hold.check()?;
         if stop.load(Ordering::SeqCst) {
-            store.block_on(store.store().requeue_running(run))?;
-            store.block_on(store.store().set_run_status(run, RunStatus::Interrupted))?;
+            store.requeue_running(run)?;
+            store.set_run_status(run, RunStatus::Interrupted)?;
             summary.interrupted = true;
             return Ok(summary);
         }
         while in_flight.len() < evaluator.capacity() {
-            let Some(claimed) = store.block_on(store.store().claim_trial(run, "orchestrator"))? else {
+            let Some(claimed) = store.claim_trial(run, "orchestrator")? else {
                 break;
             };
             evaluator.submit(claimed.id, &claimed.arch)?;
@@ -135,8 +162,71 @@ pub fn drain_queue(
             }
         }
     }
-    store.block_on(store.store().set_run_status(run, RunStatus::Complete))?;
+    store.set_run_status(run, final_status(store, run)?)?;
     Ok(summary)
+}
+
+/// Takes back the trials a process that is gone left running in `run` (a resume after a crash
+/// or `kill -9`): back to pending, or failed as lost after their last attempt
+/// ([`MAX_ATTEMPTS`]), so that a trial that kills its process is not retried forever. Call only
+/// while holding the run.
+fn recover(store: &BlockingStore, run: RunId) -> Result<()> {
+    let recovered = store.recover_running(run, MAX_ATTEMPTS)?;
+    if !recovered.pending.is_empty() {
+        tracing::info!(count = recovered.pending.len(), "trials that were in flight go back to the queue");
+    }
+    if !recovered.failed.is_empty() {
+        tracing::warn!(
+            trials = ?recovered.failed,
+            "trials whose process ended on each of their {MAX_ATTEMPTS} attempts failed as lost"
+        );
+    }
+    Ok(())
+}
+
+/// How a run whose loop ran out of work ends: `complete` when at least one trial is complete,
+/// `failed` when every trial failed (a run of nothing but failures must not look successful).
+fn final_status(store: &BlockingStore, run: RunId) -> Result<RunStatus> {
+    let counts = store.run(run)?;
+    Ok(if counts.trials_done > 0 { RunStatus::Complete } else { RunStatus::Failed })
+}
+
+/// Ends this process's hold on a run after its loop returned `result`. On an error the run is
+/// left resumable, best effort: trials in flight back to pending, status `interrupted` (unless
+/// the run was taken over by another process, which now owns it); the error then says what
+/// became of the run and which command resumes it. The hold is released either way.
+fn end_held_run(
+    store: &BlockingStore,
+    run: RunId,
+    hold: RunHold,
+    command: &str,
+    result: Result<Summary>,
+) -> Result<Summary> {
+    let error = match result {
+        Ok(summary) => {
+            if let Err(error) = hold.release() {
+                tracing::warn!(run = %run, %error, "could not release the run; its lease will lapse");
+            }
+            return Ok(summary);
+        }
+        Err(error @ SearchError::Store(StoreError::RunLost { .. })) => return Err(error),
+        Err(error) => error,
+    };
+    // One try each, without the long retry: the database may be what failed, and the user
+    // should get the message now rather than after minutes more.
+    let location = store.store().location().to_owned();
+    let marked = store
+        .block_on(store.store().requeue_running(run))
+        .and_then(|_| store.block_on(store.store().set_run_status(run, RunStatus::Interrupted)));
+    let _ = hold.release();
+    let resume = format!("effnas {command} --db {location} --resume {run}");
+    let note = match marked {
+        Ok(()) => format!("run {run} is marked interrupted: continue with `{resume}`"),
+        Err(mark_error) => format!(
+            "run {run} could not be marked interrupted ({mark_error}); continue with `{resume}` once the database is free"
+        ),
+    };
+    Err(SearchError::Stopped { run, note, source: Box::new(error) })
 }
 
 /// Records one evaluation of `arch` (complete with its reward, or failed with its kind) and
@@ -163,7 +253,7 @@ fn record_outcome(
             })
         }
         Outcome::Failed(failure) => {
-            store.block_on(store.store().fail_trial(trial, failure.kind, &failure.message))?;
+            store.fail_trial(trial, failure.kind, &failure.message)?;
             summary.failed += 1;
             Some(Event::failed(trial, failure.message))
         }
@@ -223,34 +313,37 @@ pub struct Search<'a> {
     observed: u64,
     best: Option<f64>,
     summary: Summary,
+    /// This process's lease on the run, renewed in the background while the search runs.
+    hold: RunHold,
 }
 
 const CHECKPOINTS_KEPT: i64 = 3;
 
 impl<'a> Search<'a> {
-    /// Prepares a run: restores the controller from the run's latest checkpoint if there is one
-    /// (a resume), and puts trials left running by a dead process back to pending.
+    /// Prepares a run: takes it for this process (refused with [`StoreError::RunHeld`] while
+    /// another live process runs it, before anything is touched), restores the controller from
+    /// the run's latest checkpoint if there is one (a resume), and takes back the trials a dead
+    /// process left running ([`recover`]: pending again, or failed as lost after their last
+    /// attempt).
     pub fn new(
         store: &'a BlockingStore,
         run: RunId,
         plan: &'a SearchPlan,
         evaluator: &'a mut dyn Evaluator,
     ) -> Result<Self> {
+        let hold = store.hold_run(run)?;
         let mut controller = plan.strategy.build(&plan.space, plan.seed)?;
         let mut observed = 0;
-        if let Some(checkpoint) = store.block_on(store.store().latest_checkpoint(run))? {
+        if let Some(checkpoint) = store.latest_checkpoint(run)? {
             controller.restore(&checkpoint.state["controller"])?;
             observed = checkpoint.step.max(0) as u64;
         }
-        let requeued = store.block_on(store.store().requeue_running(run))?;
-        if !requeued.is_empty() {
-            tracing::info!(count = requeued.len(), "trials that were in flight go back to the queue");
-        }
+        recover(store, run)?;
         let best = store
-            .block_on(store.store().trials(
+            .trials(
                 run,
                 &TrialFilter { state: Some(TrialState::Complete), limit: Some(1), ..TrialFilter::default() },
-            ))?
+            )?
             .first()
             .and_then(|t| t.reward);
         Ok(Search {
@@ -265,30 +358,40 @@ impl<'a> Search<'a> {
             observed,
             best,
             summary: Summary::default(),
+            hold,
         })
     }
 
     fn checkpoint(&mut self) -> Result<()> {
         let state = json!({"controller": self.controller.state()?, "strategy": self.controller.name()});
         let step = self.observed as i64;
-        self.store.block_on(self.store.store().save_checkpoint(self.run, step, &state, None))?;
-        self.store.block_on(self.store.store().prune_checkpoints(self.run, CHECKPOINTS_KEPT))?;
+        self.store.save_checkpoint(self.run, step, &state, CHECKPOINTS_KEPT)?;
         Ok(())
     }
 
     /// (committed, finished): trials of the run in the database in any state plus candidates
     /// waiting in memory, and trials complete or failed. One read of the run's counts.
     fn counts(&self) -> Result<(u64, u64)> {
-        let run = self.store.block_on(self.store.store().run(self.run))?;
+        let run = self.store.run(self.run)?;
         let waiting: u64 = self.waiting.values().map(|w| w.len() as u64).sum();
         Ok((run.trials_total + waiting, run.trials_done + run.trials_failed))
     }
 
-    /// Runs until the plan's number of trials has finished or `stop` is raised.
-    pub fn run(mut self, stop: &AtomicBool, mut on_event: impl FnMut(&Event)) -> Result<Summary> {
+    /// Runs until the plan's number of trials has finished or `stop` is raised. The run ends
+    /// `complete` when a trial completed and `failed` when every trial failed. When the search
+    /// cannot go on (the database stayed locked, the evaluator failed), the run is left
+    /// interrupted and the error ([`SearchError::Stopped`]) says how to resume it.
+    pub fn run(mut self, stop: &AtomicBool, on_event: impl FnMut(&Event)) -> Result<Summary> {
+        let result = self.run_held(stop, on_event);
+        let Search { store, run, hold, .. } = self;
+        end_held_run(store, run, hold, "search", result)
+    }
+
+    fn run_held(&mut self, stop: &AtomicBool, mut on_event: impl FnMut(&Event)) -> Result<Summary> {
         let target = self.plan.trials as u64;
-        self.store.block_on(self.store.store().set_run_status(self.run, RunStatus::Running))?;
+        self.store.set_run_status(self.run, RunStatus::Running)?;
         loop {
+            self.hold.check()?;
             if stop.load(Ordering::SeqCst) {
                 return self.interrupt();
             }
@@ -319,36 +422,31 @@ impl<'a> Search<'a> {
             }
         }
         self.checkpoint()?;
-        self.store.block_on(self.store.store().set_run_status(self.run, RunStatus::Complete))?;
-        Ok(self.summary)
+        let status = final_status(self.store, self.run)?;
+        self.store.set_run_status(self.run, status)?;
+        Ok(std::mem::take(&mut self.summary))
     }
 
-    fn interrupt(mut self) -> Result<Summary> {
-        let requeued = self.store.block_on(self.store.store().requeue_running(self.run))?;
+    fn interrupt(&mut self) -> Result<Summary> {
+        let requeued = self.store.requeue_running(self.run)?;
         tracing::info!(requeued = requeued.len(), "interrupted: trials in flight go back to the queue");
         self.checkpoint()?;
-        self.store.block_on(self.store.store().set_run_status(self.run, RunStatus::Interrupted))?;
+        self.store.set_run_status(self.run, RunStatus::Interrupted)?;
         self.summary.interrupted = true;
-        Ok(self.summary)
+        Ok(std::mem::take(&mut self.summary))
     }
 
     /// Claims this run's pending trials and starts them, as far as the evaluator has room.
     fn dispatch_pending(&mut self) -> Result<()> {
         while self.in_flight.len() < self.evaluator.capacity() {
-            let Some(claimed) =
-                self.store.block_on(self.store.store().claim_trial(self.run, "orchestrator"))?
-            else {
+            let Some(claimed) = self.store.claim_trial(self.run, "orchestrator")? else {
                 break;
             };
             let tokens = match self.plan.space.encode(&claimed.arch) {
                 Ok(tokens) => tokens,
                 Err(e) => {
                     let message = format!("not a member of the run's space: {e}");
-                    self.store.block_on(self.store.store().fail_trial(
-                        claimed.id,
-                        FailureKind::Invalid,
-                        &message,
-                    ))?;
+                    self.store.fail_trial(claimed.id, FailureKind::Invalid, &message)?;
                     continue;
                 }
             };
@@ -370,10 +468,10 @@ impl<'a> Search<'a> {
                 NewTrial::new(arch.clone(), self.plan.proxy_key.clone()).at_step(self.observed as i64);
             let macs = cost(&arch).macs;
             if let Some(limit) = self.plan.max_flops.filter(|&limit| macs > limit) {
-                let id = self.store.block_on(self.store.store().insert_trial(self.run, &trial))?;
+                let id = self.store.insert_trial(self.run, &trial)?;
                 let reason =
                     format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
-                self.store.block_on(self.store.store().fail_trial(id, FailureKind::Rejected, &reason))?;
+                self.store.fail_trial(id, FailureKind::Rejected, &reason)?;
                 self.summary.rejected += 1;
                 on_event(&Event::Finished {
                     trial: id,
@@ -383,13 +481,9 @@ impl<'a> Search<'a> {
                     note: reason,
                 });
                 immediate.push(Observation { tokens, reward: None });
-            } else if let Some(source) =
-                self.store.block_on(self.store.store().find_measured(&hash, &self.plan.proxy_key))?
-            {
+            } else if let Some(source) = self.store.find_measured(&hash, &self.plan.proxy_key)? {
                 let reward = self.reused_reward(&source, &arch)?;
-                let id = self
-                    .store
-                    .block_on(self.store.store().insert_reused_trial(self.run, &trial, source.id))?;
+                let id = self.store.insert_reused_trial(self.run, &trial, source.id)?;
                 self.summary.reused += 1;
                 self.summary.completed += 1;
                 self.note_best(id, reward, &arch, on_event);
@@ -411,7 +505,7 @@ impl<'a> Search<'a> {
         }
         if !queued.is_empty() {
             let trials: Vec<NewTrial> = queued.iter().map(|(t, _, _)| t.clone()).collect();
-            self.store.block_on(self.store.store().insert_trials(self.run, &trials))?;
+            self.store.insert_trials(self.run, &trials)?;
         }
         if !immediate.is_empty() {
             self.observe(&immediate)?;
@@ -455,7 +549,7 @@ impl<'a> Search<'a> {
             return Ok(());
         };
         self.in_flight_hashes.remove(&hash);
-        let trial = self.store.block_on(self.store.store().trial(evaluation.trial))?;
+        let trial = self.store.trial(evaluation.trial)?;
         let arch = trial.arch()?;
         let failure = match &evaluation.outcome {
             Outcome::Failed(failure) => Some(failure.clone()),
@@ -486,10 +580,10 @@ impl<'a> Search<'a> {
         on_event: &mut impl FnMut(&Event),
     ) -> Result<Observation> {
         let new = NewTrial::new(waiter.arch, self.plan.proxy_key.clone()).at_step(self.observed as i64);
-        let store = self.store.store();
+        let store = self.store;
         let event = match settled.failure {
             None => {
-                let id = self.store.block_on(store.insert_reused_trial(self.run, &new, settled.source))?;
+                let id = store.insert_reused_trial(self.run, &new, settled.source)?;
                 self.summary.reused += 1;
                 self.summary.completed += 1;
                 Event::Finished {
@@ -501,10 +595,10 @@ impl<'a> Search<'a> {
                 }
             }
             Some(failure) => {
-                let id = self.store.block_on(store.insert_trial(self.run, &new))?;
+                let id = store.insert_trial(self.run, &new)?;
                 let message =
                     format!("same architecture as failed trial {}: {}", settled.source, failure.message);
-                self.store.block_on(store.fail_trial(id, failure.kind, &message))?;
+                store.fail_trial(id, failure.kind, &message)?;
                 self.summary.failed += 1;
                 Event::failed(id, message)
             }

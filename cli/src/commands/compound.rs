@@ -261,10 +261,11 @@ fn create_run(store: &BlockingStore, args: &Args, config: &CompoundConfig) -> Re
         })?;
         trials.push(NewTrial::new(arch, proxy_key(config)));
     }
-    let mut new_run = NewRun::new(
-        args.name.clone().unwrap_or_else(|| format!("compound-{}", config.base_spec.replace(' ', "-"))),
-        RunKind::Compound,
-    );
+    // A name the user chose is refused when taken; a derived one is numbered (`-2`).
+    let mut new_run = match &args.name {
+        Some(name) => NewRun::named(name.clone(), RunKind::Compound),
+        None => NewRun::new(format!("compound-{}", config.base_spec.replace(' ', "-")), RunKind::Compound),
+    };
     new_run.config = serde_json::to_value(config)?;
     new_run.seed = Some(config.seed);
     let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;

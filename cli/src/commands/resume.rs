@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use effnas_search::config::{read_stored, Versioned};
-use effnas_store::{BlockingStore, Run, RunKind, RunStatus};
+use effnas_store::{BlockingStore, Run, RunKind, RunOwner, RunStatus};
 use serde::de::DeserializeOwned;
 
 /// A flag raised by the first Ctrl-C (or SIGTERM, SIGHUP). Trainers stop at their next step,
@@ -27,15 +27,17 @@ pub fn stop_on_signal() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// The run `--resume SELECTOR` names, checked to be of `kind` and unfinished, with its stored
-/// configuration.
+/// The run `--resume SELECTOR` names (an all-digit selector is an id, `=NAME` a name), checked
+/// to be of `kind`, unfinished and not held by another live process, with its stored
+/// configuration. All before the evaluator loads anything; the orchestrator then takes the run
+/// for good (a lease, see `store/SCHEMA.md`).
 pub fn resumable<T: DeserializeOwned + Versioned>(
     store: &BlockingStore,
     selector: &str,
     kind: RunKind,
 ) -> Result<(Run, T)> {
     let run =
-        store.block_on(store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
+        store.call(|| store.store().find_run(selector)).with_context(|| format!("--resume {selector:?}"))?;
     if run.kind != kind {
         bail!(
             "--resume {selector:?}: run {} is a {} run, not a {} run",
@@ -51,6 +53,11 @@ pub fn resumable<T: DeserializeOwned + Versioned>(
             run.trials_done + run.trials_failed
         );
     }
+    // A run whose process still lives would be trained twice: refuse, naming that process.
+    let me = RunOwner::this_process();
+    store
+        .call(|| store.store().check_run_free(run.id, &me))
+        .with_context(|| format!("--resume {selector:?}"))?;
     let config =
         read_stored(&run.config).with_context(|| format!("the stored configuration of run {}", run.id))?;
     Ok((run, config))

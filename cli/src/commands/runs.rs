@@ -34,8 +34,9 @@ pub struct DbArg {
 pub struct RunSelector {
     #[command(flatten)]
     pub db: DbArg,
-    /// The run: its id or name (default: the newest run).
-    #[arg(long)]
+    /// The run: its id (all digits, e.g. `--run 12`) or its name; `=NAME` is always a name
+    /// (e.g. `--run =2024`, for a name of digits from an older database). Default: the newest run.
+    #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
 }
 
@@ -62,7 +63,8 @@ pub async fn open(db: &DbArg) -> Result<Store> {
     Ok(Store::open_existing(&db.db).await?)
 }
 
-/// The run a user named by id or name, or the newest run when they named none.
+/// The run a user named by id or name (see [`effnas_store::Store::find_run`]), or the newest run
+/// when they named none.
 pub async fn select_run(store: &Store, selector: Option<&str>) -> Result<Run> {
     match selector {
         Some(selector) => Ok(store.find_run(selector).await?),
@@ -96,6 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "duration",
         ]);
         for r in &runs {
+            // The table escapes control characters in every cell (a hostile name stays one line).
             table.row([
                 r.id.to_string(),
                 r.name.clone(),
@@ -129,6 +132,8 @@ pub fn run_json(r: &Run) -> serde_json::Value {
         "best_reward": r.best_reward,
         "started": r.started,
         "finished": r.finished,
+        "owner": r.owner,
+        "lease_until": r.lease_until,
         "duration_seconds": r.duration_seconds(),
         "seed": r.seed,
         "code_version": r.code_version,

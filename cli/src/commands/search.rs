@@ -238,7 +238,11 @@ fn create_run(
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", config.plan.strategy.name(), config.plan.space.name));
-    let mut new_run = NewRun::new(name, RunKind::Search);
+    // A name the user chose is refused when taken; a derived one is numbered (`-2`).
+    let mut new_run = match args.name {
+        Some(_) => NewRun::named(name, RunKind::Search),
+        None => NewRun::new(name, RunKind::Search),
+    };
     new_run.config = serde_json::to_value(config)?;
     new_run.seed = Some(config.plan.seed);
     let run_id = store.block_on(store.store().create_run(&new_run)).context("creating the run")?;
@@ -334,7 +338,7 @@ fn print_summary(store: &BlockingStore, run: &Run, summary: &Summary) -> Result<
     outln!(
         "run {} ({}): {}, {} trials complete ({} trained, {} reused), {} failed ({} rejected), best reward {}",
         run.id,
-        run.name,
+        run.display_name(),
         run.status.as_str(),
         run.trials_done,
         summary.trained,

@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .collect();
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        outln!("run {} ({}): {} of {} trials", run.id, run.name, trials.len(), run.trials_total)?;
+        outln!("run {} ({}): {} of {} trials", run.id, run.display_name(), trials.len(), run.trials_total)?;
         if !trials.is_empty() && !points.is_empty() {
             out!("{}", compound_table(&trials, &points))?;
         } else if !trials.is_empty() {
