@@ -189,7 +189,17 @@ pub fn parse_arch(spec: &str) -> Result<ArchSpec> {
     if let Some(arch) = crate::presets::preset(spec) {
         return Ok(arch);
     }
-    let looks_like_path = spec.ends_with(".json") || Path::new(spec).is_file();
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Err(SpaceError::File {
+            path: path.to_owned(),
+            reason: "is a directory; give a preset, block strings or a .json file".to_owned(),
+        });
+    }
+    // A name with a directory in it can only be a file, so a missing one is "no such file",
+    // not "unknown preset".
+    let looks_like_path =
+        spec.ends_with(".json") || spec.contains(std::path::MAIN_SEPARATOR) || path.is_file();
     if looks_like_path {
         return arch_from_file(Path::new(spec));
     }

@@ -73,7 +73,7 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
         if !(value.is_finite() && value > 0.0 && value <= 64.0) {
             return Err(SpaceError::invalid(
                 field,
-                format!("multiplier {value} is out of range (above 0, at most 64)"),
+                format!("multiplier {value:.3} is out of range (above 0, at most 64)"),
             ));
         }
     }
@@ -93,7 +93,7 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
         return Err(SpaceError::invalid(
             "multipliers",
             format!(
-                "width {}, depth {}, resolution {} scale the network past the limits ({MAX_CHANNELS} channels, {MAX_REPEATS} repeats, {MAX_RESOLUTION} px)",
+                "width {:.3}, depth {:.3}, resolution {:.3} scale the network past the limits ({MAX_CHANNELS} channels, {MAX_REPEATS} repeats, {MAX_RESOLUTION} px)",
                 multipliers.width, multipliers.depth, multipliers.resolution
             ),
         ));

@@ -411,6 +411,10 @@ impl SearchSpace {
         match name_or_path {
             "default" => Ok(SearchSpace::default_space()),
             "mnasnet" => Ok(SearchSpace::mnasnet()),
+            path if Path::new(path).is_dir() => Err(SpaceError::File {
+                path: path.into(),
+                reason: "is a directory; give default, mnasnet or a .json/.toml space file".to_owned(),
+            }),
             path if Path::new(path).exists() || path.ends_with(".json") || path.ends_with(".toml") => {
                 SearchSpace::from_file(Path::new(path))
             }

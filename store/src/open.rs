@@ -56,7 +56,18 @@ impl OpenOptions {
 /// Where the database lives, as parsed from what the user gave.
 enum Target {
     Memory,
-    File(PathBuf),
+    File(PathBuf, UrlMode),
+}
+
+/// The `mode` parameter of an `sqlite://` URL, as SQLite itself defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlMode {
+    /// `mode=ro`: read-only; the file must exist.
+    ReadOnly,
+    /// `mode=rw`: read and write; the file must exist.
+    ReadWrite,
+    /// `mode=rwc` or no parameter: as the caller's options say.
+    Default,
 }
 
 fn parse_target(text: &str) -> Result<Target> {
@@ -68,59 +79,140 @@ fn parse_target(text: &str) -> Result<Target> {
         return Ok(Target::Memory);
     }
     if let Some(rest) = trimmed.strip_prefix("sqlite:") {
-        // `sqlite://path`, `sqlite:path`; query parameters are not supported (settings are ours).
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        if path.contains('?') {
-            return Err(StoreError::UnsupportedUrl(text.to_owned()));
+        // `sqlite://path`, `sqlite:path`, with at most a `mode` parameter (the other connection
+        // settings are ours).
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() {
+            return Err(StoreError::invalid("database", format!("{}: the URL names no file", clip(text))));
         }
-        return Ok(Target::File(PathBuf::from(path)));
+        return Ok(Target::File(PathBuf::from(path), url_mode(query)?));
     }
     if trimmed.contains("://") {
-        return Err(StoreError::UnsupportedUrl(text.to_owned()));
+        return Err(StoreError::UnsupportedUrl(clip(text)));
     }
-    Ok(Target::File(PathBuf::from(text)))
+    Ok(Target::File(PathBuf::from(text), UrlMode::Default))
+}
+
+/// Reads the query of an `sqlite://` URL: nothing, or `mode=ro`, `mode=rw` or `mode=rwc`.
+fn url_mode(query: &str) -> Result<UrlMode> {
+    match query {
+        "" | "mode=rwc" => Ok(UrlMode::Default),
+        "mode=ro" => Ok(UrlMode::ReadOnly),
+        "mode=rw" => Ok(UrlMode::ReadWrite),
+        other => Err(StoreError::invalid(
+            "database URL",
+            format!("parameter {} is not supported (only mode=ro, mode=rw or mode=rwc)", clip(other)),
+        )),
+    }
+}
+
+/// User input as a message echoes it: quoted, and cut at 80 characters.
+fn clip(text: &str) -> String {
+    effnas_space::error::Echo(text).to_string()
+}
+
+/// The options for a file opened with a URL `mode`: `ro` and `rw` never create a file.
+fn with_mode(options: &OpenOptions, mode: UrlMode) -> OpenOptions {
+    match mode {
+        UrlMode::Default => options.clone(),
+        UrlMode::ReadOnly | UrlMode::ReadWrite => OpenOptions { create: false, ..options.clone() },
+    }
+}
+
+/// How SQLite must open a file that passed [`check_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Writable,
+    ReadOnly,
+    /// Read-only in a directory where SQLite cannot create the `-shm` file that a WAL database
+    /// needs even for reading: opened as immutable, which is safe because no writer can run
+    /// there either (it would need to create the `-wal` file).
+    Immutable,
 }
 
 /// Checks a database path before SQLite sees it, so common mistakes get a message that says
-/// what is wrong. Returns whether the file must be opened read-only.
-fn check_file(path: &Path, options: &OpenOptions) -> Result<bool> {
+/// what is wrong, and says how the file must be opened.
+fn check_file(path: &Path, options: &OpenOptions) -> Result<Access> {
     let location = path.display().to_string();
     let open_err = |reason: String| StoreError::Open { location: location.clone(), reason };
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(open_err("it is a directory".to_owned())),
         Ok(meta) => {
-            let mut header = Vec::with_capacity(16);
-            std::fs::File::open(path)
-                .and_then(|file| file.take(16).read_to_end(&mut header))
-                .map_err(|e| open_err(e.to_string()))?;
-            // SQLite treats an empty file as an empty database.
-            if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
-                return Err(StoreError::NotADatabase { location });
+            check_header(path, &location)?;
+            let file_read_only = meta.permissions().readonly();
+            let directory_read_only = is_read_only_directory(directory);
+            if !file_read_only && !directory_read_only {
+                return Ok(Access::Writable);
             }
-            if meta.permissions().readonly() {
-                if options.read_only_fallback {
-                    return Ok(true);
-                }
-                return Err(StoreError::ReadOnly { location, reason: "the file is not writable".to_owned() });
+            if !options.read_only_fallback {
+                let reason = if file_read_only {
+                    "the file is not writable".to_owned()
+                } else {
+                    unwritable_directory(directory, path)
+                };
+                return Err(StoreError::ReadOnly { location, reason });
             }
-            Ok(false)
+            Ok(if directory_read_only && !companion(path, "-wal").exists() {
+                Access::Immutable
+            } else {
+                Access::ReadOnly
+            })
         }
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
             if !options.create {
                 return Err(StoreError::Missing { location });
             }
-            let parent = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            match std::fs::metadata(parent) {
-                Ok(meta) if meta.is_dir() => Ok(false),
-                Ok(_) => Err(open_err(format!("{} is not a directory", parent.display()))),
-                Err(_) => Err(open_err(format!("directory {} does not exist", parent.display()))),
+            match std::fs::metadata(directory) {
+                Ok(meta) if meta.is_dir() && meta.permissions().readonly() => Err(open_err(format!(
+                    "cannot create it: the directory {} is not writable",
+                    directory.display()
+                ))),
+                Ok(meta) if meta.is_dir() => Ok(Access::Writable),
+                Ok(_) => Err(open_err(format!("{} is not a directory", directory.display()))),
+                Err(_) => Err(open_err(format!("directory {} does not exist", directory.display()))),
             }
         }
         Err(e) => Err(open_err(e.to_string())),
     }
+}
+
+/// Refuses a file that is neither empty (SQLite treats that as an empty database) nor starts
+/// with the SQLite header.
+fn check_header(path: &Path, location: &str) -> Result<()> {
+    let mut header = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(16).read_to_end(&mut header))
+        .map_err(|e| StoreError::Open { location: location.to_owned(), reason: e.to_string() })?;
+    if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
+        return Err(StoreError::NotADatabase { location: location.to_owned() });
+    }
+    Ok(())
+}
+
+/// Whether the permission bits of `directory` forbid writing in it. SQLite writes its `-wal`
+/// and `-shm` files beside the database, so a read-only directory makes the database read-only.
+fn is_read_only_directory(directory: &Path) -> bool {
+    std::fs::metadata(directory).is_ok_and(|meta| meta.permissions().readonly())
+}
+
+fn unwritable_directory(directory: &Path, path: &Path) -> String {
+    let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
+    format!(
+        "the directory {} is not writable, and SQLite must create {name}-wal and {name}-shm beside the database",
+        directory.display()
+    )
+}
+
+/// A file SQLite keeps beside the database (`-wal`, `-shm`).
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 impl Store {
@@ -135,6 +227,15 @@ impl Store {
     /// not a new empty file, and a read-only file is opened read-only.
     pub async fn open_existing(target: &str) -> Result<Store> {
         Store::open_with(target, &OpenOptions::existing()).await
+    }
+
+    /// The file a database target (a path or an `sqlite://` URL) names; `None` for an
+    /// in-memory database or a target that is not a valid database at all.
+    pub fn path_of(target: &str) -> Option<PathBuf> {
+        match parse_target(target) {
+            Ok(Target::File(path, _)) => Some(path),
+            _ => None,
+        }
     }
 
     /// A private in-memory database, for tests and dry runs.
@@ -184,12 +285,18 @@ impl Store {
             Target::Memory => {
                 (SqliteConnectOptions::from_str("sqlite::memory:"), ":memory:".to_owned(), false, 1)
             }
-            Target::File(path) => {
-                let read_only = check_file(&path, options)?;
+            Target::File(path, mode) => {
+                let options = with_mode(options, mode);
+                let access = match check_file(&path, &options)? {
+                    Access::Writable if mode == UrlMode::ReadOnly => Access::ReadOnly,
+                    access => access,
+                };
+                let read_only = access != Access::Writable;
                 let connect = SqliteConnectOptions::new()
                     .filename(&path)
                     .create_if_missing(options.create)
-                    .read_only(read_only);
+                    .read_only(read_only)
+                    .immutable(access == Access::Immutable);
                 (Ok(connect), path.display().to_string(), read_only, options.max_connections.max(1))
             }
         };

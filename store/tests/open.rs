@@ -359,9 +359,15 @@ async fn missing_files_and_directories_are_clear_errors_and_create_nothing() {
     let error = Store::open(&file_as_dir.join("effnas.db").display().to_string()).await.unwrap_err();
     assert!(error.to_string().to_lowercase().contains("not a directory"), "{error}");
 
-    for url in ["postgres://localhost/effnas", "mysql://x", "sqlite://x.db?mode=ro"] {
+    for url in ["postgres://localhost/effnas", "mysql://x"] {
         assert!(matches!(Store::open(url).await, Err(StoreError::UnsupportedUrl(_))), "{url}");
     }
+    // SQLite's own `mode` parameter is understood; `ro` and `rw` never create the file.
+    let read_only = format!("sqlite://{}?mode=ro", db.path.display());
+    assert!(matches!(Store::open(&read_only).await, Err(StoreError::Missing { .. })), "{read_only}");
+    assert!(!db.path.exists(), "mode=ro never creates a database");
+    let error = Store::open("sqlite://x.db?cache=shared").await.unwrap_err();
+    assert!(error.to_string().contains("only mode=ro, mode=rw or mode=rwc"), "{error}");
 }
 
 #[tokio::test]
