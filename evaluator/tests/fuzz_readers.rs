@@ -15,6 +15,7 @@ use std::path::Path;
 
 use data_support::{idx_bytes, t10k, Raw};
 use effnas_evaluator::data::{self, ImageSet};
+use effnas_testkit::{apply, edit, fuzz_cases, Edit};
 use image::GrayImage;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -22,50 +23,9 @@ use proptest::test_runner::FileFailurePersistence;
 /// Images in each damaged data set: enough for two classes, small enough to be fast.
 const IMAGES: usize = 12;
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Set(usize, u8),
-    /// A big-endian u32 written at a 4-byte-aligned offset: IDX and CIFAR headers are u32s.
-    SetWord(usize, u32),
-    Insert(usize, Vec<u8>),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    let word =
-        prop_oneof![Just(0u32), Just(1), Just(u32::MAX), Just(0x0000_0803), Just(1 << 31), any::<u32>()];
-    prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Edit::Set(at, b)),
-        (0usize..8, word).prop_map(|(at, w)| Edit::SetWord(at, w)),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..32)).prop_map(|(at, b)| Edit::Insert(at, b)),
-        (any::<usize>(), 1usize..64).prop_map(|(at, n)| Edit::Delete(at, n)),
-        any::<usize>().prop_map(Edit::Truncate),
-    ]
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for edit in edits {
-        let len = bytes.len().max(1);
-        match edit {
-            Edit::Set(at, b) if !bytes.is_empty() => bytes[at % len] = *b,
-            Edit::SetWord(slot, word) if bytes.len() >= (slot + 1) * 4 => {
-                bytes[slot * 4..slot * 4 + 4].copy_from_slice(&word.to_be_bytes());
-            }
-            Edit::Insert(at, new) => {
-                let at = at % (bytes.len() + 1);
-                bytes.splice(at..at, new.iter().copied());
-            }
-            Edit::Delete(at, n) if !bytes.is_empty() => {
-                let at = at % len;
-                let end = (at + n).min(bytes.len());
-                bytes.drain(at..end);
-            }
-            Edit::Truncate(at) => bytes.truncate(at % len),
-            _ => {}
-        }
-    }
-    bytes
+/// Any byte: the formats are binary. The first eight u32s cover the IDX headers.
+fn edits(max: usize) -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec(edit(any::<u8>().boxed(), 8), 0..max)
 }
 
 /// Loading `dir` either works and is consistent, or fails in one line that names the data set.
@@ -123,11 +83,6 @@ fn png(raw: &Raw, i: usize) -> Vec<u8> {
     bytes
 }
 
-/// Cases per property: `EFFNAS_FUZZ_CASES` when set (by `scripts/fuzz`), else a CI-sized count.
-fn fuzz_cases(ci: u32) -> u32 {
-    std::env::var("EFFNAS_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(ci)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: fuzz_cases(48),
@@ -137,8 +92,8 @@ proptest! {
 
     #[test]
     fn damaged_idx_files_load_consistently_or_fail_naming_the_data_set(
-        image_edits in prop::collection::vec(edit(), 0..4),
-        label_edits in prop::collection::vec(edit(), 0..4),
+        image_edits in edits(4),
+        label_edits in edits(4),
     ) {
         let (images, labels) = idx_pair(&t10k());
         let dir = tempfile::tempdir().unwrap();
@@ -149,7 +104,7 @@ proptest! {
 
     #[test]
     fn damaged_cifar_batches_load_consistently_or_fail_naming_the_data_set(
-        edits in prop::collection::vec(edit(), 1..5),
+        edits in edits(5),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let batches = dir.path().join("cifar-10-batches-bin");
@@ -161,7 +116,7 @@ proptest! {
     #[test]
     fn damaged_images_in_a_folder_load_consistently_or_fail_naming_the_data_set(
         victim in 0usize..4,
-        edits in prop::collection::vec(edit(), 1..5),
+        edits in edits(5),
     ) {
         let raw = t10k();
         let dir = tempfile::tempdir().unwrap();
