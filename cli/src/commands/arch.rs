@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use effnas_space::arch::conv_output_size;
 use effnas_space::cost::BlockCost;
+use effnas_space::error::Echo;
 use effnas_space::{
     arch_hash, canonical, cost_breakdown, parse_arch, ArchSpec, BlockSpec, Cost, CostBreakdown,
 };
@@ -39,7 +40,8 @@ pub fn resolve(
     num_classes: Option<u32>,
     input_channels: Option<u32>,
 ) -> Result<ArchSpec> {
-    let mut arch = parse_arch(spec).with_context(|| format!("architecture {spec:?}"))?;
+    // Every parse error already names the preset, file or block string at fault.
+    let mut arch = parse_arch(spec)?;
     if let Some(resolution) = resolution {
         arch.resolution = resolution;
     }
@@ -49,7 +51,7 @@ pub fn resolve(
     if let Some(channels) = input_channels {
         arch.input_channels = channels;
     }
-    arch.validate().with_context(|| format!("architecture {spec:?}"))?;
+    arch.validate().with_context(|| format!("architecture {}", Echo(spec)))?;
     Ok(arch)
 }
 

@@ -1,15 +1,15 @@
 //! `effnas export`: every trial of a run, one row each, as CSV or JSON, for spreadsheets,
 //! pandas or another tool.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use effnas_store::TrialFilter;
 
 use super::runs::{block_on, RunSelector};
 use super::trials::trial_json;
+use crate::output::out;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,6 +69,9 @@ const COLUMNS: [&str; 32] = [
 ];
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(path) = &args.out {
+        crate::files::refuse_database("--out", path, &args.selector.db.db)?;
+    }
     let (run, trials, points) = block_on(async {
         let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &TrialFilter::default()).await?;
@@ -91,18 +94,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     match &args.out {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            crate::files::write_atomically(path, |w| Ok(w.write_all(text.as_bytes())?))?;
             eprintln!("wrote {} trials of run {} to {}", rows.len(), run.id, path.display());
         }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is not an error worth reporting.
-            if let Err(error) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-                if error.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(error).context("writing to standard output");
-                }
-            }
-        }
+        None => out!("{text}")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use effnas_store::{Run, Trial, TrialFilter, TrialState};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
@@ -66,6 +66,7 @@ pub(crate) fn format_of(path: &Path) -> Result<Format> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let format = format_of(&args.out)?;
+    crate::files::refuse_database("--out", &args.out, &args.selector.db.db)?;
     let (run, trials) = block_on(async {
         let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &TrialFilter::default()).await?;
@@ -74,11 +75,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     let data = plot_data(&run, &trials)?;
     let size = (args.width, args.height);
-    let drawn = match format {
-        Format::Svg => draw(SVGBackend::new(&args.out, size).into_drawing_area(), &data),
-        Format::Png => draw(BitMapBackend::new(&args.out, size).into_drawing_area(), &data),
-    };
-    drawn.with_context(|| format!("drawing {}", args.out.display()))?;
+    crate::files::replace_file(&args.out, |temporary| match format {
+        Format::Svg => draw(SVGBackend::new(temporary, size).into_drawing_area(), &data),
+        Format::Png => draw(BitMapBackend::new(temporary, size).into_drawing_area(), &data),
+    })?;
     eprintln!("wrote {} ({})", args.out.display(), summary(&data));
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use effnas_space::presets::EFFICIENTNET;
 use effnas_space::{cost, presets, scale, ArchSpec, Compound, Multipliers};
-use effnas_store::{BlockingStore, NewScaledModel, RunId};
+use effnas_store::{BlockingStore, NewScaledModel, OpenOptions, RunId, Store};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::json;
@@ -26,7 +26,10 @@ pub struct Args {
     /// Resolution coefficient γ (resolution grows by γ^φ).
     #[arg(long, default_value_t = Compound::EFFICIENTNET.gamma)]
     pub gamma: f64,
-    /// The φ values: a comma-separated list (1,2,3 or 0.5,1.5) and/or inclusive integer ranges (0..7).
+    /// The φ values: a comma-separated list (1,2,3 or 0.5,1.5) and/or inclusive integer ranges
+    /// (0..7), each from -8 up to where the scaled network reaches the size limits (64× depth,
+    /// width or resolution; 64 repeats, 16384 channels, 4096 px): φ = 15.2 for B0 with the default
+    /// coefficients.
     #[arg(long, default_value = "0..7")]
     pub phi: String,
     /// The base network (a preset, block strings or a JSON file).
@@ -88,13 +91,21 @@ pub struct ScaledRow {
     pub flops_ratio: f64,
 }
 
-/// Scales `base` for every φ.
+/// Scales `base` for every φ; a φ past the size limits is an error that gives the usable range.
 pub fn scale_family(base: &ArchSpec, coefficients: Compound, phis: &[f64]) -> Result<Vec<ScaledRow>> {
     let base_flops = cost(base).macs as f64;
     phis.iter()
         .map(|&phi| {
             let multipliers = Multipliers::compound(coefficients, phi);
-            let arch = scale(base, multipliers).with_context(|| format!("scaling at φ = {phi}"))?;
+            let arch = scale(base, multipliers).map_err(|error| {
+                let (low, high) = (phi_limit(base, coefficients, -8.0), phi_limit(base, coefficients, 64.0));
+                anyhow::anyhow!(
+                    "--phi {phi} is out of range: with α = {}, β = {}, γ = {} this base scales for φ from {low} to {high} ({error})",
+                    coefficients.alpha,
+                    coefficients.beta,
+                    coefficients.gamma,
+                )
+            })?;
             let c = cost(&arch);
             Ok(ScaledRow {
                 phi,
@@ -106,6 +117,27 @@ pub fn scale_family(base: &ArchSpec, coefficients: Compound, phis: &[f64]) -> Re
             })
         })
         .collect()
+}
+
+/// The φ nearest `bound` (in hundredths, towards 0) at which `base` still scales: φ = 0 always
+/// does, and with every coefficient at least 1 the network only grows with φ, so bisection finds
+/// the edge.
+fn phi_limit(base: &ArchSpec, coefficients: Compound, bound: f64) -> f64 {
+    let scales =
+        |hundredths: i64| scale(base, Multipliers::compound(coefficients, hundredths as f64 / 100.0)).is_ok();
+    let (mut good, mut bad) = (0_i64, (bound * 100.0) as i64);
+    if scales(bad) {
+        return bound;
+    }
+    while (bad - good).abs() > 1 {
+        let middle = (good + bad) / 2;
+        if scales(middle) {
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    good as f64 / 100.0
 }
 
 fn official_row(phi: f64) -> Option<(usize, ArchSpec)> {
@@ -129,6 +161,11 @@ struct Source {
 pub fn run(args: Args) -> Result<ExitCode> {
     check_coefficients(&args)?;
     let phis = parse_phi_list(&args.phi)?;
+    // The database is only read (and written) with --from-run.
+    let db = args.from_run.as_ref().map(|_| args.db.as_str());
+    if let Some(db) = db {
+        refuse_to_overwrite(&args, &phis, db)?;
+    }
     let source = resolve_source(&args)?;
     let rows = scale_family(&source.base, source.coefficients, &phis)?;
     if let Some((store, run)) = &source.recorded_in {
@@ -162,8 +199,7 @@ fn check_coefficients(args: &Args) -> Result<()> {
 fn resolve_source(args: &Args) -> Result<Source> {
     match &args.from_run {
         Some(selector) => {
-            let store =
-                BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
+            let store = open_existing(&args.db)?;
             let (coefficients, base, base_name, run) = super::compound::winner(&store, selector)?;
             Ok(Source { coefficients, base, base_name, recorded_in: Some((store, run)) })
         }
@@ -174,6 +210,18 @@ fn resolve_source(args: &Args) -> Result<Source> {
             recorded_in: None,
         }),
     }
+}
+
+/// Opens the database of --from-run, which must exist: a mistyped name is an error, never a new
+/// empty database. The store's errors name the database.
+fn open_existing(db: &str) -> Result<BlockingStore> {
+    let must_exist = OpenOptions { create: false, ..OpenOptions::default() };
+    super::runs::block_on(async {
+        Store::open_with(db, &must_exist).await?.close().await;
+        Ok(())
+    })?;
+    // The file exists and is writable, so this opens it rather than creating one.
+    Ok(BlockingStore::open(db)?)
 }
 
 /// Records every row as a scaled model of the compound run `run`, named `<base>-phi<φ>`.
@@ -197,13 +245,34 @@ fn record_scaled_models(
     Ok(())
 }
 
+/// Refuses, before any work, a --save file or --plot image that is the database `db`.
+fn refuse_to_overwrite(args: &Args, phis: &[f64], db: &str) -> Result<()> {
+    if let Some(dir) = &args.save {
+        for &phi in phis {
+            crate::files::refuse_database("--save", &spec_path(dir, phi), db)?;
+        }
+    }
+    if let Some(path) = &args.plot {
+        crate::files::refuse_database("--plot", path, db)?;
+    }
+    Ok(())
+}
+
+/// Where --save writes the architecture at φ.
+fn spec_path(dir: &Path, phi: f64) -> PathBuf {
+    dir.join(format!("phi-{phi}.json"))
+}
+
 /// Writes each scaled architecture as `dir/phi-<φ>.json`.
 fn save_specs(dir: &Path, rows: &[ScaledRow]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if dir.exists() && !dir.is_dir() {
+        bail!("--save {}: is a file, not a directory", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--save {}: cannot create the directory", dir.display()))?;
     for row in rows {
-        let path = dir.join(format!("phi-{}.json", row.phi));
-        std::fs::write(&path, serde_json::to_string_pretty(&row.arch)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let text = serde_json::to_string_pretty(&row.arch)?;
+        crate::files::write_atomically(&spec_path(dir, row.phi), |w| Ok(w.write_all(text.as_bytes())?))?;
     }
     Ok(())
 }
@@ -212,15 +281,14 @@ fn save_specs(dir: &Path, rows: &[ScaledRow]) -> Result<()> {
 fn write_plot(path: &Path, rows: &[ScaledRow], base_name: &str, coefficients: Compound) -> Result<()> {
     let format = super::plot::format_of(path)?;
     let size = (900, 560);
-    let drawn = match format {
+    crate::files::replace_file(path, |temporary| match format {
         super::plot::Format::Svg => {
-            draw(SVGBackend::new(path, size).into_drawing_area(), rows, base_name, coefficients)
+            draw(SVGBackend::new(temporary, size).into_drawing_area(), rows, base_name, coefficients)
         }
         super::plot::Format::Png => {
-            draw(BitMapBackend::new(path, size).into_drawing_area(), rows, base_name, coefficients)
+            draw(BitMapBackend::new(temporary, size).into_drawing_area(), rows, base_name, coefficients)
         }
-    };
-    drawn.with_context(|| format!("drawing {}", path.display()))?;
+    })?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
@@ -318,7 +386,7 @@ fn scaling_table(rows: &[ScaledRow]) -> Table {
             human_count(row.params),
             human_count(row.flops),
             format!("{:.2}", row.flops_ratio),
-            format!("{:.0}", 2f64.powf(row.phi)),
+            power_of_two(row.phi),
             name,
             res,
             params,
@@ -327,6 +395,17 @@ fn scaling_table(rows: &[ScaledRow]) -> Table {
         ]);
     }
     table
+}
+
+/// 2^φ as the table shows it: whole numbers as they are, others to three decimals without
+/// trailing zeros (φ = −1 is 0.5, φ = 0.5 is 1.414, φ = −8 is 0.004).
+fn power_of_two(phi: f64) -> String {
+    let value = 2f64.powf(phi);
+    if value.fract() == 0.0 {
+        return format!("{value:.0}");
+    }
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The official columns at φ: name, resolution, params, multiply-adds and the paper's figures,
@@ -392,7 +471,7 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let to_err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
+    let to_err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e}");
     root.fill(&WHITE).map_err(to_err)?;
     let PlotSeries { scaled, official, target, phi_range: (low, high), flops_range: (y_low, y_high) } =
         plot_series(rows);

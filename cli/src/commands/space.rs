@@ -54,8 +54,8 @@ struct Sample {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let space =
-        SearchSpace::resolve(&args.space).with_context(|| format!("search space {:?}", args.space))?;
+    // Its errors already name the space or its file.
+    let space = SearchSpace::resolve(&args.space)?;
     if args.sample.is_some_and(|n| n > 100_000) {
         bail!("--sample: at most 100000 architectures at once");
     }
