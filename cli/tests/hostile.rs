@@ -102,23 +102,7 @@ fn a_full_stdout_is_a_one_line_error_for_every_command_that_prints() {
         vec!["scale"],
         vec!["scale", "--json"],
         vec!["search", "--db", path(&fresh), "--evaluator", "oracle", "--trials", "2", "--workers", "1"],
-        vec![
-            "train",
-            "b0",
-            "--width",
-            "0.25",
-            "--depth",
-            "0.5",
-            "--train-images",
-            "32",
-            "--validation-images",
-            "16",
-            "--epochs",
-            "1",
-            "--resolution",
-            "16",
-            "--json",
-        ],
+        common::with_tiny_proxy(&["train", "b0", "--json"]),
     ];
     for args in &cases {
         let out = to_full_disk(args);

@@ -1,32 +1,14 @@
 //! `effnas train --db` records its result so the store is useful before any search.
 
 mod common;
-use common::json;
+use common::{json, with_tiny_proxy};
 
 #[test]
 fn a_manual_training_becomes_a_run_with_one_trial() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("manual.db");
     let db = db.to_str().expect("path");
-    let report = json(&[
-        "train",
-        "b0",
-        "--width",
-        "0.25",
-        "--depth",
-        "0.5",
-        "--train-images",
-        "128",
-        "--validation-images",
-        "64",
-        "--epochs",
-        "1",
-        "--resolution",
-        "16",
-        "--db",
-        db,
-        "--json",
-    ]);
+    let report = json(&with_tiny_proxy(&["train", "b0", "--db", db, "--json"]));
     let runs = json(&["runs", "--db", db, "--json"]);
     assert_eq!(runs.as_array().map(Vec::len), Some(1));
     assert_eq!(runs[0]["kind"], "manual");
@@ -55,7 +37,7 @@ fn a_manual_training_becomes_a_run_with_one_trial() {
     // A search that includes the same network under the same settings records it under the same
     // hash and proxy key, with the same cost, and (one worker, same seed: a deterministic CPU
     // training) the same accuracy and reward.
-    let search = json(&[
+    let search = json(&with_tiny_proxy(&[
         "search",
         "--db",
         db,
@@ -65,20 +47,8 @@ fn a_manual_training_becomes_a_run_with_one_trial() {
         "1",
         "--include",
         "b0",
-        "--width",
-        "0.25",
-        "--depth",
-        "0.5",
-        "--train-images",
-        "128",
-        "--validation-images",
-        "64",
-        "--epochs",
-        "1",
-        "--resolution",
-        "16",
         "--json",
-    ]);
+    ]));
     let searched = json(&["trials", "--db", db, "--run", &search["run"].to_string(), "--json"]);
     assert_eq!(searched[0]["arch_hash"], trials[0]["arch_hash"]);
     assert_eq!(searched[0]["proxy_key"], trials[0]["proxy_key"]);

@@ -5,6 +5,28 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// A proxy task small enough for a test to train in seconds on a CPU: B0's blocks at width 0.25
+/// and depth 0.5, 128 training and 64 validation images at 16 px, one epoch.
+pub const TINY_PROXY: &[&str] = &[
+    "--width",
+    "0.25",
+    "--depth",
+    "0.5",
+    "--train-images",
+    "128",
+    "--validation-images",
+    "64",
+    "--epochs",
+    "1",
+    "--resolution",
+    "16",
+];
+
+/// `command` followed by `args` and then [`TINY_PROXY`].
+pub fn with_tiny_proxy<'a>(command: &[&'a str]) -> Vec<&'a str> {
+    command.iter().copied().chain(TINY_PROXY.iter().copied()).collect()
+}
+
 /// Runs `effnas` with `args` and collects what it printed.
 pub fn effnas(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_effnas")).args(args).output().expect("effnas runs")
