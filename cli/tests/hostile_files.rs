@@ -172,6 +172,13 @@ fn messages_name_the_culprit_once() {
     assert_eq!(mentions(&["space", &missing], "missing.json"), 1);
     assert_eq!(mentions(&["scale", "--base", &missing], "missing.json"), 1);
     assert_eq!(mentions(&["scale", "--from-run", "1", "--db", path(&text)], "text.db"), 1);
+    // A damaged database: SQLite's complaint once, not once per layer of the error chain.
+    let f = Fixture::new("runs.db");
+    let bytes = std::fs::read(&f.db).expect("database");
+    std::fs::write(&f.db, &bytes[..8192]).expect("truncate");
+    for command in ["runs", "trials", "export"] {
+        assert_eq!(mentions(&[command, "--db", f.db()], "malformed"), 1, "{command}");
+    }
 }
 
 #[test]

@@ -70,12 +70,10 @@ pub enum StoreError {
     #[error("stored {what} is unreadable: {reason}")]
     Corrupt { what: String, reason: String },
 
-    #[error("{location}: database error: {source}")]
-    Database {
-        location: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The driver's error is spelled out in the message, not chained as a source: sqlx repeats
+    /// its message in its own source, so a printed chain said the same thing three times.
+    #[error("{location}: database error: {}", driver_message(cause))]
+    Database { location: String, cause: sqlx::Error },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -109,7 +107,18 @@ impl StoreError {
             Some(14 | 3 | 23) => StoreError::Open { location, reason: message },
             // SQLITE_NOTADB
             Some(26) => StoreError::NotADatabase { location },
-            _ => StoreError::Database { location, source },
+            _ => StoreError::Database { location, cause: source },
         }
+    }
+}
+
+/// A driver error in one line: SQLite's own message and result code, or sqlx's text.
+pub(crate) fn driver_message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLite code {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
     }
 }

@@ -395,9 +395,10 @@ impl Store {
             },
             MigrateError::Execute(e) => self.db_error(e),
             MigrateError::ExecuteMigration(e, version) => match self.db_error(e) {
-                StoreError::Database { source, .. } => {
-                    StoreError::Migration { location, reason: format!("version {version}: {source}") }
-                }
+                StoreError::Database { cause, .. } => StoreError::Migration {
+                    location,
+                    reason: format!("version {version}: {}", crate::error::driver_message(&cause)),
+                },
                 specific => specific,
             },
             other => StoreError::Migration { location, reason: other.to_string() },
