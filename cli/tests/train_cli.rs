@@ -178,7 +178,7 @@ fn user_errors_are_one_line_with_exit_code_2() -> TestResult {
         (&["train", "b0", "--dataset", "/no/such/folder"], "/no/such/folder"),
         (&["train", "b0", "--dataset", &dataset, "--device", "cuda:99"], "cuda:99"),
         (&["train", "not-an-arch", "--dataset", &dataset], "not-an-arch"),
-        (&["train", "b0", "--dataset", &dataset, "--batch-size", "1"], "batch_size"),
+        (&["train", "b0", "--dataset", &dataset, "--batch-size", "1"], "--batch-size"),
     ];
     for (args, needle) in cases {
         let out = effnas(args)?;

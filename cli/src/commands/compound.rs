@@ -15,12 +15,13 @@ use effnas_search::orchestrator::{drain_queue, Event};
 use effnas_search::train_evaluator::{Latency, TrainEvaluator};
 use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
 use effnas_store::{
-    BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, TrialId,
+    BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId,
 };
 use serde_json::json;
 
 use super::proxy::ProxyArgs;
 use super::search::EvaluatorName;
+use crate::flags::{self, ThreadsArg};
 use crate::table::{human_count, Table};
 
 #[derive(Debug, clap::Args)]
@@ -56,8 +57,8 @@ pub struct Args {
     /// Also train this point, on the grid or not (e.g. the paper's 1.2,1.1,1.15). Repeatable.
     #[arg(long, value_name = "ALPHA,BETA,GAMMA", value_parser = parse_point)]
     pub point: Vec<Compound>,
-    /// Trials trained at once.
-    #[arg(long, default_value_t = 2)]
+    /// Trials trained at once (1 to 256).
+    #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic compound oracle.
     #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
@@ -73,6 +74,8 @@ pub struct Args {
     pub resume: Option<String>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
     /// Print the ranked points as JSON.
     #[arg(long)]
     pub json: bool,
@@ -151,6 +154,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None
     };
     let stop = super::resume::stop_on_signal()?;
+    args.threads.apply();
     if let Some(selector) = &args.resume {
         let store = store_early.context("the database")?;
         let (run, config): (_, CompoundConfig) =
@@ -173,9 +177,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// The configuration of a new compound run from the flags, checked: the grid, the points
 /// chosen from it, the base network and the proxy settings.
 fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundConfig> {
-    if args.workers == 0 {
-        bail!("--workers must be at least 1");
-    }
     if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
         bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
     }
@@ -352,23 +353,32 @@ fn finish(
         )?;
         return Ok(ExitCode::from(130));
     }
-    report(store, run_id, config, json)?;
-    Ok(ExitCode::SUCCESS)
+    let status = store.block_on(store.store().run(run_id))?.status;
+    report(store, run_id, config, status, json)?;
+    // Every point failed: the run is failed (the orchestrator sets it) and so is the command.
+    Ok(if status == RunStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// The points ranked by accuracy, with how far each FLOPS ratio is from 2^φ.
-fn report(store: &BlockingStore, run_id: RunId, config: &CompoundConfig, json: bool) -> Result<()> {
+fn report(
+    store: &BlockingStore,
+    run_id: RunId,
+    config: &CompoundConfig,
+    status: RunStatus,
+    json: bool,
+) -> Result<()> {
     let mut points: Vec<CompoundPoint> = store.block_on(store.store().compound_points(run_id))?;
     points.sort_by(|a, b| b.accuracy.unwrap_or(-1.0).total_cmp(&a.accuracy.unwrap_or(-1.0)));
     let ranking = Ranking { base_flops: cost(&config.base).macs as f64, intended: 2f64.powf(config.phi) };
     if json {
         let list: Vec<_> = points.iter().enumerate().map(|(rank, p)| ranking.json(rank, p)).collect();
-        let value = json!({"run": run_id.0, "phi": config.phi, "points": list});
+        let value = json!({"run": run_id.0, "status": status.as_str(), "phi": config.phi, "points": list});
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     outln!(
-        "compound run {run_id}: {} points around {} at φ = {} (2^φ = {:.2})\n",
+        "compound run {run_id}: {}, {} points around {} at φ = {} (2^φ = {:.2})\n",
+        status.as_str(),
         points.len(),
         config.base_spec,
         config.phi,

@@ -4,6 +4,8 @@
 
 use effnas_search::proxy::ProxySettings;
 
+use crate::flags;
+
 /// Proxy-task flags. Defaults are sized so that one trial takes well under a minute on a
 /// 2-core CPU (see the README's measured figures).
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -11,35 +13,35 @@ pub struct ProxyArgs {
     /// Data set: fashion-mnist (Debian's files), or a folder of IDX files, CIFAR-10 batches or class sub-folders.
     #[arg(long, default_value_t = ProxySettings::default().dataset)]
     pub dataset: String,
-    /// Training epochs of each proxy.
-    #[arg(long, default_value_t = ProxySettings::default().epochs)]
+    /// Training epochs of each proxy (1 to 1000).
+    #[arg(long, default_value_t = ProxySettings::default().epochs, value_parser = flags::epochs)]
     pub epochs: u32,
-    /// Training images of each proxy (a fixed, seeded, class-balanced subset).
-    #[arg(long, default_value_t = ProxySettings::default().train_images)]
+    /// Training images of each proxy (a fixed, seeded, class-balanced subset; 2 to 100000000).
+    #[arg(long, default_value_t = ProxySettings::default().train_images, value_parser = flags::train_images)]
     pub train_images: usize,
-    /// Images held out of the training set for validation (fixed for the whole run).
-    #[arg(long, default_value_t = ProxySettings::default().validation_images)]
+    /// Images held out of the training set for validation (fixed for the whole run; 1 to 100000000).
+    #[arg(long, default_value_t = ProxySettings::default().validation_images, value_parser = flags::validation_images)]
     pub validation_images: usize,
-    /// Proxy resolution in pixels (of a network at 224 px; others train in proportion).
-    #[arg(long, default_value_t = ProxySettings::default().resolution)]
+    /// Proxy resolution in pixels (of a network at 224 px; others train in proportion; 8 to 1024).
+    #[arg(long, default_value_t = ProxySettings::default().resolution, value_parser = flags::resolution)]
     pub resolution: u32,
-    /// Width multiplier applied to every candidate for the proxy.
-    #[arg(long, default_value_t = ProxySettings::default().width)]
+    /// Width multiplier applied to every candidate for the proxy (above 0, at most 8).
+    #[arg(long, default_value_t = ProxySettings::default().width, value_parser = flags::multiplier)]
     pub width: f64,
-    /// Depth multiplier applied to every candidate for the proxy.
-    #[arg(long, default_value_t = ProxySettings::default().depth)]
+    /// Depth multiplier applied to every candidate for the proxy (above 0, at most 8).
+    #[arg(long, default_value_t = ProxySettings::default().depth, value_parser = flags::multiplier)]
     pub depth: f64,
-    /// Batch size (at least 2: batch norm needs two images).
-    #[arg(long, default_value_t = ProxySettings::default().batch_size)]
+    /// Batch size (2 to 4096: batch norm needs two images).
+    #[arg(long, default_value_t = ProxySettings::default().batch_size, value_parser = flags::batch_size)]
     pub batch_size: usize,
-    /// Peak learning rate (SGD with momentum 0.9, cosine schedule, short warm-up).
-    #[arg(long, default_value_t = ProxySettings::default().lr)]
+    /// Peak learning rate (SGD with momentum 0.9, cosine schedule, short warm-up; above 0).
+    #[arg(long, default_value_t = ProxySettings::default().lr, value_parser = flags::positive)]
     pub lr: f64,
     /// Devices: cpu, cuda, cuda:N, or a comma-separated list (workers run on each).
     #[arg(long, default_value_t = ProxySettings::default().device)]
     pub device: String,
-    /// Seconds a proxy may train before it is stopped and counted as failed.
-    #[arg(long)]
+    /// Seconds a proxy may train before it is stopped and counted as failed (above 0).
+    #[arg(long, value_parser = flags::positive)]
     pub time_limit: Option<f64>,
 }
 

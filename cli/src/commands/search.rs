@@ -15,11 +15,12 @@ use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
 use effnas_search::proxy::ResolvedProxy;
 use effnas_search::train_evaluator::{Latency, TrainEvaluator};
 use effnas_space::{ArchSpec, SearchSpace};
-use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind};
+use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus};
 use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::proxy::ProxyArgs;
+use crate::flags::{self, ThreadsArg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StrategyName {
@@ -50,27 +51,30 @@ pub struct Args {
     /// The controller.
     #[arg(long, value_enum, default_value_t = StrategyName::Evolution)]
     pub strategy: StrategyName,
-    /// Trials the run ends with (complete or failed).
-    #[arg(long, default_value_t = 20)]
+    /// Trials the run ends with (complete or failed; 1 to 1000000).
+    #[arg(long, default_value_t = 20, value_parser = flags::trials)]
     pub trials: usize,
-    /// Trials trained at once (worker threads per device; on a CPU they share the cores).
-    #[arg(long, default_value_t = 2)]
+    /// Trials trained at once (worker threads per device; on a CPU they share the cores; 1 to
+    /// 256).
+    #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic oracle.
     #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
     pub evaluator: EvaluatorName,
-    /// T in the reward ACC × (FLOPS / T)^w, in multiply-adds of the searched (full-size) model.
-    #[arg(long, default_value_t = 400e6)]
-    pub target_flops: f64,
+    /// T in the reward ACC × (FLOPS / T)^w, in multiply-adds of the searched (full-size) model
+    /// (400M, 0.4G, 4e8; at least 1).
+    #[arg(long, default_value = "400M", value_parser = flags::multiply_adds)]
+    pub target_flops: u64,
     /// The exponent w of a soft constraint.
     #[arg(long, default_value_t = -0.07, allow_negative_numbers = true, conflicts_with = "hard")]
     pub w: f64,
     /// A hard constraint: w = 0 under T, −1 over it.
     #[arg(long)]
     pub hard: bool,
-    /// Reject candidates over this many multiply-adds before training (they count as failed trials).
-    #[arg(long)]
-    pub max_flops: Option<f64>,
+    /// Reject candidates over this many multiply-adds before training (they count as failed
+    /// trials; 400M, 0.4G, 4e8; at least 1).
+    #[arg(long, value_name = "F", value_parser = flags::multiply_adds)]
+    pub max_flops: Option<u64>,
     /// Seed of the controller (the proxy's seed is --seed too).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -81,7 +85,8 @@ pub struct Args {
     /// run's first trials, to see where a known network ranks under the same proxy. Repeatable.
     #[arg(long, value_name = "SPEC")]
     pub include: Vec<String>,
-    /// Continue an interrupted run (id or name) with its stored configuration; other flags are ignored.
+    /// Continue an interrupted run (id or name) with its stored configuration; other flags but
+    /// --db and --threads are ignored.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
     /// Evolution: population size.
@@ -98,6 +103,8 @@ pub struct Args {
     pub rl_batch: usize,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -127,20 +134,8 @@ fn strategy(args: &Args) -> Strategy {
 }
 
 fn check_args(args: &Args) -> Result<()> {
-    if args.trials == 0 {
-        bail!("--trials must be at least 1");
-    }
-    if args.workers == 0 {
-        bail!("--workers must be at least 1");
-    }
-    if !(args.target_flops.is_finite() && args.target_flops > 0.0) {
-        bail!("--target-flops must be a positive number");
-    }
     if !args.w.is_finite() {
         bail!("--w must be a number");
-    }
-    if args.max_flops.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
-        bail!("--max-flops must be a positive number");
     }
     if args.population < 2 || args.tournament == 0 || args.tournament > args.population {
         bail!("--population must be at least 2 and --tournament between 1 and the population");
@@ -158,6 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Some(plan_new_run(&args)?),
     };
     let stop = super::resume::stop_on_signal()?;
+    args.threads.apply();
     // A new run's evaluator is built (data loaded, devices checked, workers started) before the
     // database is touched.
     let new_run = match new_run {
@@ -198,7 +194,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         bail!("--include names {} architectures but --trials is {}", included.len(), args.trials);
     }
     let objective = Objective {
-        target: args.target_flops,
+        target: args.target_flops as f64,
         constraint: if args.hard { Constraint::Hard } else { Constraint::Soft { w: args.w } },
         ..Objective::default()
     };
@@ -219,7 +215,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         strategy: strategy(args),
         trials: args.trials,
         seed: args.seed,
-        max_flops: args.max_flops.map(|f| f as u64),
+        max_flops: args.max_flops,
         objective,
         proxy_key,
         workers: args.workers,
@@ -300,7 +296,19 @@ fn execute(
     } else {
         print_summary(store, &run, &summary)?;
     }
-    Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(exit_code(&run, &summary))
+}
+
+/// 130 for an interrupted run (it can be resumed), 1 for a run that ended failed (every trial
+/// failed: its summary line says `failed`), else success.
+fn exit_code(run: &Run, summary: &Summary) -> ExitCode {
+    if summary.interrupted {
+        ExitCode::from(130)
+    } else if run.status == RunStatus::Failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The progress line of a search: failures, throughput and the best trial so far.

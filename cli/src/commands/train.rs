@@ -25,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::Device;
 
+use crate::flags::{self, ThreadsArg};
 use crate::table::{human_count, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,29 +52,32 @@ pub struct Args {
     /// sub-folder of images per class.
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
-    /// Training epochs.
-    #[arg(long, default_value_t = 5)]
+    /// Training epochs (1 to 1000).
+    #[arg(long, default_value_t = 5, value_parser = flags::epochs)]
     pub epochs: u32,
-    /// Train on at most this many images (a seeded, class-stratified subset); default: all.
-    #[arg(long)]
+    /// Train on at most this many images (a seeded, class-stratified subset; 2 to 100000000);
+    /// default: all.
+    #[arg(long, value_parser = flags::train_images)]
     pub train_images: Option<usize>,
-    /// Images held out of the training set for validation (seeded, class-stratified).
-    #[arg(long, default_value_t = 5000)]
+    /// Images held out of the training set for validation (seeded, class-stratified; 1 to
+    /// 100000000).
+    #[arg(long, default_value_t = 5000, value_parser = flags::validation_images)]
     pub validation_images: usize,
-    /// Proxy resolution in pixels (default: the data set's image size).
-    #[arg(long)]
+    /// Proxy resolution in pixels (8 to 1024; default: the data set's image size).
+    #[arg(long, value_parser = flags::resolution)]
     pub resolution: Option<u32>,
-    /// Width multiplier applied to SPEC (channels rounded to multiples of 8, as EfficientNet).
-    #[arg(long, default_value_t = 1.0)]
+    /// Width multiplier applied to SPEC (channels rounded to multiples of 8, as EfficientNet;
+    /// above 0, at most 8).
+    #[arg(long, default_value_t = 1.0, value_parser = flags::multiplier)]
     pub width: f64,
-    /// Depth multiplier applied to SPEC (repeats rounded up).
-    #[arg(long, default_value_t = 1.0)]
+    /// Depth multiplier applied to SPEC (repeats rounded up; above 0, at most 8).
+    #[arg(long, default_value_t = 1.0, value_parser = flags::multiplier)]
     pub depth: f64,
-    /// Training batch size.
-    #[arg(long, default_value_t = 64)]
+    /// Training batch size (2 to 4096: batch norm needs two images).
+    #[arg(long, default_value_t = 64, value_parser = flags::batch_size)]
     pub batch_size: usize,
-    /// Peak learning rate after warm-up (default: 0.1 for SGD, 0.01 for RMSProp).
-    #[arg(long)]
+    /// Peak learning rate after warm-up (above 0; default: 0.1 for SGD, 0.01 for RMSProp).
+    #[arg(long, value_parser = flags::positive)]
     pub lr: Option<f64>,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerChoice::Sgd)]
@@ -93,8 +97,8 @@ pub struct Args {
     /// Random horizontal flips of training images.
     #[arg(long)]
     pub flip: bool,
-    /// Random crops after zero padding by this many pixels.
-    #[arg(long, default_value_t = 0)]
+    /// Random crops after zero padding by this many pixels (0 to 64).
+    #[arg(long, default_value_t = 0, value_parser = flags::crop_padding)]
     pub crop_padding: u32,
     /// Override the architecture's dropout before the classifier.
     #[arg(long)]
@@ -112,15 +116,15 @@ pub struct Args {
     /// Arithmetic: bf16 (activations and convolutions, fp32 weights) or fp32.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
-    /// libtorch CPU threads (default: libtorch's choice, all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Give up (status failed) after this many seconds.
-    #[arg(long)]
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    /// Give up (status failed) after this many seconds (above 0).
+    #[arg(long, value_parser = flags::positive)]
     pub time_limit: Option<f64>,
-    /// FLOPS target T of the reward ACC × (FLOPS / T)^w, in multiply-adds.
-    #[arg(long, default_value_t = 400e6)]
-    pub target_flops: f64,
+    /// FLOPS target T of the reward ACC × (FLOPS / T)^w, in multiply-adds (400M, 0.4G, 4e8; at
+    /// least 1).
+    #[arg(long, default_value = "400M", value_parser = flags::multiply_adds)]
+    pub target_flops: u64,
     /// Hard constraint (w = 0 under T, −1 over) instead of the soft w = −0.07.
     #[arg(long)]
     pub hard_constraint: bool,
@@ -229,7 +233,7 @@ pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
 /// The reward's objective the flags describe.
 fn objective(args: &Args) -> Objective {
     Objective {
-        target: args.target_flops,
+        target: args.target_flops as f64,
         constraint: if args.hard_constraint { Constraint::Hard } else { Constraint::default() },
         ..Objective::default()
     }
@@ -303,9 +307,7 @@ fn prepare(args: &Args) -> Result<Prepared> {
     if let Some(dir) = &args.save {
         check_save_folder(dir)?;
     }
-    if let Some(threads) = args.threads {
-        tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(1));
-    }
+    args.threads.apply();
     // The database is opened before training so that an unwritable path fails at once.
     let store = args
         .db
@@ -313,13 +315,15 @@ fn prepare(args: &Args) -> Result<Prepared> {
         .map(|db| BlockingStore::open(db).with_context(|| format!("opening the database {db}")))
         .transpose()?;
     let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
-    if !args.json {
-        eprintln!("{dataset}");
-    }
     let resolution = args.resolution.unwrap_or_else(|| u32::try_from(dataset.train.height()).unwrap_or(32));
     let data = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
         .with_context(|| format!("proxy split of {}", dataset.name))?;
+    check_training_images(&data, args)?;
     let proxy_arch = data.adapt(&scaled, Some(resolution)).context("architecture for this data set")?;
+    // Described once it is known to fit, so that a refusal is the only line on stderr.
+    if !args.json {
+        eprintln!("{dataset}");
+    }
     let proxy_key = ProxyKey {
         dataset: &args.dataset,
         validation_images: args.validation_images,
@@ -332,6 +336,21 @@ fn prepare(args: &Args) -> Result<Prepared> {
     }
     .to_string();
     Ok(Prepared { device, config, network, proxy_arch, data, dataset, proxy_key, store })
+}
+
+/// A training needs at least one optimizer step, and a step two images (batch norm): a split
+/// that leaves fewer is refused before training instead of reporting an untrained network as
+/// complete (the trainer would fail it as `invalid` too).
+fn check_training_images(data: &ProxyData, args: &Args) -> Result<()> {
+    let left = data.train.len();
+    if left < 2 {
+        bail!(
+            "--validation-images {} leaves {left} training image(s) in {:?}: a training step needs 2 (batch norm)",
+            args.validation_images,
+            args.dataset
+        );
+    }
+    Ok(())
 }
 
 /// `--save DIR` must be a folder that holds no checkpoint yet (or not exist): checked before

@@ -32,8 +32,8 @@ pub struct Args {
     /// shortest training first (default: the order they were queued).
     #[arg(long, value_enum)]
     pub sort: Option<SortArg>,
-    /// Only trials with at most this many multiply-adds (400M, 0.4G, 4e8, 400000000).
-    #[arg(long, value_name = "F", value_parser = parse_count)]
+    /// Only trials with at most this many multiply-adds (400M, 0.4G, 4e8, 400000000; at least 1).
+    #[arg(long, value_name = "F", value_parser = crate::flags::multiply_adds)]
     pub max_flops: Option<u64>,
     /// Only trials at least this accurate: a fraction (0.9) or a percentage (90%).
     #[arg(long, value_name = "A", value_parser = parse_accuracy)]
@@ -287,24 +287,6 @@ pub fn trial_json(t: &Trial, full: bool) -> serde_json::Value {
     value
 }
 
-/// `400M`, `0.4G`, `1.5K`, `4e8`, `400000000` → a count.
-pub fn parse_count(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let (number, scale) = match trimmed.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&trimmed[..i], 1e3),
-        Some((i, 'm' | 'M')) => (&trimmed[..i], 1e6),
-        Some((i, 'g' | 'G' | 'b' | 'B')) => (&trimmed[..i], 1e9),
-        _ => (trimmed, 1.0),
-    };
-    let value: f64 =
-        number.trim().parse().map_err(|_| format!("{text:?} is not a count (examples: 400M, 0.4G, 4e8)"))?;
-    let count = value * scale;
-    if !count.is_finite() || count < 0.0 || count > u64::MAX as f64 {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(count.round() as u64)
-}
-
 /// `0.9` or `90%` → 0.9.
 pub fn parse_accuracy(text: &str) -> Result<f64, String> {
     let trimmed = text.trim();
@@ -324,13 +306,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_accuracies_parse_with_units() {
-        assert_eq!(parse_count("400M"), Ok(400_000_000));
-        assert_eq!(parse_count("0.4G"), Ok(400_000_000));
-        assert_eq!(parse_count("4e8"), Ok(400_000_000));
-        assert_eq!(parse_count("1.5k"), Ok(1500));
-        assert!(parse_count("lots").is_err());
-        assert!(parse_count("-1M").is_err());
+    fn accuracies_parse_as_fractions_or_percentages() {
         assert_eq!(parse_accuracy("0.9"), Ok(0.9));
         assert_eq!(parse_accuracy("90%"), Ok(0.9));
         assert!(parse_accuracy("90").is_err());
