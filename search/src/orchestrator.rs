@@ -41,12 +41,13 @@ pub enum SearchError {
     Space(#[from] effnas_space::SpaceError),
     /// The run could not go on (the database stayed locked, the evaluator failed…): the run was
     /// left resumable, and the message says how to resume it.
-    #[error("{source}; {note}")]
+    #[error("{error}; {note}")]
     Stopped {
         run: RunId,
         /// What became of the run and the command that resumes it.
         note: String,
-        source: Box<SearchError>,
+        /// Why the run stopped (in the message, so not also a `source` that would print twice).
+        error: Box<SearchError>,
     },
 }
 
@@ -212,12 +213,10 @@ fn end_held_run(
         Err(error @ SearchError::Store(StoreError::RunLost { .. })) => return Err(error),
         Err(error) => error,
     };
-    // One try each, without the long retry: the database may be what failed, and the user
-    // should get the message now rather than after minutes more.
+    // Retried like every write (a database locked past the retry may be free again soon), so
+    // that the run does not stay `running` with no process behind it.
     let location = store.store().location().to_owned();
-    let marked = store
-        .block_on(store.store().requeue_running(run))
-        .and_then(|_| store.block_on(store.store().set_run_status(run, RunStatus::Interrupted)));
+    let marked = store.requeue_running(run).and_then(|_| store.set_run_status(run, RunStatus::Interrupted));
     let _ = hold.release();
     let resume = format!("effnas {command} --db {location} --resume {run}");
     let note = match marked {
@@ -226,7 +225,7 @@ fn end_held_run(
             "run {run} could not be marked interrupted ({mark_error}); continue with `{resume}` once the database is free"
         ),
     };
-    Err(SearchError::Stopped { run, note, source: Box::new(error) })
+    Err(SearchError::Stopped { run, note, error: Box::new(error) })
 }
 
 /// Records one evaluation of `arch` (complete with its reward, or failed with its kind) and

@@ -91,10 +91,18 @@ impl RetryPolicy {
                             waited_secs: waited.as_secs_f64(),
                         });
                     }
-                    tracing::warn!(
-                        waited_s = waited.as_secs_f64(),
-                        "the database is locked by another process; retrying"
-                    );
+                    // Once per call at warn level: minutes of retries should not flood the log.
+                    if pause == self.first_pause {
+                        tracing::warn!(
+                            retry_s = self.total.as_secs_f64(),
+                            "the database is locked by another process; retrying"
+                        );
+                    } else {
+                        tracing::debug!(
+                            waited_s = waited.as_secs_f64(),
+                            "the database is still locked; retrying"
+                        );
+                    }
                     tokio::time::sleep(pause.min(self.total - waited)).await;
                     pause = (pause * 2).min(self.max_pause);
                 }

@@ -123,6 +123,26 @@ impl Store {
         sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await.map_err(|e| self.db_error(e))
     }
 
+    /// Runs SQL as another SQLite client (`sqlite3`) would, outside every check of the store:
+    /// for tests that damage or hand-edit a database. Not for normal use.
+    #[doc(hidden)]
+    pub async fn execute_unchecked(&self, sql: &str) -> Result<u64> {
+        let done = sqlx::raw_sql(sql).execute(&self.pool).await.map_err(|e| self.db_error(e))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Takes the database's write lock (`BEGIN IMMEDIATE`, which in WAL mode shuts out every
+    /// other writer as `BEGIN EXCLUSIVE` does), calls `locked` once it is held, keeps it for
+    /// `hold`, then lets go: another process's long transaction, for tests of the retry. Not
+    /// for normal use.
+    #[doc(hidden)]
+    pub async fn hold_write_lock(&self, hold: std::time::Duration, locked: impl FnOnce()) -> Result<()> {
+        let tx = self.begin_write().await?;
+        locked();
+        tokio::time::sleep(hold).await;
+        tx.rollback().await.map_err(|e| self.db_error(e))
+    }
+
     pub(crate) fn db_error(&self, error: sqlx::Error) -> StoreError {
         StoreError::from_sqlx(&self.location, error)
     }
