@@ -64,7 +64,11 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> Resul
         let mut writer = BufWriter::new(file);
         write(&mut writer)?;
         let file = writer.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
+        // On disk before the rename, so a crash leaves the old file or the whole new one. A
+        // device such as /dev/null cannot be synced, and needs not be.
+        if file.metadata()?.is_file() {
+            file.sync_all()?;
+        }
         Ok(())
     })
 }
@@ -72,13 +76,26 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> Resul
 /// Replaces `path` with the file that `create` writes at the temporary path it is given (same
 /// directory, same extension, so libraries that pick a format by extension still work). When
 /// `create` fails, the temporary file is removed and `path` is untouched.
+///
+/// A symbolic link is followed: the file it points to is replaced and the link stays. Something
+/// that is not a regular file (`/dev/null`, a named pipe) cannot be replaced by renaming (that
+/// would put a plain file where the device was), so `create` writes to it directly.
 pub fn replace_file(path: &Path, create: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     check_writable_target(path)?;
+    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let existing = fs::metadata(&target).ok();
+    if existing.as_ref().is_some_and(|meta| !meta.is_file()) {
+        return create(&target).with_context(|| format!("writing {}", path.display()));
+    }
     let temporary =
-        reserve_temporary(path).with_context(|| format!("{}: cannot write there", path.display()))?;
-    let result = create(&temporary)
-        .with_context(|| format!("writing {}", path.display()))
-        .and_then(|()| fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display())));
+        reserve_temporary(&target).with_context(|| format!("{}: cannot write there", path.display()))?;
+    let result = create(&temporary).with_context(|| format!("writing {}", path.display())).and_then(|()| {
+        if let Some(meta) = &existing {
+            // The new file keeps the old one's permissions, as an in-place write would.
+            fs::set_permissions(&temporary, meta.permissions())?;
+        }
+        fs::rename(&temporary, &target).with_context(|| format!("replacing {}", path.display()))
+    });
     if result.is_err() {
         // Best effort: the error that matters is the one being returned.
         let _ = fs::remove_file(&temporary);

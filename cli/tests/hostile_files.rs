@@ -107,6 +107,26 @@ fn files_are_replaced_whole_and_no_temporary_is_left() {
 }
 
 #[test]
+fn links_are_written_through_and_devices_are_never_replaced() {
+    use std::os::unix::fs::symlink;
+    let f = Fixture::new("runs.db");
+    let (to_null, to_full, to_file) = (f.join("null.csv"), f.join("full.csv"), f.join("file.csv"));
+    let target = f.join("target.csv");
+    std::fs::write(&target, "old").expect("write");
+    symlink("/dev/null", &to_null).expect("symlink");
+    symlink("/dev/full", &to_full).expect("symlink");
+    symlink(&target, &to_file).expect("symlink");
+    stdout_of(&["export", "--db", f.db(), "--out", path(&to_null)]);
+    fails_naming(&["export", "--db", f.db(), "--out", path(&to_full)], "No space left on device");
+    stdout_of(&["export", "--db", f.db(), "--out", path(&to_file)]);
+    for link in [&to_null, &to_full, &to_file] {
+        let meta = std::fs::symlink_metadata(link).expect("link");
+        assert!(meta.file_type().is_symlink(), "{} was replaced by a file", link.display());
+    }
+    assert!(std::fs::read_to_string(&target).expect("csv").starts_with("id,run_id,"));
+}
+
+#[test]
 fn a_directory_given_as_a_spec_or_space_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     fails_naming(&["arch", path(dir.path())], "is a directory");
