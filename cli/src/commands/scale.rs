@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use effnas_space::error::Echo;
 use effnas_space::presets::EFFICIENTNET;
 use effnas_space::{cost, presets, scale, ArchSpec, Compound, Multipliers};
 use effnas_store::{BlockingStore, NewScaledModel, OpenOptions, RunId, Store};
@@ -54,23 +55,27 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Parses `0..7`, `1,2,3`, `0.5,1` or a mix into a list of φ values.
+/// The φ values any list may hold; how far a given base really scales is checked when scaling.
+const PHI_BOUNDS: std::ops::RangeInclusive<f64> = -8.0..=64.0;
+
+/// Parses `0..7`, `1,2,3`, `0.5,1`, `-2..2` or a mix into a list of φ values.
 pub fn parse_phi_list(text: &str) -> Result<Vec<f64>> {
     let mut values = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let echo = Echo(item);
         if let Some((from, to)) = item.split_once("..") {
-            let from: u32 =
-                from.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
-            let to: u32 =
-                to.trim().parse().with_context(|| format!("--phi: {item:?} is not a range like 0..7"))?;
-            if from > to || to > 64 {
-                bail!("--phi: range {item:?} must go upwards and stay at most 64");
+            let bound = |end: &str| end.trim().parse::<i32>().ok().map(f64::from);
+            let (Some(from), Some(to)) = (bound(from), bound(to)) else {
+                bail!("--phi: {echo} is not a range of whole numbers like 0..7");
+            };
+            if from > to || !PHI_BOUNDS.contains(&from) || !PHI_BOUNDS.contains(&to) {
+                bail!("--phi: range {echo} must go upwards and stay within -8 to 64");
             }
-            values.extend((from..=to).map(f64::from));
+            values.extend((from as i32..=to as i32).map(f64::from));
         } else {
-            let value: f64 = item.parse().with_context(|| format!("--phi: {item:?} is not a number"))?;
-            if !(value.is_finite() && (-8.0..=64.0).contains(&value)) {
-                bail!("--phi: {item:?} is out of range (-8 to 64)");
+            let Ok(value) = item.parse::<f64>() else { bail!("--phi: {echo} is not a number") };
+            if !(value.is_finite() && PHI_BOUNDS.contains(&value)) {
+                bail!("--phi: {echo} is out of range (-8 to 64)");
             }
             values.push(value);
         }
@@ -526,7 +531,8 @@ mod tests {
     fn phi_lists_and_ranges_parse() {
         assert_eq!(parse_phi_list("0..3").unwrap(), vec![0.0, 1.0, 2.0, 3.0]);
         assert_eq!(parse_phi_list("1, 2.5,4..5").unwrap(), vec![1.0, 2.5, 4.0, 5.0]);
-        for bad in ["", "a", "3..1", "1..x", "nan", "100"] {
+        assert_eq!(parse_phi_list("-2..0").unwrap(), vec![-2.0, -1.0, 0.0]);
+        for bad in ["", "a", "3..1", "1..x", "nan", "100", "-9..0", "0..65", "0.5..2"] {
             assert!(parse_phi_list(bad).is_err(), "{bad}");
         }
     }

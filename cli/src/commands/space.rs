@@ -83,7 +83,7 @@ fn write_space(space: &SearchSpace, path: &Path) -> Result<()> {
         Some("json") => serde_json::to_string_pretty(space)?,
         _ => bail!("--write {}: the file name must end in .json or .toml", path.display()),
     };
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    crate::files::write_atomically(path, |w| Ok(w.write_all(text.as_bytes())?))
 }
 
 /// Resolves SPEC (an error if it is not a valid architecture) and encodes it in the space.
