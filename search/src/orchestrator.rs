@@ -106,9 +106,10 @@ pub fn complete_trial(
 ///
 /// The run is held for this process while it drains ([`BlockingStore::hold_run`]): a run that
 /// another live process is draining is refused with [`StoreError::RunHeld`] before anything is
-/// touched. Trials a dead process left running are recovered first ([`recover`]). The run ends
-/// `complete` when a trial completed and `failed` when all failed; when draining cannot go on,
-/// the run is left interrupted and the error says how to resume (`effnas compound --resume`).
+/// touched. Trials a dead process left running are recovered first (back to pending, or failed as
+/// lost after their last attempt). The run ends `complete` when a trial completed and `failed`
+/// when all failed; when draining cannot go on, the run is left interrupted and the error says
+/// how to resume (`effnas compound --resume`).
 pub fn drain_queue(
     store: &BlockingStore,
     run: RunId,
@@ -322,8 +323,7 @@ impl<'a> Search<'a> {
     /// Prepares a run: takes it for this process (refused with [`StoreError::RunHeld`] while
     /// another live process runs it, before anything is touched), restores the controller from
     /// the run's latest checkpoint if there is one (a resume), and takes back the trials a dead
-    /// process left running ([`recover`]: pending again, or failed as lost after their last
-    /// attempt).
+    /// process left running (pending again, or failed as lost after their last attempt).
     pub fn new(
         store: &'a BlockingStore,
         run: RunId,
