@@ -216,6 +216,11 @@ fn echoed_input_is_cut_short() {
         vec!["arch", path(&huge_file)],
         vec!["runs", "--db", &huge_url],
     ];
+    let f = Fixture::new("runs.db");
+    let mut cases = cases;
+    cases.push(vec!["trials", "--db", f.db(), "--run", &huge_name]);
+    // Quoted once, not once per layer.
+    fails_naming(&["runs", "--db", "postgres://x"], "unsupported database \"postgres://x\": give");
     for args in &cases {
         let out = effnas(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

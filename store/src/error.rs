@@ -2,6 +2,9 @@
 
 use std::borrow::Cow;
 
+// User input in a message goes through `Echo`: quoted and cut to 80 characters.
+use effnas_space::error::Echo;
+
 /// Every error the store returns. Messages are one line and name the database (its path or
 /// URL) where the database itself is the problem.
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +45,19 @@ pub enum StoreError {
     #[error("run {run} was taken over by {holder}; this process stops")]
     RunLost { run: i64, holder: String },
 
-    #[error("a run named {name:?} already exists (run {existing}); choose another name")]
+    #[error("a run named {} already exists (run {existing}); choose another name", Echo(name))]
     RunNameTaken { name: String, existing: i64 },
 
     #[error("runs {ids} are all named {name:?}; select one by its id")]
     RunNameAmbiguous { name: String, ids: String },
 
     #[error(
-        "unsupported database {0:?}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)"
+        "unsupported database {}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)",
+        Echo(.0)
     )]
     UnsupportedUrl(String),
 
-    #[error("no run with id or name {0:?} (list them with `effnas runs`)")]
+    #[error("no run with id or name {} (list them with `effnas runs`)", Echo(.0))]
     RunNotFound(String),
 
     #[error("no trial with id {0}")]

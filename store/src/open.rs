@@ -89,7 +89,7 @@ fn parse_target(text: &str) -> Result<Target> {
         return Ok(Target::File(PathBuf::from(path), url_mode(query)?));
     }
     if trimmed.contains("://") {
-        return Err(StoreError::UnsupportedUrl(clip(text)));
+        return Err(StoreError::UnsupportedUrl(text.to_owned()));
     }
     Ok(Target::File(PathBuf::from(text), UrlMode::Default))
 }
