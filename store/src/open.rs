@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,7 +169,7 @@ fn check_file(path: &Path, options: &OpenOptions) -> Result<Access> {
                 return Err(StoreError::Missing { location });
             }
             match std::fs::metadata(directory) {
-                Ok(meta) if meta.is_dir() && meta.permissions().readonly() => Err(open_err(format!(
+                Ok(meta) if meta.is_dir() && is_read_only_directory(directory) => Err(open_err(format!(
                     "cannot create it: the directory {} is not writable",
                     directory.display()
                 ))),
@@ -194,10 +195,31 @@ fn check_header(path: &Path, location: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether the permission bits of `directory` forbid writing in it. SQLite writes its `-wal`
-/// and `-shm` files beside the database, so a read-only directory makes the database read-only.
+/// Whether this process cannot create files in `directory`. SQLite writes its `-wal` and `-shm`
+/// files beside the database, so a read-only directory makes the database read-only.
+///
+/// The permission bits say so for everyone (and are honoured even for root, as for the file
+/// itself); otherwise an empty file is created and removed, which also catches a directory owned
+/// by someone else, an access list or a read-only mount.
 fn is_read_only_directory(directory: &Path) -> bool {
-    std::fs::metadata(directory).is_ok_and(|meta| meta.permissions().readonly())
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    if std::fs::metadata(directory).is_ok_and(|meta| meta.permissions().readonly()) {
+        return true;
+    }
+    let probe = directory.join(format!(
+        ".effnas-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => {
+            matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+        }
+    }
 }
 
 fn unwritable_directory(directory: &Path, path: &Path) -> String {
