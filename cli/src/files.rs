@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
+use effnas_space::error::Echo;
 
 /// The files SQLite keeps beside a database, which are as much a part of it as the file itself.
 const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -31,8 +32,9 @@ pub fn refuse_database(flag: &str, output: &Path, db: &str) -> Result<()> {
     }));
     if protected.contains(&resolved_output) {
         bail!(
-            "{flag} {}: that is the database {db} (or one of its files); writing there would destroy it",
-            output.display()
+            "{flag} {}: that is the database {} (or one of its files); writing there would destroy it",
+            output.display(),
+            Echo(db)
         );
     }
     Ok(())
