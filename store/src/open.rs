@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,27 +198,13 @@ fn check_header(path: &Path, location: &str) -> Result<()> {
 /// files beside the database, so a read-only directory makes the database read-only.
 ///
 /// The permission bits say so for everyone (and are honoured even for root, as for the file
-/// itself); otherwise an empty file is created and removed, which also catches a directory owned
-/// by someone else, an access list or a read-only mount.
+/// itself); otherwise access(2) asks the kernel, which also knows about a directory owned by
+/// someone else, an access list or a read-only mount, without writing anything there.
 fn is_read_only_directory(directory: &Path) -> bool {
-    static PROBES: AtomicU32 = AtomicU32::new(0);
     if std::fs::metadata(directory).is_ok_and(|meta| meta.permissions().readonly()) {
         return true;
     }
-    let probe = directory.join(format!(
-        ".effnas-probe-{}-{}",
-        std::process::id(),
-        PROBES.fetch_add(1, Ordering::Relaxed)
-    ));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            false
-        }
-        Err(e) => {
-            matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
-        }
-    }
+    rustix::fs::access(directory, rustix::fs::Access::WRITE_OK).is_err()
 }
 
 fn unwritable_directory(directory: &Path, path: &Path) -> String {
