@@ -125,7 +125,7 @@ fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
             store.block_on(store.store().trial(TrialId(id))).with_context(|| format!("--base {spec}"))?;
         return trial.arch().with_context(|| format!("--base {spec}"));
     }
-    parse_arch(spec).with_context(|| format!("--base {spec:?}"))
+    parse_arch(spec).context("--base")
 }
 
 fn evaluator_for(config: &CompoundConfig, stop: &Arc<AtomicBool>) -> Result<Box<dyn Evaluator>> {
@@ -148,11 +148,8 @@ pub const MAX_GRID_CANDIDATES: u64 = 1_000_000;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let needs_db_for_base = args.base.trim().parse::<i64>().is_ok();
-    let store_early = if args.resume.is_some() || needs_db_for_base {
-        Some(BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?)
-    } else {
-        None
-    };
+    let store_early =
+        if args.resume.is_some() || needs_db_for_base { Some(BlockingStore::open(&args.db)?) } else { None };
     let stop = super::resume::stop_on_signal()?;
     args.threads.apply();
     if let Some(selector) = &args.resume {
@@ -168,7 +165,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let evaluator = evaluator_for(&config, &stop)?;
     let store = match store_early {
         Some(store) => store,
-        None => BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?,
+        None => BlockingStore::open(&args.db)?,
     };
     let run_id = create_run(&store, &args, &config)?;
     finish(&store, run_id, &config, evaluator, &stop, args.json)

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         outln!(
             "run {} ({}): {} of {} complete trials are Pareto-optimal (accuracy up, multiply-adds down)",
             run.id,
-            run.name,
+            run.display_name(),
             front.len(),
             trials.len()
         )?;

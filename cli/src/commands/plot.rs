@@ -97,7 +97,12 @@ fn plot_data(run: &Run, trials: &[Trial]) -> Result<PlotData> {
     let measured = |t: &Trial| t.state == TrialState::Complete && t.accuracy.is_some() && t.reward.is_some();
     let complete: Vec<&Trial> = trials.iter().filter(|t| measured(t)).collect();
     if complete.is_empty() {
-        bail!("run {} ({}) has no complete trials to plot yet ({} queued)", run.id, run.name, trials.len());
+        bail!(
+            "run {} ({}) has no complete trials to plot yet ({} queued)",
+            run.id,
+            run.display_name(),
+            trials.len()
+        );
     }
     let Progress { rewards, running_best, failed } = progress(trials);
     let owned: Vec<Trial> = complete.iter().map(|t| (*t).clone()).collect();
@@ -105,7 +110,7 @@ fn plot_data(run: &Run, trials: &[Trial]) -> Result<PlotData> {
         title: format!(
             "run {} ({}, {}): {} trials, {} complete, {} failed",
             run.id,
-            run.name,
+            run.display_name(),
             run.kind,
             trials.len(),
             complete.len(),

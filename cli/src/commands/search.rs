@@ -160,7 +160,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some((config, included)) => Some((build_evaluator(&config, &stop)?, config, included)),
         None => None,
     };
-    let store = BlockingStore::open(&args.db).with_context(|| format!("opening the database {}", args.db))?;
+    // The store's errors name the database.
+    let store = BlockingStore::open(&args.db)?;
     let (run_id, config) = match (new_run, &args.resume) {
         (Some((evaluator, config, included)), _) => {
             let run_id = create_run(&store, &args, &config, included)?;
@@ -182,7 +183,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// flags, checked.
 fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
     check_args(args)?;
-    let space = SearchSpace::resolve(&args.space).with_context(|| format!("--space {:?}", args.space))?;
+    let space = SearchSpace::resolve(&args.space).context("--space")?;
     let mut included = Vec::new();
     for spec in &args.include {
         let arch = super::arch::resolve(spec, None, None, None)?;

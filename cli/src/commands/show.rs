@@ -52,7 +52,7 @@ fn or_dash<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
 /// the failure.
 fn render(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "trial {} of run {} ({}): {}", t.id, run.id, run.name, t.state);
+    let _ = writeln!(out, "trial {} of run {} ({}): {}", t.id, run.id, run.display_name(), t.state);
     let arch = t.arch();
     out.push_str(&architecture_line(t, arch.as_ref()));
     out.push_str(&provenance(t));

@@ -19,6 +19,7 @@ use effnas_evaluator::train::{
 use effnas_search::proxy::ProxyKey;
 use effnas_search::scoring::score;
 use effnas_search::train_evaluator::{epoch_metrics, failure_kind};
+use effnas_space::error::Echo;
 use effnas_space::{arch_hash, cost, scale, ArchSpec, Multipliers};
 use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId, TrialMetrics};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -242,15 +243,14 @@ fn objective(args: &Args) -> Objective {
 /// The named network (at its own resolution and classes) with the `--dropout` and
 /// `--drop-connect` overrides: what the trial records and the reward scores.
 fn named_network(args: &Args) -> Result<ArchSpec> {
-    let mut network =
-        effnas_space::parse_arch(&args.spec).with_context(|| format!("architecture {:?}", args.spec))?;
+    let mut network = effnas_space::parse_arch(&args.spec).context("architecture")?;
     if let Some(dropout) = args.dropout {
         network.dropout = dropout;
     }
     if let Some(rate) = args.drop_connect {
         network.drop_connect = rate;
     }
-    network.validate().with_context(|| format!("architecture {:?}", args.spec))?;
+    network.validate().context("architecture")?;
     Ok(network)
 }
 
@@ -303,18 +303,16 @@ fn prepare(args: &Args) -> Result<Prepared> {
     config.validate().context("proxy configuration")?;
     let network = named_network(args)?;
     let scaled = scale(&network, Multipliers { width: args.width, depth: args.depth, resolution: 1.0 })
-        .with_context(|| format!("scaling {:?} by width {} depth {}", args.spec, args.width, args.depth))?;
+        .with_context(|| {
+            format!("scaling {} by width {} depth {}", Echo(&args.spec), args.width, args.depth)
+        })?;
     if let Some(dir) = &args.save {
         check_save_folder(dir)?;
     }
     args.threads.apply();
     // The database is opened before training so that an unwritable path fails at once.
-    let store = args
-        .db
-        .as_deref()
-        .map(|db| BlockingStore::open(db).with_context(|| format!("opening the database {db}")))
-        .transpose()?;
-    let dataset = data::load(&args.dataset).with_context(|| format!("data set {:?}", args.dataset))?;
+    let store = args.db.as_deref().map(BlockingStore::open).transpose()?;
+    let dataset = data::load(&args.dataset).context("--dataset")?;
     let resolution = args.resolution.unwrap_or_else(|| u32::try_from(dataset.train.height()).unwrap_or(32));
     let data = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
         .with_context(|| format!("proxy split of {}", dataset.name))?;
@@ -393,7 +391,7 @@ fn train_with_bar(args: &Args, prepared: &Prepared) -> Result<Trained> {
         &mut show,
         &never,
     )
-    .with_context(|| format!("training {}", args.spec))?;
+    .with_context(|| format!("training {}", Echo(&args.spec)))?;
     bar.finish_and_clear();
     Ok(trained)
 }
