@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p effnas-store --example throughput [TRIALS] [WORKERS]`
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use effnas_space::presets;
 use effnas_store::{BlockingStore, NewRun, NewTrial, RunId, RunKind, StoreError, TrialFilter, TrialMetrics};
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = queue(&store, &distinct_trials(trials)?)?;
     let started = Instant::now();
     let done = work(&url, run, workers)?;
-    report(&format!("claim + heartbeat + complete, {workers} workers"), done, started);
+    report(&format!("claim + extend lease + complete, {workers} workers"), done, started);
     read_back(&store, run)
 }
 
@@ -71,9 +71,10 @@ fn work(url: &str, run: RunId, workers: usize) -> Result<usize, Box<dyn std::err
                     ..Default::default()
                 };
                 let mut done = 0;
-                while let Some(claimed) = store.claim_trial(run, &worker)? {
-                    store.heartbeat(claimed.id, &worker)?;
-                    store.complete_trial(claimed.id, &metrics)?;
+                let lease = Duration::from_secs(60);
+                while let Some(claimed) = store.claim_next(Some(run), &worker, lease)? {
+                    store.extend_lease(claimed.claim(), lease)?;
+                    store.complete_claim(claimed.claim(), &metrics, &[])?;
                     done += 1;
                 }
                 Ok(done)

@@ -1,7 +1,7 @@
 //! A blocking face of the store for worker threads that run outside an async runtime (the
 //! libtorch trainers) and for the search loop: every call retries while another process holds
 //! the database locked ([`RetryPolicy`]). Also the background tasks that keep a claim alive: a
-//! trial's heartbeat ([`Heartbeat`]) and a run's lease ([`RunHold`]).
+//! trial's lease ([`Heartbeat`]) and a run's lease ([`RunHold`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Result, StoreError};
 use crate::lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 use crate::model::{
-    Checkpoint, ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, Run, RunId, RunStatus, Trial,
-    TrialFilter, TrialId, TrialMetrics,
+    Checkpoint, Claim, ClaimedTrial, EpochMetrics, FailureKind, Fenced, NewTrial, Requeued, Run, RunId,
+    RunStatus, Trial, TrialFilter, TrialId, TrialMetrics,
 };
 use crate::open::OpenOptions;
 use crate::Store;
@@ -183,9 +183,54 @@ impl BlockingStore {
         self.call(|| self.store.claim_trial(run, worker))
     }
 
-    /// [`Store::heartbeat`].
-    pub fn heartbeat(&self, trial: TrialId, worker: &str) -> Result<bool> {
-        self.call(|| self.store.heartbeat(trial, worker))
+    /// [`Store::claim_next`].
+    pub fn claim_next(
+        &self,
+        run: Option<RunId>,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedTrial>> {
+        self.call(|| self.store.claim_next(run, worker, lease))
+    }
+
+    /// [`Store::extend_lease`].
+    pub fn extend_lease(&self, claim: Claim, lease: Duration) -> Result<bool> {
+        self.call(|| self.store.extend_lease(claim, lease))
+    }
+
+    /// [`Store::record_claim_epoch`].
+    pub fn record_claim_epoch(&self, claim: Claim, epoch: &EpochMetrics) -> Result<Fenced> {
+        self.call(|| self.store.record_claim_epoch(claim, epoch))
+    }
+
+    /// [`Store::complete_claim`].
+    pub fn complete_claim(
+        &self,
+        claim: Claim,
+        metrics: &TrialMetrics,
+        epochs: &[EpochMetrics],
+    ) -> Result<Fenced> {
+        self.call(|| self.store.complete_claim(claim, metrics, epochs))
+    }
+
+    /// [`Store::fail_claim`].
+    pub fn fail_claim(&self, claim: Claim, kind: FailureKind, message: &str) -> Result<Fenced> {
+        self.call(|| self.store.fail_claim(claim, kind, message))
+    }
+
+    /// [`Store::release_claim`].
+    pub fn release_claim(&self, claim: Claim) -> Result<Fenced> {
+        self.call(|| self.store.release_claim(claim))
+    }
+
+    /// [`Store::requeue_expired`].
+    pub fn requeue_expired(&self, max_attempts: u32) -> Result<Requeued> {
+        self.call(|| self.store.requeue_expired(max_attempts))
+    }
+
+    /// [`Store::trials_by_id`].
+    pub fn trials_by_id(&self, ids: &[TrialId]) -> Result<Vec<Trial>> {
+        self.call(|| self.store.trials_by_id(ids))
     }
 
     /// [`Store::record_epoch`].
@@ -265,11 +310,13 @@ impl BlockingStore {
         Ok(())
     }
 
-    /// Sends a heartbeat for `trial` every `every` until the returned guard is dropped, so a
-    /// worker needs no heartbeat calls inside its training loop. If the process dies, the
-    /// heartbeats stop and [`Store::requeue_stale`] gives the trial to another worker.
-    pub fn keep_alive(&self, trial: TrialId, worker: &str, every: Duration) -> Heartbeat {
-        Heartbeat::start(&self.store, self.runtime.handle(), trial, worker, every)
+    /// Extends the lease of `claim` to `lease` from now every lease/3 ([`Store::extend_lease`])
+    /// until the returned guard is dropped, so a worker needs no calls inside its training
+    /// loop. If the process dies, the extensions stop and [`Store::requeue_expired`] gives the
+    /// trial to another worker once the lease has passed; [`Heartbeat::is_lost`] tells the
+    /// worker when that happened while it still lives.
+    pub fn keep_lease(&self, claim: Claim, lease: Duration) -> Heartbeat {
+        Heartbeat::start(&self.store, self.runtime.handle(), claim, lease)
     }
 
     /// Takes `run` for this process ([`Store::acquire_run`], retried while the database is
@@ -339,7 +386,8 @@ impl Drop for RunHold {
     }
 }
 
-/// Heartbeats sent in the background for one trial; stops when dropped.
+/// A claim's lease, extended in the background every lease/3; the extensions stop when this is
+/// dropped.
 #[derive(Debug)]
 pub struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
@@ -347,37 +395,40 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts sending heartbeats on `runtime` (from async code: `tokio::runtime::Handle::current()`).
+    /// Starts extending the lease of `claim` to `lease` from now, every lease/3, on `runtime`
+    /// (from async code: `tokio::runtime::Handle::current()`). A failed extension (a locked
+    /// database) is logged and tried again at the next tick; the lease outlasts two of them.
     pub fn start(
         store: &Store,
         runtime: &tokio::runtime::Handle,
-        trial: TrialId,
-        worker: &str,
-        every: Duration,
+        claim: Claim,
+        lease: Duration,
     ) -> Heartbeat {
         let lost = Arc::new(AtomicBool::new(false));
-        let (store, worker, flag) = (store.clone(), worker.to_owned(), Arc::clone(&lost));
-        let every = every.max(Duration::from_millis(10));
+        let (store, flag) = (store.clone(), Arc::clone(&lost));
+        let every = (lease / 3).max(Duration::from_millis(10));
         let task = runtime.spawn(async move {
             let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate; the lease is fresh
             loop {
                 ticks.tick().await;
-                match store.heartbeat(trial, &worker).await {
+                match store.extend_lease(claim, lease).await {
                     Ok(true) => {}
                     Ok(false) => {
                         flag.store(true, Ordering::Relaxed);
                         return;
                     }
-                    // A busy database skips one beat; the limit is many beats long.
-                    Err(error) => tracing::warn!(trial = %trial, %error, "heartbeat failed"),
+                    Err(error) => tracing::warn!(trial = %claim.trial, attempt = claim.attempt, %error, "extending the trial lease failed"),
                 }
             }
         });
         Heartbeat { task, lost }
     }
 
-    /// True once the store said the trial is no longer this worker's (it was requeued or
-    /// finished elsewhere); the worker may stop training it.
+    /// True once an extension found the claim superseded (the trial was requeued after its
+    /// lease passed, claimed again, or finished elsewhere): the worker should stop training it;
+    /// its writes would be [`Fenced::Superseded`] anyway.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
     }

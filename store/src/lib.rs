@@ -8,22 +8,30 @@
 //! `store/SCHEMA.md`.
 //!
 //! # Trial life cycle
-//! A controller queues trials ([`Store::insert_trials`]); workers claim them one at a time
-//! with a single `UPDATE … RETURNING` statement ([`Store::claim_trial`]: two workers never
-//! get the same trial), send heartbeats while training ([`Store::heartbeat`], or
-//! [`BlockingStore::keep_alive`]), record each epoch, and finish with
-//! [`Store::complete_trial`] or [`Store::fail_trial`] (with a [`FailureKind`], the column
-//! users group failures by). The orchestrator periodically calls [`Store::requeue_stale`]: a
-//! running trial whose heartbeat is older than a limit — its worker died — goes back to
-//! pending, or fails as [`FailureKind::Lost`] after its last attempt. Before training
-//! anything, the orchestrator can look up an architecture already measured under the same
-//! proxy settings ([`Store::find_measured`]) and record it with
-//! [`Store::insert_reused_trial`].
+//! A controller queues trials ([`Store::insert_trials`]). Worker processes claim them one at a
+//! time with a lease ([`Store::claim_next`]: a single `UPDATE … RETURNING` statement, so two
+//! workers never get the same trial), extend the lease every lease/3 while training
+//! ([`Store::extend_lease`], or [`BlockingStore::keep_lease`] in the background), record each
+//! epoch, and finish with [`Store::complete_claim`] or [`Store::fail_claim`] (with a
+//! [`FailureKind`], the column users group failures by), or give the trial back on an orderly
+//! stop ([`Store::release_claim`]). Any process may call [`Store::requeue_expired`]: a running
+//! trial whose lease has passed — its worker died — goes back to pending, or fails as
+//! [`FailureKind::Lost`] after its last attempt. Every write of a worker names its [`Claim`]
+//! (trial and attempt) and is fenced on it: a worker presumed dead that comes back after its
+//! trial was requeued gets [`Fenced::Superseded`] and overwrites nothing. The life cycle is
+//! described in `claims.rs` and `store/SCHEMA.md`.
+//!
+//! A search's own in-process workers claim without a lease ([`Store::claim_trial`]) and finish
+//! with the unfenced [`Store::complete_trial`] and [`Store::fail_trial`]; the search takes their
+//! trials back itself ([`Store::requeue_running`] on an orderly stop, [`Store::recover_running`]
+//! on resume after a crash). Before training anything, the orchestrator can look up an
+//! architecture already measured under the same proxy settings ([`Store::find_measured`]) and
+//! record it with [`Store::insert_reused_trial`].
 //!
 //! A trial is claimed at most [`MAX_ATTEMPTS`] times: one whose process died with it that often
 //! (the OOM killer, a segfault in a kernel) is failed as [`FailureKind::Lost`] rather than
-//! retried forever, whether a stale heartbeat ([`Store::requeue_stale`]) or a resume after a crash
-//! ([`Store::recover_running`]) finds it.
+//! retried forever, whether an expired lease ([`Store::requeue_expired`]) or a resume after a
+//! crash ([`Store::recover_running`]) finds it.
 //!
 //! # Runs and their holder
 //! A process that runs a run holds a lease on it ([`Store::acquire_run`], renewed by
@@ -38,6 +46,7 @@
 //! so that a long `sqlite3` session or backup does not kill a search.
 
 mod blocking;
+mod claims;
 mod error;
 mod extras;
 mod lease;
@@ -57,9 +66,9 @@ pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_
 pub use error::{Result, StoreError};
 pub use lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{
-    Checkpoint, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, NewCompoundPoint, NewRun,
-    NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus, ScaledModel, Trial,
-    TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
+    Checkpoint, Claim, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, Fenced, NewCompoundPoint,
+    NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus, ScaledModel,
+    Trial, TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
 };
 pub use open::{latest_version, OpenOptions};
 pub use pareto::pareto_front;

@@ -98,7 +98,7 @@ text_enum! {
 
 text_enum! {
     /// Where a trial is in its life: pending → running → complete or failed; a running trial
-    /// whose heartbeat stops goes back to pending.
+    /// whose worker's lease expires (or that a stopping worker releases) goes back to pending.
     TrialState {
         Pending = "pending",
         Running = "running",
@@ -123,7 +123,8 @@ text_enum! {
         Invalid = "invalid",
         /// Refused before training, e.g. over `--max-flops`.
         Rejected = "rejected",
-        /// Its worker died on every attempt (heartbeats stopped; attempts exhausted).
+        /// Its worker died on every attempt (its lease expired, or its process was gone on
+        /// resume; attempts exhausted).
         Lost = "lost",
         /// Anything else.
         Error = "error",
@@ -309,6 +310,9 @@ pub struct Trial {
     pub created: String,
     pub started: Option<String>,
     pub heartbeat: Option<String>,
+    /// Until when its worker holds it unless the lease is extended; `None` unless it is running
+    /// under a lease ([`crate::Store::claim_next`]).
+    pub lease_until: Option<String>,
     pub finished: Option<String>,
     pub accuracy: Option<f64>,
     pub loss: Option<f64>,
@@ -336,7 +340,7 @@ impl Trial {
     }
 }
 
-/// A trial handed to a worker by [`crate::Store::claim_trial`].
+/// A trial handed to a worker by [`crate::Store::claim_next`] or [`crate::Store::claim_trial`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedTrial {
     pub id: TrialId,
@@ -346,6 +350,48 @@ pub struct ClaimedTrial {
     pub proxy_key: String,
     /// 1 on the first claim, 2 after one requeue, …
     pub attempt: u32,
+}
+
+impl ClaimedTrial {
+    /// What this worker's writes name ([`crate::Store::complete_claim`] and the others).
+    pub fn claim(&self) -> Claim {
+        Claim { trial: self.id, attempt: self.attempt }
+    }
+}
+
+/// One attempt at a trial: what every write of a worker names, so that a worker that was
+/// presumed dead and comes back cannot overwrite a newer attempt's result.
+///
+/// A write fenced on a claim changes the trial only while it is running under that attempt
+/// (`state = 'running' AND attempts = attempt`); once the lease expired and the trial was
+/// requeued, or claimed again, or finished, the write is [`Fenced::Superseded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Claim {
+    pub trial: TrialId,
+    /// The trial's `attempts` when it was claimed.
+    pub attempt: u32,
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "trial {} attempt {}", self.trial, self.attempt)
+    }
+}
+
+/// What a fenced write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    /// The write was stored.
+    Written,
+    /// The attempt was reclaimed or the trial finished since: nothing changed.
+    Superseded,
+}
+
+impl Fenced {
+    /// True for [`Fenced::Written`].
+    pub fn is_written(self) -> bool {
+        self == Fenced::Written
+    }
 }
 
 /// Which trials [`crate::Store::trials`] returns, and in what order.
@@ -390,7 +436,8 @@ impl TrialSort {
     }
 }
 
-/// Trials put back or given up by [`crate::Store::requeue_stale`].
+/// Trials put back or given up by [`crate::Store::requeue_expired`] or
+/// [`crate::Store::recover_running`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requeued {
     /// Back to pending, for another worker to claim.

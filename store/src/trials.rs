@@ -1,6 +1,5 @@
-//! Trials: queue, claim, heartbeat, record, finish, requeue, reuse, query.
-
-use std::time::Duration;
+//! Trials: queue, claim, record, finish, requeue, reuse, query. Worker processes' claims with a
+//! lease and their fenced writes are in `claims.rs`, on the SQL shared from here.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tracing::instrument;
@@ -13,12 +12,12 @@ use crate::model::{
 use crate::{from_sql_int, time, to_sql_int, Store};
 
 /// Every trial column, in the order of [`TrialRow`].
-const TRIAL_COLUMNS: &str = "id, run_id, state, arch, arch_hash, blocks, resolution, proxy_key, step, worker, attempts, \
-     created_at, started_at, heartbeat_at, finished_at, accuracy, loss, params, flops, reward, latency_ms, seconds, \
+pub(crate) const TRIAL_COLUMNS: &str = "id, run_id, state, arch, arch_hash, blocks, resolution, proxy_key, step, worker, attempts, \
+     created_at, started_at, heartbeat_at, lease_until, finished_at, accuracy, loss, params, flops, reward, latency_ms, seconds, \
      images_per_second, extra, failure, error, reused_from";
 
 #[derive(sqlx::FromRow)]
-struct TrialRow {
+pub(crate) struct TrialRow {
     id: i64,
     run_id: i64,
     state: String,
@@ -33,6 +32,7 @@ struct TrialRow {
     created_at: String,
     started_at: Option<String>,
     heartbeat_at: Option<String>,
+    lease_until: Option<String>,
     finished_at: Option<String>,
     accuracy: Option<f64>,
     loss: Option<f64>,
@@ -49,7 +49,7 @@ struct TrialRow {
 }
 
 impl TrialRow {
-    fn into_trial(self) -> Result<Trial> {
+    pub(crate) fn into_trial(self) -> Result<Trial> {
         let what = |field: &str| format!("{field} of trial {}", self.id);
         Ok(Trial {
             id: TrialId(self.id),
@@ -80,6 +80,7 @@ impl TrialRow {
             created: self.created_at,
             started: self.started_at,
             heartbeat: self.heartbeat_at,
+            lease_until: self.lease_until,
             finished: self.finished_at,
             accuracy: self.accuracy,
             loss: self.loss,
@@ -141,13 +142,13 @@ fn prepare(trial: &NewTrial) -> Result<PreparedTrial<'_>> {
 
 /// Metrics checked and converted for SQL: a result that cannot be right is refused rather
 /// than stored (a percentage given as accuracy would silently wreck every ranking).
-struct CheckedMetrics {
+pub(crate) struct CheckedMetrics {
     params: i64,
     flops: i64,
     extra: Option<String>,
 }
 
-fn check_metrics(metrics: &TrialMetrics) -> Result<CheckedMetrics> {
+pub(crate) fn check_metrics(metrics: &TrialMetrics) -> Result<CheckedMetrics> {
     let finite = |field: &'static str, value: f64| {
         if value.is_finite() {
             Ok(())
@@ -213,9 +214,13 @@ async fn insert_prepared(
     .await
 }
 
-async fn write_metrics(
+/// Stores a trial's result and marks it complete; the number of rows changed (0 when it is
+/// missing or already finished). With `attempt`, only while the trial is running under that
+/// attempt (a write fenced on a [`crate::Claim`]); without, while it is pending or running.
+pub(crate) async fn write_metrics(
     conn: &mut SqliteConnection,
     id: i64,
+    attempt: Option<u32>,
     metrics: &TrialMetrics,
     checked: &CheckedMetrics,
     now: &str,
@@ -223,8 +228,9 @@ async fn write_metrics(
     let done = sqlx::query(
         "UPDATE trials SET state = 'complete', finished_at = $1, accuracy = $2, loss = $3, params = $4, flops = $5,
                 reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, failure = NULL,
-                error = NULL
-         WHERE id = $11 AND state IN ('pending', 'running')",
+                error = NULL, lease_until = NULL
+         WHERE id = $11 AND state IN ('pending', 'running')
+           AND ($12 IS NULL OR (state = 'running' AND attempts = $12))",
     )
     .bind(now)
     .bind(metrics.accuracy)
@@ -237,15 +243,25 @@ async fn write_metrics(
     .bind(metrics.images_per_second)
     .bind(checked.extra.as_deref())
     .bind(id)
+    .bind(attempt.map(i64::from))
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }
 
-async fn upsert_epoch(conn: &mut SqliteConnection, trial: i64, epoch: &EpochMetrics) -> sqlx::Result<()> {
-    sqlx::query(
+/// Records (or replaces) one epoch of a trial's curve; the number of rows written. With
+/// `attempt`, only while the trial is running under that attempt (0 rows otherwise).
+pub(crate) async fn upsert_epoch(
+    conn: &mut SqliteConnection,
+    trial: i64,
+    attempt: Option<u32>,
+    epoch: &EpochMetrics,
+) -> sqlx::Result<u64> {
+    // `WHERE` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
+    let done = sqlx::query(
         "INSERT INTO trial_epochs (trial_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8
+         WHERE $9 IS NULL OR EXISTS (SELECT 1 FROM trials WHERE id = $1 AND state = 'running' AND attempts = $9)
          ON CONFLICT (trial_id, epoch) DO UPDATE SET
              train_loss = excluded.train_loss, train_accuracy = excluded.train_accuracy,
              val_loss = excluded.val_loss, val_accuracy = excluded.val_accuracy,
@@ -259,9 +275,10 @@ async fn upsert_epoch(conn: &mut SqliteConnection, trial: i64, epoch: &EpochMetr
     .bind(finite_or_null(epoch.val_accuracy))
     .bind(finite_or_null(epoch.learning_rate))
     .bind(finite_or_null(epoch.seconds))
+    .bind(attempt.map(i64::from))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
@@ -292,30 +309,40 @@ impl ClaimRow {
     }
 }
 
-/// Moves the oldest pending trial of `run` to running for `worker` and returns it. A retried
-/// trial loses the curve its dead worker left, which would mix with the new one.
+/// Moves the oldest pending trial of `run` (or of any run) to running for `worker` and returns
+/// it. A retried trial loses the curve its dead worker left, which would mix with the new one.
+///
+/// With `lease_until` (a worker process's claim, [`Store::claim_next`]) the trial holds that
+/// lease, and only runs whose status is `running` are served: a worker must not revive a run
+/// that ended or was interrupted. Without (a search's in-process claim, [`Store::claim_trial`]),
+/// the trial has no lease and the run's status is the caller's business.
 async fn take_pending(
     conn: &mut SqliteConnection,
-    run: RunId,
+    run: Option<RunId>,
     worker: &str,
     now: &str,
+    lease_until: Option<&str>,
 ) -> sqlx::Result<Option<ClaimRow>> {
     // The inner SELECT picks, the outer `state = 'pending'` re-checks: on SQLite the statement
     // holds the write lock throughout; on PostgreSQL the inner SELECT will take
-    // `FOR UPDATE SKIP LOCKED`.
-    let row: Option<ClaimRow> = sqlx::query_as(
-        "UPDATE trials
-         SET state = 'running', worker = $1, attempts = attempts + 1, started_at = $2, heartbeat_at = $2,
-             failure = NULL, error = NULL
-         WHERE id = (SELECT id FROM trials WHERE run_id = $3 AND state = 'pending' ORDER BY id LIMIT 1)
-           AND state = 'pending'
-         RETURNING id, run_id, arch, arch_hash, proxy_key, attempts",
-    )
-    .bind(worker)
-    .bind(now)
-    .bind(run.0)
-    .fetch_optional(&mut *conn)
-    .await?;
+    // `FOR UPDATE SKIP LOCKED`. The conditions are fixed SQL (not `$n IS NULL OR …`) so that
+    // the planner can use `trials_by_run_state`.
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE trials SET state = 'running', worker = ");
+    query.push_bind(worker);
+    query.push(", attempts = attempts + 1, started_at = ").push_bind(now);
+    query.push(", heartbeat_at = ").push_bind(now);
+    query.push(", lease_until = ").push_bind(lease_until);
+    query.push(", failure = NULL, error = NULL WHERE id = (SELECT id FROM trials WHERE state = 'pending'");
+    if let Some(run) = run {
+        query.push(" AND run_id = ").push_bind(run.0);
+    }
+    if lease_until.is_some() {
+        query.push(" AND run_id IN (SELECT id FROM runs WHERE status = 'running')");
+    }
+    query.push(
+        " ORDER BY id LIMIT 1) AND state = 'pending' RETURNING id, run_id, arch, arch_hash, proxy_key, attempts",
+    );
+    let row: Option<ClaimRow> = query.build_query_as().fetch_optional(&mut *conn).await?;
     if let Some(row) = &row {
         if row.attempts > 1 {
             sqlx::query("DELETE FROM trial_epochs WHERE trial_id = $1").bind(row.id).execute(conn).await?;
@@ -324,57 +351,98 @@ async fn take_pending(
     Ok(row)
 }
 
-/// Fails one pending or running trial; the number of rows changed (0 when it is missing or
-/// already finished).
-async fn mark_failed(
+/// Fails one trial; the number of rows changed (0 when it is missing or already finished).
+/// With `attempt`, only while the trial is running under that attempt (a write fenced on a
+/// [`crate::Claim`]); without, while it is pending or running.
+pub(crate) async fn mark_failed(
     conn: &mut SqliteConnection,
     id: i64,
+    attempt: Option<u32>,
     kind: FailureKind,
     message: &str,
     now: &str,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
-         WHERE id = $4 AND state IN ('pending', 'running')",
+        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3, lease_until = NULL
+         WHERE id = $4 AND state IN ('pending', 'running')
+           AND ($5 IS NULL OR (state = 'running' AND attempts = $5))",
     )
     .bind(now)
     .bind(kind.as_str())
     .bind(message)
     .bind(id)
+    .bind(attempt.map(i64::from))
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }
 
-/// Fails, as lost, the running trials silent since `cutoff` that have used up their attempts.
-async fn fail_lost(
-    conn: &mut SqliteConnection,
-    cutoff: &str,
-    max_attempts: u32,
-    now: &str,
-) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
-         WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $4 AND attempts >= $5 RETURNING id",
-    )
-    .bind(now)
-    .bind(FailureKind::Lost.as_str())
-    .bind(format!("its worker stopped sending heartbeats on each of {max_attempts} attempts"))
-    .bind(cutoff)
-    .bind(i64::from(max_attempts))
-    .fetch_all(conn)
-    .await
+/// Running trials whose worker is gone, to be taken back ([`take_back`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Orphans<'a> {
+    /// Every running trial of a run whose process is gone ([`Store::recover_running`]).
+    OfRun(RunId),
+    /// Running trials whose lease ended before this time ([`Store::requeue_expired`]); a trial
+    /// without a lease never matches.
+    LeaseEndedBefore(&'a str),
 }
 
-/// Puts the running trials silent since `cutoff` back to pending.
-async fn requeue_silent(conn: &mut SqliteConnection, cutoff: &str) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "UPDATE trials SET state = 'pending', worker = NULL
-         WHERE state = 'running' AND COALESCE(heartbeat_at, created_at) < $1 RETURNING id",
-    )
-    .bind(cutoff)
-    .fetch_all(conn)
-    .await
+impl Orphans<'_> {
+    /// The fixed SQL condition, its one parameter numbered `$n` (fixed text, so that the
+    /// planner uses `trials_by_run_state` or `trials_by_lease`).
+    fn condition(self, n: u32) -> String {
+        match self {
+            Orphans::OfRun(_) => format!("run_id = ${n} AND state = 'running'"),
+            Orphans::LeaseEndedBefore(_) => format!("state = 'running' AND lease_until < ${n}"),
+        }
+    }
+
+    fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryScalar<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>
+    where
+        Self: 'q,
+    {
+        match self {
+            Orphans::OfRun(run) => query.bind(run.0),
+            Orphans::LeaseEndedBefore(cutoff) => query.bind(cutoff),
+        }
+    }
+}
+
+/// Takes back the `orphans` in one go: those claimed `max_attempts` times are failed as
+/// [`FailureKind::Lost`] with `message`, the others go back to pending (worker and lease
+/// cleared; the attempt stays counted). Run it inside the caller's transaction.
+pub(crate) async fn take_back(
+    conn: &mut SqliteConnection,
+    orphans: Orphans<'_>,
+    max_attempts: u32,
+    message: &str,
+    now: &str,
+) -> sqlx::Result<Requeued> {
+    let fail = format!(
+        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3, lease_until = NULL
+         WHERE {} AND attempts >= $5 RETURNING id",
+        orphans.condition(4)
+    );
+    let failed: Vec<i64> = orphans
+        .bind(sqlx::query_scalar(&fail).bind(now).bind(FailureKind::Lost.as_str()).bind(message))
+        .bind(i64::from(max_attempts))
+        .fetch_all(&mut *conn)
+        .await?;
+    let requeue = format!(
+        "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL WHERE {} RETURNING id",
+        orphans.condition(1)
+    );
+    let pending: Vec<i64> = orphans.bind(sqlx::query_scalar(&requeue)).fetch_all(&mut *conn).await?;
+    let mut taken = Requeued {
+        pending: pending.into_iter().map(TrialId).collect(),
+        failed: failed.into_iter().map(TrialId).collect(),
+    };
+    taken.pending.sort();
+    taken.failed.sort();
+    Ok(taken)
 }
 
 impl Store {
@@ -421,9 +489,9 @@ impl Store {
             .await
             .map_err(|e| self.run_error(run, e))?;
         for epoch in epochs {
-            upsert_epoch(&mut tx, id, epoch).await.map_err(|e| self.db_error(e))?;
+            upsert_epoch(&mut tx, id, None, epoch).await.map_err(|e| self.db_error(e))?;
         }
-        write_metrics(&mut tx, id, metrics, &checked, &now).await.map_err(|e| self.db_error(e))?;
+        write_metrics(&mut tx, id, None, metrics, &checked, &now).await.map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(TrialId(id))
     }
@@ -473,19 +541,39 @@ impl Store {
         Ok(TrialId(id))
     }
 
-    /// Hands the oldest pending trial of `run` to `worker`: one `UPDATE … RETURNING` statement,
-    /// so two workers (threads, processes or machines) never claim the same trial. `None`
-    /// when nothing is pending. `worker` should be unique per live worker (host, process id and
-    /// slot), since heartbeats are matched on it.
+    /// Hands the oldest pending trial of `run` to `worker`, without a lease: the claim of a
+    /// search's own in-process workers, whose trials the search takes back itself on resume
+    /// ([`Store::recover_running`]) and which [`Store::requeue_expired`] never touches. Worker
+    /// processes use [`Store::claim_next`]. One `UPDATE … RETURNING` statement, so two workers
+    /// (threads, processes or machines) never claim the same trial. `None` when nothing is
+    /// pending. `worker` names the worker in the `worker` column (host, process id and slot).
     ///
     /// A trial whose stored architecture no longer parses is failed as
     /// [`FailureKind::Invalid`] with the parse error, and the next one is claimed.
     #[instrument(skip_all, fields(run = %run, worker = worker), err(level = "debug"))]
     pub async fn claim_trial(&self, run: RunId, worker: &str) -> Result<Option<ClaimedTrial>> {
+        self.claim(Some(run), worker, None).await
+    }
+
+    /// [`Store::claim_trial`] and [`Store::claim_next`]: claims with [`take_pending`] until a
+    /// trial's architecture parses.
+    pub(crate) async fn claim(
+        &self,
+        run: Option<RunId>,
+        worker: &str,
+        lease: Option<std::time::Duration>,
+    ) -> Result<Option<ClaimedTrial>> {
         loop {
-            let now = time::now();
+            let now_millis = time::now_millis();
+            let now = time::format_millis(now_millis);
+            let lease_until = lease.map(|lease| {
+                let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+                time::format_millis(now_millis.saturating_add(lease))
+            });
             let mut tx = self.begin_write().await?;
-            let row = take_pending(&mut tx, run, worker, &now).await.map_err(|e| self.db_error(e))?;
+            let row = take_pending(&mut tx, run, worker, &now, lease_until.as_deref())
+                .await
+                .map_err(|e| self.db_error(e))?;
             let Some(row) = row else {
                 tx.commit().await.map_err(|e| self.db_error(e))?;
                 return Ok(None);
@@ -493,12 +581,12 @@ impl Store {
             match serde_json::from_str(&row.arch) {
                 Ok(arch) => {
                     tx.commit().await.map_err(|e| self.db_error(e))?;
-                    tracing::debug!(trial = row.id, attempt = row.attempts, "claimed trial");
+                    tracing::debug!(trial = row.id, attempt = row.attempts, lease_until, "claimed trial");
                     return row.into_claimed(arch).map(Some);
                 }
                 Err(parse_error) => {
                     let message = format!("stored architecture is invalid: {parse_error}");
-                    mark_failed(&mut tx, row.id, FailureKind::Invalid, &message, &now)
+                    mark_failed(&mut tx, row.id, None, FailureKind::Invalid, &message, &now)
                         .await
                         .map_err(|e| self.db_error(e))?;
                     tx.commit().await.map_err(|e| self.db_error(e))?;
@@ -508,28 +596,11 @@ impl Store {
         }
     }
 
-    /// Tells the store that `worker` is still training `trial`. Returns `false` when the trial
-    /// is no longer this worker's (it was requeued after a missed heartbeat, or finished):
-    /// the worker should then drop it.
-    #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
-    pub async fn heartbeat(&self, trial: TrialId, worker: &str) -> Result<bool> {
-        let updated = sqlx::query(
-            "UPDATE trials SET heartbeat_at = $1 WHERE id = $2 AND state = 'running' AND worker = $3",
-        )
-        .bind(time::now())
-        .bind(trial.0)
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        Ok(updated.rows_affected() == 1)
-    }
-
     /// Records (or replaces) one epoch of a trial's curve. Non-finite values are stored as NULL.
     #[instrument(skip_all, fields(trial = %trial, epoch = epoch.epoch), err(level = "debug"))]
     pub async fn record_epoch(&self, trial: TrialId, epoch: &EpochMetrics) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        upsert_epoch(&mut conn, trial.0, epoch).await.map_err(|e| {
+        upsert_epoch(&mut conn, trial.0, None, epoch).await.map(drop).map_err(|e| {
             if is_foreign_key_violation(&e) {
                 StoreError::TrialNotFound(trial.0)
             } else {
@@ -545,7 +616,7 @@ impl Store {
     pub async fn complete_trial(&self, trial: TrialId, metrics: &TrialMetrics) -> Result<()> {
         let checked = check_metrics(metrics)?;
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = write_metrics(&mut conn, trial.0, metrics, &checked, &time::now())
+        let updated = write_metrics(&mut conn, trial.0, None, metrics, &checked, &time::now())
             .await
             .map_err(|e| self.db_error(e))?;
         drop(conn);
@@ -562,7 +633,7 @@ impl Store {
     #[instrument(skip_all, fields(trial = %trial, kind = %kind), err(level = "debug"))]
     pub async fn fail_trial(&self, trial: TrialId, kind: FailureKind, message: &str) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = mark_failed(&mut conn, trial.0, kind, message, &time::now())
+        let updated = mark_failed(&mut conn, trial.0, None, kind, message, &time::now())
             .await
             .map_err(|e| self.db_error(e))?;
         drop(conn);
@@ -572,30 +643,6 @@ impl Store {
         Ok(())
     }
 
-    /// Puts running trials whose last heartbeat is older than `heartbeat_limit` back to
-    /// pending (their worker died), across all runs. A trial already claimed `max_attempts`
-    /// times is failed instead, as [`FailureKind::Lost`]: it probably kills its worker. Both in
-    /// one transaction.
-    #[instrument(skip_all, fields(limit_ms = heartbeat_limit.as_millis() as u64, max_attempts), err(level = "debug"))]
-    pub async fn requeue_stale(&self, heartbeat_limit: Duration, max_attempts: u32) -> Result<Requeued> {
-        let now = time::now();
-        let cutoff = time::before_now(heartbeat_limit);
-        let mut tx = self.begin_write().await?;
-        let failed = fail_lost(&mut tx, &cutoff, max_attempts, &now).await.map_err(|e| self.db_error(e))?;
-        let pending = requeue_silent(&mut tx, &cutoff).await.map_err(|e| self.db_error(e))?;
-        tx.commit().await.map_err(|e| self.db_error(e))?;
-        if !pending.is_empty() || !failed.is_empty() {
-            tracing::info!(requeued = pending.len(), failed = failed.len(), "trials with stale heartbeats");
-        }
-        let mut requeued = Requeued {
-            pending: pending.into_iter().map(TrialId).collect(),
-            failed: failed.into_iter().map(TrialId).collect(),
-        };
-        requeued.pending.sort();
-        requeued.failed.sort();
-        Ok(requeued)
-    }
-
     /// Puts every running trial of `run` back to pending at once, giving back the claim: for a
     /// process that stops its own trials in order (Ctrl-C, SIGTERM), which did not fail them, so
     /// the stop does not count towards [`crate::MAX_ATTEMPTS`]. A process recovering trials
@@ -603,7 +650,7 @@ impl Store {
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
         let mut ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'pending', worker = NULL, attempts = MAX(attempts - 1, 0)
+            "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0)
              WHERE run_id = $1 AND state = 'running' RETURNING id",
         )
         .bind(run.0)
@@ -628,39 +675,17 @@ impl Store {
              it may be killing its process, e.g. by running out of memory"
         );
         let mut tx = self.begin_write().await?;
-        let failed: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3
-             WHERE run_id = $4 AND state = 'running' AND attempts >= $5 RETURNING id",
-        )
-        .bind(&now)
-        .bind(FailureKind::Lost.as_str())
-        .bind(&message)
-        .bind(run.0)
-        .bind(i64::from(max_attempts))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        let pending: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'pending', worker = NULL WHERE run_id = $1 AND state = 'running' RETURNING id",
-        )
-        .bind(run.0)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        let recovered = take_back(&mut tx, Orphans::OfRun(run), max_attempts, &message, &now)
+            .await
+            .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
-        if !pending.is_empty() || !failed.is_empty() {
+        if !recovered.pending.is_empty() || !recovered.failed.is_empty() {
             tracing::info!(
-                requeued = pending.len(),
-                failed = failed.len(),
+                requeued = recovered.pending.len(),
+                failed = recovered.failed.len(),
                 "trials left running by a process that is gone"
             );
         }
-        let mut recovered = Requeued {
-            pending: pending.into_iter().map(TrialId).collect(),
-            failed: failed.into_iter().map(TrialId).collect(),
-        };
-        recovered.pending.sort();
-        recovered.failed.sort();
         Ok(recovered)
     }
 
@@ -739,7 +764,7 @@ impl Store {
     }
 
     /// Why a finishing update touched no row: the trial is missing or already finished.
-    async fn why_not_open(&self, trial: TrialId) -> StoreError {
+    pub(crate) async fn why_not_open(&self, trial: TrialId) -> StoreError {
         let state: std::result::Result<Option<String>, _> =
             sqlx::query_scalar("SELECT state FROM trials WHERE id = $1")
                 .bind(trial.0)

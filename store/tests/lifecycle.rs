@@ -29,8 +29,8 @@ async fn a_trial_goes_from_pending_to_complete_with_its_curve() {
     assert_eq!((claimed.id, claimed.attempt), (id, 1));
     assert_eq!(claimed.arch, arch(1));
     assert!(store.claim_trial(run, "w2").await.unwrap().is_none(), "nothing left to claim");
-    assert!(store.heartbeat(id, "w1").await.unwrap());
-    assert!(!store.heartbeat(id, "w2").await.unwrap(), "another worker's heartbeat is refused");
+    let running = store.trial(id).await.unwrap();
+    assert_eq!((running.worker.as_deref(), running.lease_until), (Some("w1"), None), "no lease in-process");
 
     record_a_curve_with_a_diverged_epoch(&store, id).await;
     let mut result = metrics(0.75, 123_456);
@@ -166,42 +166,50 @@ fn the_blocking_store_fails_trials_with_their_kind() {
 }
 
 #[tokio::test]
-async fn a_stale_heartbeat_returns_the_trial_to_pending_and_repeated_deaths_fail_it() {
+async fn an_expired_lease_returns_the_trial_to_pending_and_repeated_deaths_fail_it() {
     let db = TempDb::new();
     let store = db.open().await;
-    let run = search_run(&store, "stale").await;
+    let run = search_run(&store, "expired").await;
     let id = store.insert_trial(run, &trial(3)).await.unwrap();
-    store.claim_trial(run, "dead-worker").await.unwrap().unwrap();
+    let lease = Duration::from_millis(20);
+    let dead = store.claim_next(Some(run), "dead-worker", Duration::from_secs(60)).await.unwrap().unwrap();
 
-    let fresh = store.requeue_stale(Duration::from_secs(60), 3).await.unwrap();
-    assert!(fresh.pending.is_empty() && fresh.failed.is_empty(), "a fresh heartbeat is left alone");
+    let fresh = store.requeue_expired(3).await.unwrap();
+    assert!(fresh.pending.is_empty() && fresh.failed.is_empty(), "a running lease is left alone");
+    assert!(store.extend_lease(dead.claim(), lease).await.unwrap());
 
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let stale = store.requeue_stale(Duration::from_millis(10), 3).await.unwrap();
-    assert_eq!(stale.pending, vec![id]);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let expired = store.requeue_expired(3).await.unwrap();
+    assert_eq!(expired.pending, vec![id]);
     let requeued = store.trial(id).await.unwrap();
-    assert_eq!((requeued.state, requeued.worker.as_deref()), (TrialState::Pending, None));
-    assert!(!store.heartbeat(id, "dead-worker").await.unwrap(), "the dead worker lost the trial");
+    assert_eq!(
+        (requeued.state, requeued.worker.as_deref(), requeued.lease_until),
+        (TrialState::Pending, None, None)
+    );
+    assert!(!store.extend_lease(dead.claim(), lease).await.unwrap(), "the dead worker lost the trial");
 
     // Claimed again by someone else: attempt 2; its earlier curve is gone.
     store
         .record_epoch(id, &EpochMetrics { epoch: 0, train_loss: Some(1.0), ..Default::default() })
         .await
         .unwrap();
-    let again = store.claim_trial(run, "w2").await.unwrap().unwrap();
+    let again = store.claim_next(Some(run), "w2", lease).await.unwrap().unwrap();
     assert_eq!((again.id, again.attempt), (id, 2));
     assert!(store.epochs(id).await.unwrap().is_empty());
 
     // Dies again, and again: after the third attempt it is failed, not requeued.
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(store.requeue_stale(Duration::from_millis(10), 3).await.unwrap().pending, vec![id]);
-    store.claim_trial(run, "w3").await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let gave_up = store.requeue_stale(Duration::from_millis(10), 3).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.requeue_expired(3).await.unwrap().pending, vec![id]);
+    store.claim_next(Some(run), "w3", lease).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let gave_up = store.requeue_expired(3).await.unwrap();
     assert_eq!((gave_up.pending.len(), gave_up.failed.clone()), (0, vec![id]));
     let failed = store.trial(id).await.unwrap();
-    assert_eq!((failed.state, failed.failure), (TrialState::Failed, Some(FailureKind::Lost)));
-    assert!(failed.error.unwrap().contains("heartbeats"));
+    assert_eq!(
+        (failed.state, failed.failure, failed.lease_until),
+        (TrialState::Failed, Some(FailureKind::Lost), None)
+    );
+    assert!(failed.error.unwrap().contains("lease expired"));
 }
 
 #[tokio::test]
