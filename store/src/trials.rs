@@ -380,7 +380,8 @@ pub(crate) async fn mark_failed(
 /// Running trials whose worker is gone, to be taken back ([`take_back`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Orphans<'a> {
-    /// Every running trial of a run whose process is gone ([`Store::recover_running`]).
+    /// The running trials of a run that hold no lease, whose process is gone
+    /// ([`Store::recover_running`]).
     OfRun(RunId),
     /// Running trials whose lease ended before this time ([`Store::requeue_expired`]); a trial
     /// without a lease never matches.
@@ -392,7 +393,7 @@ impl Orphans<'_> {
     /// planner uses `trials_by_run_state` or `trials_by_lease`).
     fn condition(self, n: u32) -> String {
         match self {
-            Orphans::OfRun(_) => format!("run_id = ${n} AND state = 'running'"),
+            Orphans::OfRun(_) => format!("run_id = ${n} AND state = 'running' AND lease_until IS NULL"),
             Orphans::LeaseEndedBefore(_) => format!("state = 'running' AND lease_until < ${n}"),
         }
     }
@@ -643,15 +644,22 @@ impl Store {
         Ok(())
     }
 
-    /// Puts every running trial of `run` back to pending at once, giving back the claim: for a
-    /// process that stops its own trials in order (Ctrl-C, SIGTERM), which did not fail them, so
-    /// the stop does not count towards [`crate::MAX_ATTEMPTS`]. A process recovering trials
-    /// from one that died uses [`Store::recover_running`].
+    /// Puts every running trial of `run` claimed in-process ([`Store::claim_trial`]) back to
+    /// pending at once, giving back the claim: for a process that stops its own trials in order
+    /// (Ctrl-C, SIGTERM), which did not fail them, so the stop does not count towards
+    /// [`crate::MAX_ATTEMPTS`]. A process recovering trials from one that died uses
+    /// [`Store::recover_running`].
+    ///
+    /// Trials that worker processes hold under a lease ([`Store::claim_next`]) are theirs, not
+    /// this process's: they are left to their workers, who release them on their own orderly
+    /// stop ([`Store::release_claim`]), and to [`Store::requeue_expired`]. (Giving back their
+    /// attempt here would also hand the next claimer the attempt number a live worker's writes
+    /// are fenced on.)
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
         let mut ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0)
-             WHERE run_id = $1 AND state = 'running' RETURNING id",
+            "UPDATE trials SET state = 'pending', worker = NULL, attempts = MAX(attempts - 1, 0)
+             WHERE run_id = $1 AND state = 'running' AND lease_until IS NULL RETURNING id",
         )
         .bind(run.0)
         .fetch_all(&self.pool)
@@ -667,6 +675,10 @@ impl Store {
     /// process, e.g. by running the machine out of memory); the others go back to pending. Both
     /// in one transaction. Only for a run this process holds ([`Store::acquire_run`]): a live
     /// worker would lose its trial.
+    ///
+    /// Trials that worker processes hold under a lease ([`Store::claim_next`]) are left alone:
+    /// their workers may well be alive, and [`Store::requeue_expired`] takes them back once their
+    /// lease has passed.
     #[instrument(skip_all, fields(run = %run, max_attempts), err(level = "debug"))]
     pub async fn recover_running(&self, run: RunId, max_attempts: u32) -> Result<Requeued> {
         let now = time::now();
