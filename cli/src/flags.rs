@@ -26,6 +26,8 @@ pub const CROP_PADDING: RangeInclusive<u32> = 0..=64;
 pub const THREADS: RangeInclusive<usize> = 1..=1024;
 /// Trials trained at once (threads, each with its own network in memory).
 pub const WORKERS: RangeInclusive<usize> = 1..=256;
+/// Worker processes on one device (`effnas worker --slots`): each holds its own context.
+pub const SLOTS: RangeInclusive<usize> = 1..=64;
 /// Trials of a search: each is a training (or, with the oracle, a row in the database).
 pub const TRIALS: RangeInclusive<usize> = 1..=1_000_000;
 
@@ -68,6 +70,10 @@ pub fn crop_padding(text: &str) -> Result<u32, String> {
 
 pub fn threads(text: &str) -> Result<usize, String> {
     whole_in(text, THREADS)
+}
+
+pub fn slots(text: &str) -> Result<usize, String> {
+    whole_in(text, SLOTS)
 }
 
 pub fn workers(text: &str) -> Result<usize, String> {

@@ -10,6 +10,7 @@ mod flags;
 mod output;
 mod progress;
 mod table;
+mod workers;
 
 /// Search and scale convolutional networks the EfficientNet way: MnasNet-style architecture
 /// search with proxy training, then compound scaling.
@@ -48,6 +49,8 @@ enum Command {
     Pareto(commands::pareto::Args),
     /// Export every trial of a run as CSV or JSON.
     Export(commands::export::Args),
+    /// Train queued trials from the database: a worker process, on this machine or another.
+    Worker(commands::worker::Args),
     /// Plot a run: reward over trials with the best so far, accuracy vs multiply-adds with the Pareto front.
     Plot(commands::plot::Args),
 }
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Pareto(args) => commands::pareto::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Plot(args) => commands::plot::run(args),
+        Command::Worker(args) => commands::worker::run(args),
     };
     match result {
         Ok(code) => code,

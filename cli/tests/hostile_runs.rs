@@ -230,33 +230,39 @@ fn a_search_outlasts_a_lock_held_past_the_busy_timeout() {
     assert_eq!(trials(db, "1").len(), N);
 }
 
-/// A lock held past the whole retry time stops the search with one line that says the run is
-/// interrupted and how to resume it; the run is resumable and nothing is left running.
+/// A lock held past the whole retry time: the worker processes wait it out (a worker has nothing
+/// better to do, and fencing makes a lapsed lease harmless). The search itself writes only when
+/// results arrive; if one of its writes meets the lock, it stops with one line that says the run
+/// is interrupted and how to resume it. Which of the two happens depends on timing; either way
+/// nothing is lost, nothing is left running, and the run ends with exactly N trials.
 #[test]
-fn a_lock_held_past_the_retry_leaves_an_interrupted_run_and_says_how_to_resume() {
+fn a_lock_held_past_the_retry_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("stuck.db");
     let db = path(&db);
     const N: usize = 400;
     let mut search = spawn_search(db, N, &[("EFFNAS_DB_BUSY_TIMEOUT", "0.1"), ("EFFNAS_DB_RETRY", "1")]);
     wait_for_trials(db, 10, &mut search);
-    // Longer than the retry: the search gives up; the marking, retried as long again, lands
-    // once the lock is gone.
     let locker = lock_database(db, Duration::from_millis(1600));
     let out = finish(search);
     locker.join().expect("locker");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let last = stderr.trim_end().lines().last().unwrap_or_default();
-    assert!(last.contains("stayed locked"), "{stderr}");
-    assert!(last.contains("run 1 is marked interrupted") && last.contains("--resume 1"), "{stderr}");
-    let run = &runs(db)[0];
-    assert_eq!(run["status"], "interrupted");
-    assert!(trials(db, "1").iter().all(|t| t["state"] != "running"), "nothing left running");
-
-    let resumed = effnas(&["search", "--db", db, "--resume", "1", "--json"]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert_eq!(trials(db, "1").len(), N);
+    match out.status.code() {
+        Some(0) => assert_eq!(runs(db)[0]["status"], "complete", "{stderr}"),
+        Some(2) => {
+            let last = stderr.trim_end().lines().last().unwrap_or_default();
+            assert!(last.contains("stayed locked"), "{stderr}");
+            assert!(last.contains("run 1 is marked interrupted") && last.contains("--resume 1"), "{stderr}");
+            assert_eq!(runs(db)[0]["status"], "interrupted");
+            let resumed = effnas(&["search", "--db", db, "--resume", "1", "--json"]);
+            assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+        }
+        other => panic!("exit status {other:?}: {stderr}"),
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let all = trials(db, "1");
+    assert_eq!(all.len(), N);
+    assert!(all.iter().all(|t| t["state"] == "complete"), "nothing lost, nothing left running");
 }
 
 /// Every candidate rejected: the run ends failed, not complete.

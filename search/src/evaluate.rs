@@ -28,6 +28,18 @@ pub enum Outcome {
     /// Stopped from outside (Ctrl-C) before it finished: not a result; the trial goes back to
     /// the queue.
     Interrupted,
+    /// Already recorded in the store by the worker process that trained it
+    /// ([`crate::remote::StoreWorkers`]): what the search needs to know of it.
+    Recorded(Recorded),
+}
+
+/// A result a worker process wrote: the reward (`None` for a failure) and what a display shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub reward: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub images_per_second: Option<f64>,
+    pub failure: Option<TrialFailure>,
 }
 
 /// A failed trial: its kind (what a user groups by) and a one-line message.
@@ -65,6 +77,13 @@ pub trait Evaluator {
     fn submit(&mut self, trial: TrialId, arch: &ArchSpec) -> Result<()>;
     /// The next finished evaluation, waiting at most `timeout`.
     fn next(&mut self, timeout: Duration) -> Result<Option<Evaluation>>;
+    /// Whether worker processes claim the trials from the store themselves. The orchestrator
+    /// then leaves queued trials pending, hands their ids to [`Evaluator::submit`] only to be
+    /// watched, and never takes back a running trial from a live worker (expired leases are
+    /// swept instead).
+    fn claims_from_store(&self) -> bool {
+        false
+    }
 }
 
 /// The oracle as an evaluator: instant, deterministic scores (see [`crate::oracle`]).

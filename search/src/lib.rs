@@ -10,5 +10,7 @@ pub mod oracle;
 pub mod orchestrator;
 pub mod proxy;
 pub mod recipe;
+pub mod remote;
 pub mod scoring;
 pub mod train_evaluator;
+pub mod worker;

@@ -71,21 +71,12 @@ pub struct SearchPlan {
     pub workers: usize,
 }
 
-/// Records a measured trial: the curve, then the metrics with the searched model's own cost
-/// and the reward computed from it ([`crate::scoring`]). Returns the reward.
-pub fn complete_trial(
-    store: &BlockingStore,
-    trial: TrialId,
-    arch: &ArchSpec,
-    measured: &Measured,
-    objective: &Objective,
-) -> Result<f64> {
+/// The metrics stored for a measured trial: the searched model's own cost and the reward
+/// computed from it ([`crate::scoring`]). The same for every process that records a result.
+pub fn trial_metrics(arch: &ArchSpec, measured: &Measured, objective: &Objective) -> Result<TrialMetrics> {
     let c = cost(arch);
     let reward = score(objective, measured.accuracy, arch, measured.latency_ms)?.reward;
-    for epoch in &measured.epochs {
-        store.record_epoch(trial, epoch)?;
-    }
-    let metrics = TrialMetrics {
+    Ok(TrialMetrics {
         accuracy: measured.accuracy,
         loss: measured.loss,
         params: c.params,
@@ -95,9 +86,23 @@ pub fn complete_trial(
         seconds: measured.seconds,
         images_per_second: measured.images_per_second,
         extra: Some(measured.extra.clone()),
-    };
+    })
+}
+
+/// Records a measured trial: the curve, then its [`trial_metrics`]. Returns the reward.
+pub fn complete_trial(
+    store: &BlockingStore,
+    trial: TrialId,
+    arch: &ArchSpec,
+    measured: &Measured,
+    objective: &Objective,
+) -> Result<f64> {
+    let metrics = trial_metrics(arch, measured, objective)?;
+    for epoch in &measured.epochs {
+        store.record_epoch(trial, epoch)?;
+    }
     store.complete_trial(trial, &metrics)?;
-    Ok(reward)
+    Ok(metrics.reward)
 }
 
 /// Trains every queued trial of a run that needs no controller (a compound grid): claims
@@ -139,17 +144,15 @@ fn drain_held(
     loop {
         hold.check()?;
         if stop.load(Ordering::SeqCst) {
-            store.requeue_running(run)?;
+            give_back_in_flight(store, run)?;
             store.set_run_status(run, RunStatus::Interrupted)?;
             summary.interrupted = true;
             return Ok(summary);
         }
-        while in_flight.len() < evaluator.capacity() {
-            let Some(claimed) = store.claim_trial(run, "orchestrator")? else {
-                break;
-            };
-            evaluator.submit(claimed.id, &claimed.arch)?;
-            in_flight.insert(claimed.id, claimed.arch);
+        let room = evaluator.capacity().saturating_sub(in_flight.len());
+        for trial in next_trials(store, run, evaluator, room, &|id| in_flight.contains_key(&id))? {
+            evaluator.submit(trial.id, &trial.arch)?;
+            in_flight.insert(trial.id, trial.arch);
         }
         if in_flight.is_empty() {
             break;
@@ -173,7 +176,12 @@ fn drain_held(
 /// ([`MAX_ATTEMPTS`]), so that a trial that kills its process is not retried forever. Call only
 /// while holding the run.
 fn recover(store: &BlockingStore, run: RunId) -> Result<()> {
-    let recovered = store.recover_running(run, MAX_ATTEMPTS)?;
+    // Claims made in this process by a holder now gone, then worker processes' claims whose
+    // lease ran out; live workers' leased trials stay theirs.
+    let mut recovered = store.recover_running(run, MAX_ATTEMPTS)?;
+    let expired = store.requeue_expired(MAX_ATTEMPTS)?;
+    recovered.pending.extend(expired.pending);
+    recovered.failed.extend(expired.failed);
     if !recovered.pending.is_empty() {
         tracing::info!(count = recovered.pending.len(), "trials that were in flight go back to the queue");
     }
@@ -184,6 +192,62 @@ fn recover(store: &BlockingStore, run: RunId) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// On a stop, the trials this process trains go back to the queue (the attempt given back).
+/// Worker processes keep their leased trials: they stop at their own signal and give them back,
+/// or finish and record them.
+fn give_back_in_flight(store: &BlockingStore, run: RunId) -> Result<()> {
+    let requeued = store.requeue_running(run)?;
+    tracing::info!(requeued = requeued.len(), "interrupted: trials in flight go back to the queue");
+    Ok(())
+}
+
+/// A queued trial handed to the evaluator.
+struct Dispatched {
+    id: TrialId,
+    arch: ArchSpec,
+    arch_hash: String,
+}
+
+/// Up to `room` more of `run`'s trials for `evaluator`. An evaluator that trains in this process
+/// gets them claimed here. Worker processes claim for themselves: they get the pending and
+/// running trials not yet `handed` over, to watch (running ones are in flight from before a
+/// resume, and their results must still reach the controller).
+fn next_trials(
+    store: &BlockingStore,
+    run: RunId,
+    evaluator: &dyn Evaluator,
+    room: usize,
+    handed: &dyn Fn(TrialId) -> bool,
+) -> Result<Vec<Dispatched>> {
+    let mut next = Vec::new();
+    if !evaluator.claims_from_store() {
+        while next.len() < room {
+            let Some(claimed) = store.claim_trial(run, "orchestrator")? else { break };
+            next.push(Dispatched { id: claimed.id, arch: claimed.arch, arch_hash: claimed.arch_hash });
+        }
+        return Ok(next);
+    }
+    for state in [TrialState::Running, TrialState::Pending] {
+        let filter = TrialFilter { state: Some(state), ..TrialFilter::default() };
+        for trial in store.trials(run, &filter)? {
+            if next.len() >= room {
+                return Ok(next);
+            }
+            if handed(trial.id) {
+                continue;
+            }
+            match trial.arch() {
+                Ok(arch) => next.push(Dispatched { id: trial.id, arch, arch_hash: trial.arch_hash.clone() }),
+                Err(e) => {
+                    let message = format!("stored architecture is invalid: {e}");
+                    store.fail_trial(trial.id, FailureKind::Invalid, &message)?;
+                }
+            }
+        }
+    }
+    Ok(next)
 }
 
 /// How a run whose loop ran out of work ends: `complete` when at least one trial is complete,
@@ -217,6 +281,7 @@ fn end_held_run(
     // Retried like every write (a database locked past the retry may be free again soon), so
     // that the run does not stay `running` with no process behind it.
     let location = store.store().location().to_owned();
+    // Only this process's own claims go back: worker processes keep their leased trials.
     let marked = store.requeue_running(run).and_then(|_| store.set_run_status(run, RunStatus::Interrupted));
     let _ = hold.release();
     let resume = format!("effnas {command} --db {location} --resume {run}");
@@ -258,6 +323,23 @@ fn record_outcome(
             Some(Event::failed(trial, failure.message))
         }
         Outcome::Interrupted => None,
+        Outcome::Recorded(recorded) => Some(match recorded.failure {
+            None => {
+                summary.completed += 1;
+                summary.trained += 1;
+                Event::Finished {
+                    trial,
+                    reward: recorded.reward,
+                    accuracy: recorded.accuracy,
+                    images_per_second: recorded.images_per_second,
+                    note: String::new(),
+                }
+            }
+            Some(failure) => {
+                summary.failed += 1;
+                Event::failed(trial, failure.message)
+            }
+        }),
     })
 }
 
@@ -427,31 +509,31 @@ impl<'a> Search<'a> {
     }
 
     fn interrupt(&mut self) -> Result<Summary> {
-        let requeued = self.store.requeue_running(self.run)?;
-        tracing::info!(requeued = requeued.len(), "interrupted: trials in flight go back to the queue");
+        give_back_in_flight(self.store, self.run)?;
         self.checkpoint()?;
         self.store.set_run_status(self.run, RunStatus::Interrupted)?;
         self.summary.interrupted = true;
         Ok(std::mem::take(&mut self.summary))
     }
 
-    /// Claims this run's pending trials and starts them, as far as the evaluator has room.
+    /// Hands this run's queued trials to the evaluator, as far as it has room.
     fn dispatch_pending(&mut self) -> Result<()> {
-        while self.in_flight.len() < self.evaluator.capacity() {
-            let Some(claimed) = self.store.claim_trial(self.run, "orchestrator")? else {
-                break;
-            };
-            let tokens = match self.plan.space.encode(&claimed.arch) {
+        let room = self.evaluator.capacity().saturating_sub(self.in_flight.len());
+        let in_flight = &self.in_flight;
+        let next =
+            next_trials(self.store, self.run, &*self.evaluator, room, &|id| in_flight.contains_key(&id))?;
+        for trial in next {
+            let tokens = match self.plan.space.encode(&trial.arch) {
                 Ok(tokens) => tokens,
                 Err(e) => {
                     let message = format!("not a member of the run's space: {e}");
-                    self.store.fail_trial(claimed.id, FailureKind::Invalid, &message)?;
+                    self.store.fail_trial(trial.id, FailureKind::Invalid, &message)?;
                     continue;
                 }
             };
-            self.evaluator.submit(claimed.id, &claimed.arch)?;
-            self.in_flight_hashes.insert(claimed.arch_hash.clone(), claimed.id);
-            self.in_flight.insert(claimed.id, (tokens, claimed.arch_hash));
+            self.evaluator.submit(trial.id, &trial.arch)?;
+            self.in_flight_hashes.insert(trial.arch_hash.clone(), trial.id);
+            self.in_flight.insert(trial.id, (tokens, trial.arch_hash));
         }
         Ok(())
     }

@@ -95,6 +95,25 @@ impl Recipe {
         }
     }
 
+    /// The same recipe training on `device` (cpu, cuda, cuda:N) instead of the run's own: a
+    /// worker trains on the device it was given. The device does not enter the proxy key.
+    pub fn on_device(mut self, device: &str) -> Self {
+        if let Method::Train { settings, .. } = &mut self.method {
+            settings.device = device.to_owned();
+        }
+        self
+    }
+
+    /// Checks that this machine can evaluate the run: loads the proxy's data and checks its
+    /// devices, then lets them go. A search runs it before it creates a run whose workers could
+    /// only fail.
+    pub fn check(&self) -> Result<(), RecipeError> {
+        if let Method::Train { settings, seed, reference_resolution, .. } = &self.method {
+            settings.resolve(*seed, *reference_resolution).map_err(|e| RecipeError::Proxy(Box::new(e)))?;
+        }
+        Ok(())
+    }
+
     /// What turns a measurement into the trial's reward.
     pub fn objective(&self) -> &Objective {
         &self.objective

@@ -1,7 +1,7 @@
 //! Who is running a run: the lease a process holds on a run while it works on it, so that a
 //! second process (`--resume` typed while the first still runs) is refused instead of training
-//! the same trials. The same holder identity is the basis of trial ownership for worker
-//! processes (claims, heartbeats and writes fenced on the holder).
+//! the same trials. (Trials have leases of their own, held by worker processes: see
+//! `claims.rs` and `store/SCHEMA.md`; a worker's writes are fenced on the trial and its attempt.)
 //!
 //! A process takes a run with [`crate::Store::acquire_run`] and renews the lease while it works
 //! ([`crate::BlockingStore::hold_run`] renews it in the background). Another process may take

@@ -15,12 +15,6 @@ pub fn now() -> String {
     format_millis(now_millis())
 }
 
-/// The stored form of a time `ago` before now (for heartbeat cut-offs).
-pub fn before_now(ago: Duration) -> String {
-    let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
-    format_millis(now_millis().saturating_sub(ago).max(0))
-}
-
 /// Formats milliseconds since the Unix epoch (clamped to years 1970–9999).
 pub fn format_millis(millis: i64) -> String {
     const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z

@@ -5,14 +5,13 @@
 use crate::output::{out, outln};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use effnas_evaluator::score::Objective;
 use effnas_search::config::{read_stored, CompoundConfig, EvaluatorKind, CONFIG_VERSION};
-use effnas_search::evaluate::{Evaluator, OracleEvaluator};
+use effnas_search::evaluate::Evaluator;
 use effnas_search::orchestrator::{drain_queue, Event};
-use effnas_search::train_evaluator::{Latency, TrainEvaluator};
+use effnas_search::recipe::Recipe;
 use effnas_space::{compound_grid, cost, parse_arch, scale, ArchSpec, Compound, GridSpec, Multipliers};
 use effnas_store::{
     BlockingStore, CompoundPoint, NewCompoundPoint, NewRun, NewTrial, RunId, RunKind, RunStatus, TrialId,
@@ -23,6 +22,7 @@ use super::proxy::ProxyArgs;
 use super::search::EvaluatorName;
 use crate::flags::{self, ThreadsArg};
 use crate::table::{human_count, Table};
+use crate::workers::{self, WorkerArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,7 +57,8 @@ pub struct Args {
     /// Also train this point, on the grid or not (e.g. the paper's 1.2,1.1,1.15). Repeatable.
     #[arg(long, value_name = "ALPHA,BETA,GAMMA", value_parser = parse_point)]
     pub point: Vec<Compound>,
-    /// Trials trained at once (1 to 256).
+    /// Trials trained at once: worker processes started here, or with --external-workers the
+    /// slots of the workers started elsewhere (1 to 256).
     #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic compound oracle.
@@ -76,6 +77,8 @@ pub struct Args {
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub run_on: WorkerArgs,
     /// Print the ranked points as JSON.
     #[arg(long)]
     pub json: bool,
@@ -128,20 +131,6 @@ fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
     parse_arch(spec).context("--base")
 }
 
-fn evaluator_for(config: &CompoundConfig, stop: &Arc<AtomicBool>) -> Result<Box<dyn Evaluator>> {
-    Ok(match (config.evaluator, &config.proxy) {
-        (EvaluatorKind::Oracle, _) => {
-            Box::new(OracleEvaluator::for_compound(config.base.clone(), config.workers))
-        }
-        (EvaluatorKind::Train, Some(settings)) => {
-            // The base trains at the proxy resolution; each point at γ^φ times it.
-            let resolved = settings.resolve(config.seed, config.base.resolution)?;
-            Box::new(TrainEvaluator::new(resolved, config.workers, Latency::Skip, Some(Arc::clone(stop)))?)
-        }
-        (EvaluatorKind::Train, None) => bail!("the run's configuration has no proxy settings"),
-    })
-}
-
 /// Grids with more candidate points than this (before the α·β²·γ² filter) are refused: the
 /// grid is enumerated in memory, and a step of 0.0001 would ask for billions of points.
 pub const MAX_GRID_CANDIDATES: u64 = 1_000_000;
@@ -151,23 +140,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let store_early =
         if args.resume.is_some() || needs_db_for_base { Some(BlockingStore::open(&args.db)?) } else { None };
     let stop = super::resume::stop_on_signal()?;
-    args.threads.apply();
     if let Some(selector) = &args.resume {
         let store = store_early.context("the database")?;
         let (run, config): (_, CompoundConfig) =
             super::resume::resumable(&store, selector, RunKind::Compound)?;
-        let evaluator = evaluator_for(&config, &stop)?;
+        Recipe::for_compound(&config)?.check()?;
         eprintln!("resuming compound run {}", run.id);
+        let (evaluator, _workers) =
+            workers::evaluator(&store, run.id, config.workers, &args.run_on, args.threads.threads)?;
         return finish(&store, run.id, &config, evaluator, &stop, args.json);
     }
     let config = plan_new_run(&args, store_early.as_ref())?;
-    // Build the evaluator (data, devices) before the database is written.
-    let evaluator = evaluator_for(&config, &stop)?;
+    // Check the proxy (data, devices) before the database is written.
+    Recipe::for_compound(&config)?.check()?;
     let store = match store_early {
         Some(store) => store,
         None => BlockingStore::open(&args.db)?,
     };
     let run_id = create_run(&store, &args, &config)?;
+    let (evaluator, _workers) =
+        workers::evaluator(&store, run_id, config.workers, &args.run_on, args.threads.threads)?;
     finish(&store, run_id, &config, evaluator, &stop, args.json)
 }
 

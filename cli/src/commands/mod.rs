@@ -14,3 +14,4 @@ pub mod show;
 pub mod space;
 pub mod train;
 pub mod trials;
+pub mod worker;

@@ -14,10 +14,18 @@ use serde::de::DeserializeOwned;
 /// only repeats that the run is stopping: ending the process from the handler thread while
 /// libtorch threads run could leave the database mid-write.
 pub fn stop_on_signal() -> Result<Arc<AtomicBool>> {
+    stop_on_signal_saying(true)
+}
+
+/// [`stop_on_signal`], silent when `announce` is false: a worker started by a search is stopped
+/// by it at every run's end, which is no news to the user.
+pub fn stop_on_signal_saying(announce: bool) -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+        if !announce {
+            flag.store(true, Ordering::SeqCst);
+        } else if flag.swap(true, Ordering::SeqCst) {
             eprintln!("\nstill stopping: the trainers end at their next step");
         } else {
             eprintln!("\nstopping: the trials in flight go back to the queue");

@@ -3,17 +3,15 @@
 use crate::output::outln;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use effnas_evaluator::score::{Constraint, Objective};
 use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
-use effnas_search::evaluate::{Evaluator, OracleEvaluator};
+use effnas_search::evaluate::Evaluator;
 use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
-use effnas_search::proxy::ResolvedProxy;
-use effnas_search::train_evaluator::{Latency, TrainEvaluator};
+use effnas_search::recipe::Recipe;
 use effnas_space::{ArchSpec, SearchSpace};
 use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus};
 use indicatif::ProgressBar;
@@ -21,6 +19,7 @@ use serde_json::json;
 
 use super::proxy::ProxyArgs;
 use crate::flags::{self, ThreadsArg};
+use crate::workers::{self, WorkerArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StrategyName {
@@ -54,8 +53,9 @@ pub struct Args {
     /// Trials the run ends with (complete or failed; 1 to 1000000).
     #[arg(long, default_value_t = 20, value_parser = flags::trials)]
     pub trials: usize,
-    /// Trials trained at once (worker threads per device; on a CPU they share the cores; 1 to
-    /// 256).
+    /// Trials trained at once: worker processes started here (each with its own libtorch
+    /// context; on a CPU they share the cores), or with --external-workers the slots of the
+    /// workers started elsewhere (1 to 256).
     #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic oracle.
@@ -105,6 +105,8 @@ pub struct Args {
     pub proxy: ProxyArgs,
     #[command(flatten)]
     pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub run_on: WorkerArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -153,29 +155,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Some(plan_new_run(&args)?),
     };
     let stop = super::resume::stop_on_signal()?;
-    args.threads.apply();
-    // A new run's evaluator is built (data loaded, devices checked, workers started) before the
-    // database is touched.
-    let new_run = match new_run {
-        Some((config, included)) => Some((build_evaluator(&config, &stop)?, config, included)),
-        None => None,
-    };
+    // A new run is checked (data loaded, devices checked) before the database is touched.
+    if let Some((config, _)) = &new_run {
+        Recipe::for_search(config)?.check()?;
+    }
     // The store's errors name the database.
     let store = BlockingStore::open(&args.db)?;
     let (run_id, config) = match (new_run, &args.resume) {
-        (Some((evaluator, config, included)), _) => {
-            let run_id = create_run(&store, &args, &config, included)?;
-            return execute(&store, run_id, &config, evaluator, &stop, args.json);
-        }
+        (Some((config, included)), _) => (create_run(&store, &args, &config, included)?, config),
         (None, Some(selector)) => {
             let (run, config): (Run, SearchConfig) =
                 super::resume::resumable(&store, selector, RunKind::Search)?;
+            Recipe::for_search(&config)?.check()?;
+            eprintln!("resuming run {} with its stored configuration", run.id);
             (run.id, config)
         }
         (None, None) => unreachable!("either a new run or a resume"),
     };
-    let evaluator = build_evaluator(&config, &stop)?;
-    eprintln!("resuming run {run_id} with its stored configuration");
+    let (evaluator, _workers) =
+        workers::evaluator(&store, run_id, config.plan.workers, &args.run_on, args.threads.threads)?;
     execute(&store, run_id, &config, evaluator, &stop, args.json)
 }
 
@@ -249,20 +247,6 @@ fn create_run(
         .collect();
     store.block_on(store.store().insert_trials(run_id, &first)).context("queueing --include")?;
     Ok(run_id)
-}
-
-fn build_evaluator(config: &SearchConfig, stop: &Arc<AtomicBool>) -> Result<Box<dyn Evaluator>> {
-    let plan = &config.plan;
-    Ok(match (config.evaluator, &config.proxy) {
-        (EvaluatorKind::Oracle, _) => Box::new(OracleEvaluator::new(&plan.space, plan.workers)),
-        (EvaluatorKind::Train, Some(settings)) => {
-            let proxy: ResolvedProxy =
-                settings.resolve(plan.seed, effnas_space::arch::defaults::RESOLUTION)?;
-            let latency = Latency::for_metric(plan.objective.metric);
-            Box::new(TrainEvaluator::new(proxy, plan.workers, latency, Some(Arc::clone(stop)))?)
-        }
-        (EvaluatorKind::Train, None) => bail!("the run's configuration has no proxy settings"),
-    })
 }
 
 fn execute(
