@@ -12,6 +12,9 @@ use effnas_store::{BlockingStore, StoreError, Trial, TrialId, TrialState, MAX_AT
 use crate::evaluate::{Evaluation, Evaluator, Outcome, Recorded, TrialFailure};
 use crate::orchestrator::Result;
 
+const MIN_POLL: Duration = Duration::from_millis(2);
+const MAX_POLL: Duration = Duration::from_millis(100);
+
 /// Worker processes, seen through the store.
 pub struct StoreWorkers {
     store: BlockingStore,
@@ -20,7 +23,8 @@ pub struct StoreWorkers {
     capacity: usize,
     watching: BTreeSet<TrialId>,
     ready: VecDeque<Evaluation>,
-    /// Pause between looks at the store.
+    /// Pause before the next look at the store: short while results keep coming, doubling up to
+    /// [`MAX_POLL`] while none do, so a fast queue is watched closely and an idle one cheaply.
     poll: Duration,
     /// Expired leases are swept this often.
     sweep_every: Duration,
@@ -39,7 +43,7 @@ impl StoreWorkers {
             capacity: workers + workers.div_ceil(2).max(2),
             watching: BTreeSet::new(),
             ready: VecDeque::new(),
-            poll: Duration::from_millis(50),
+            poll: MIN_POLL,
             sweep_every: lease / 2,
             next_sweep: Instant::now(),
             health: None,
@@ -113,12 +117,14 @@ impl Evaluator for StoreWorkers {
             }
             self.look()?;
             if !self.ready.is_empty() {
+                self.poll = MIN_POLL;
                 continue;
             }
             if Instant::now() >= until {
                 return Ok(None);
             }
             std::thread::sleep(self.poll.min(until.saturating_duration_since(Instant::now())));
+            self.poll = (self.poll * 2).min(MAX_POLL);
         }
     }
 

@@ -20,6 +20,8 @@ use crate::evaluate::{Evaluation, Evaluator, Outcome};
 use crate::orchestrator::{trial_metrics, Result, SearchError};
 use crate::recipe::Recipe;
 
+const FIRST_IDLE_PAUSE: Duration = Duration::from_millis(2);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -31,7 +33,8 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// End after this long without a trial to claim; never when `None`.
     pub idle_exit: Option<Duration>,
-    /// Pause between looks for work when the queue is empty.
+    /// The longest pause between looks for work while the queue is empty (the pause starts
+    /// short and doubles up to this, so a worker picks up a fresh trial within milliseconds).
     pub poll: Duration,
     /// Train on this device instead of the run's own ([`Recipe::on_device`]).
     pub device: Option<String>,
@@ -48,7 +51,7 @@ impl WorkerOptions {
             run: None,
             lease: Duration::from_secs(30),
             idle_exit: None,
-            poll: Duration::from_millis(200),
+            poll: Duration::from_millis(500),
             device: None,
         }
     }
@@ -94,6 +97,7 @@ pub fn serve(
     let mut summary = WorkerSummary::default();
     let mut current: Option<Current> = None;
     let mut idle_since = Instant::now();
+    let mut idle_pause = FIRST_IDLE_PAUSE;
     let mut next_sweep = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() >= next_sweep {
@@ -108,9 +112,11 @@ pub fn serve(
             if options.idle_exit.is_some_and(|limit| idle_since.elapsed() >= limit) {
                 break;
             }
-            pause(options.poll, stop);
+            pause(idle_pause, stop);
+            idle_pause = (idle_pause * 2).min(options.poll);
             continue;
         };
+        idle_pause = FIRST_IDLE_PAUSE;
         let claim = claimed.claim();
         on_event(&WorkerEvent::Claimed { claim, run: claimed.run_id });
         let (outcome, fenced) = work_on(store, options, &claimed, &mut current, stop)?;
