@@ -549,10 +549,10 @@ impl<'a> Search<'a> {
                 NewTrial::new(arch.clone(), self.plan.proxy_key.clone()).at_step(self.observed as i64);
             let macs = cost(&arch).macs;
             if let Some(limit) = self.plan.max_flops.filter(|&limit| macs > limit) {
-                let id = self.store.insert_trial(self.run, &trial)?;
                 let reason =
                     format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
-                self.store.fail_trial(id, FailureKind::Rejected, &reason)?;
+                // Inserted failed at once: a worker process must never see it pending.
+                let id = self.store.insert_failed_trial(self.run, &trial, FailureKind::Rejected, &reason)?;
                 self.summary.rejected += 1;
                 on_event(&Event::Finished {
                     trial: id,
@@ -676,10 +676,9 @@ impl<'a> Search<'a> {
                 }
             }
             Some(failure) => {
-                let id = store.insert_trial(self.run, &new)?;
                 let message =
                     format!("same architecture as failed trial {}: {}", settled.source, failure.message);
-                store.fail_trial(id, failure.kind, &message)?;
+                let id = store.insert_failed_trial(self.run, &new, failure.kind, &message)?;
                 self.summary.failed += 1;
                 Event::failed(id, message)
             }

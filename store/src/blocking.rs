@@ -258,6 +258,17 @@ impl BlockingStore {
         self.call(|| self.store.insert_trials(run, trials))
     }
 
+    /// [`Store::insert_failed_trial`].
+    pub fn insert_failed_trial(
+        &self,
+        run: RunId,
+        trial: &NewTrial,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<TrialId> {
+        self.call(|| self.store.insert_failed_trial(run, trial, kind, message))
+    }
+
     /// [`Store::insert_reused_trial`].
     pub fn insert_reused_trial(&self, run: RunId, trial: &NewTrial, source: TrialId) -> Result<TrialId> {
         self.call(|| self.store.insert_reused_trial(run, trial, source))

@@ -497,6 +497,27 @@ impl Store {
         Ok(TrialId(id))
     }
 
+    /// Records in `run` a trial that fails before anyone may claim it (a candidate rejected
+    /// for its cost): inserted and failed in one transaction, so no worker ever sees it pending.
+    #[instrument(skip_all, fields(run = %run, kind = %kind), err(level = "debug"))]
+    pub async fn insert_failed_trial(
+        &self,
+        run: RunId,
+        trial: &NewTrial,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<TrialId> {
+        let prepared = prepare(trial)?;
+        let now = time::now();
+        let mut tx = self.begin_write().await?;
+        let id = insert_prepared(&mut tx, run, &prepared, TrialState::Running, &now)
+            .await
+            .map_err(|e| self.run_error(run, e))?;
+        mark_failed(&mut tx, id, None, kind, message, &now).await.map_err(|e| self.db_error(e))?;
+        tx.commit().await.map_err(|e| self.db_error(e))?;
+        Ok(TrialId(id))
+    }
+
     /// Records in `run` a trial whose result is copied from `source`, an earlier trial of the
     /// same architecture under the same proxy settings (see [`Store::find_measured`]). The copy
     /// is complete at once, points back with `reused_from`, and carries over no curve.

@@ -477,3 +477,20 @@ async fn a_searchs_stop_or_resume_leaves_leased_trials_to_their_workers() {
     assert_eq!(snapshot(&store, leased.trial).await, held, "the worker's trial is untouched");
     assert_eq!(store.complete_claim(leased, &metrics(0.6, 5), &[]).await.unwrap(), Fenced::Written);
 }
+
+/// A candidate rejected before training is inserted failed in one transaction: no worker can
+/// claim it between its insertion and its failure (the race that made a search fail with
+/// "trial N is already complete" when a worker trained a rejected candidate first).
+#[tokio::test]
+async fn a_trial_inserted_failed_is_never_claimable() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let run = search_run(&store, "rejects").await;
+    let id =
+        store.insert_failed_trial(run, &trial(1), FailureKind::Rejected, "over --max-flops").await.unwrap();
+    assert!(store.claim_next(Some(run), "w", MINUTE).await.unwrap().is_none(), "nothing pending");
+    let stored = store.trial(id).await.unwrap();
+    assert_eq!((stored.state, stored.failure), (TrialState::Failed, Some(FailureKind::Rejected)));
+    assert_eq!((stored.attempts, stored.worker.as_deref()), (0, None), "never claimed");
+    assert_eq!(stored.error.as_deref(), Some("over --max-flops"));
+}

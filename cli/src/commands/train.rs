@@ -459,10 +459,9 @@ fn record(store: &BlockingStore, report: &Report) -> Result<(RunId, TrialId)> {
             store.block_on(store.store().insert_completed_trial(run_id, &trial, &metrics, &epochs))?
         }
         Status::Failed => {
-            let id = store.block_on(store.store().insert_trial(run_id, &trial))?;
             let kind = failure_kind(r.failure);
-            store.block_on(store.store().fail_trial(id, kind, r.reason.as_deref().unwrap_or("failed")))?;
-            id
+            let reason = r.reason.as_deref().unwrap_or("failed");
+            store.block_on(store.store().insert_failed_trial(run_id, &trial, kind, reason))?
         }
     };
     let status = if r.status == Status::Complete { RunStatus::Complete } else { RunStatus::Failed };
