@@ -125,7 +125,8 @@ pub fn multiply_adds(text: &str) -> Result<u64, String> {
 /// cores). Shared by every command that trains.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ThreadsArg {
-    /// libtorch CPU threads of the training (1 to 1024; default: libtorch's choice, all cores).
+    /// libtorch CPU threads of the training, per process (1 to 1024; default: all cores, shared
+    /// out evenly among the worker processes a search or compound starts).
     #[arg(long, value_parser = threads)]
     pub threads: Option<usize>,
 }
