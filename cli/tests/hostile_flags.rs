@@ -132,29 +132,6 @@ fn a_training_left_with_one_image_is_refused_before_it_starts() {
 }
 
 #[test]
-fn a_search_whose_every_trial_failed_exits_1_and_says_so() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("x.db");
-    let args = [
-        "search",
-        "--db",
-        path(&db),
-        "--evaluator",
-        "oracle",
-        "--trials",
-        "3",
-        "--max-flops",
-        "1",
-        "--name",
-        "none",
-    ];
-    let out = effnas(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.lines().next().is_some_and(|l| l.contains("(none): failed")), "{stdout}");
-}
-
-#[test]
 fn a_compound_run_whose_every_point_failed_exits_1_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_idx(dir.path(), "train", 40);

@@ -265,13 +265,14 @@ fn a_lock_held_past_the_retry_loses_nothing() {
     assert!(all.iter().all(|t| t["state"] == "complete"), "nothing lost, nothing left running");
 }
 
-/// Every candidate rejected: the run ends failed, not complete.
+/// Every candidate rejected: the run ends failed, not complete, and `search` exits 1 with a
+/// summary that says so.
 #[test]
 fn a_search_whose_trials_all_fail_ends_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("failed.db");
     let db = path(&db);
-    let _ = effnas(&[
+    let out = effnas(&[
         "search",
         "--db",
         db,
@@ -283,7 +284,12 @@ fn a_search_whose_trials_all_fail_ends_failed() {
         "1",
         "--max-flops",
         "1",
+        "--name",
+        "none",
     ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().next().is_some_and(|l| l.contains("(none): failed")), "{stdout}");
     let run = &runs(db)[0];
     assert_eq!((&run["status"], run["trials_failed"].as_u64()), (&Value::from("failed"), Some(4)), "{run}");
     // One complete trial is enough for a complete run.
