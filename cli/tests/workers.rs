@@ -222,7 +222,8 @@ fn ctrl_c_on_a_search_stops_its_worker_processes() {
     assert!(trials(db).iter().all(|t| t["state"] != "running"), "nothing left running");
 }
 
-/// Queries while four workers write: never "database is locked", never an error.
+/// Queries (`trials`, `pareto`, `plot`) while four workers write: never "database is locked",
+/// never an error.
 #[test]
 fn readers_are_never_blocked_by_four_writing_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -230,12 +231,19 @@ fn readers_are_never_blocked_by_four_writing_workers() {
     let db = db.to_str().expect("path");
     let mut search = external_search(db, "300", &["--evaluator", "oracle", "--workers", "4"]);
     let workers: Vec<Child> = (0..4).map(|_| worker(db, "30", "3")).collect();
+    let plot = dir.path().join("busy.svg");
+    let plot = plot.to_str().expect("path");
     let mut reads = 0;
     while search.try_wait().expect("the search").is_none() {
-        for args in
-            [vec!["trials", "--db", db, "--run", "1", "--json"], vec!["pareto", "--db", db, "--run", "1"]]
-        {
-            let out = effnas(&args);
+        // `plot` needs a complete trial; before the first one it is not asked.
+        let some_complete = trials(db).iter().any(|t| t["state"] == "complete");
+        let queries = [
+            vec!["trials", "--db", db, "--run", "1", "--json"],
+            vec!["pareto", "--db", db, "--run", "1"],
+            vec!["plot", "--db", db, "--run", "1", "--out", plot],
+        ];
+        for args in queries.iter().take(if some_complete { 3 } else { 2 }) {
+            let out = effnas(args);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success() && !stderr.contains("locked"), "{args:?}: {stderr}");
             reads += 1;
