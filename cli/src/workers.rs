@@ -38,6 +38,12 @@ pub fn evaluator(
     args: &WorkerArgs,
     threads: Option<usize>,
 ) -> Result<(Box<dyn Evaluator>, Option<SharedWorkers>)> {
+    if store.store().is_in_memory() {
+        bail!(
+            "--db {:?}: an in-memory database cannot be shared with worker processes; give a file",
+            store.store().location()
+        );
+    }
     let lease = Duration::from_secs_f64(args.lease);
     let watcher = StoreWorkers::new(store.clone(), slots, lease);
     if args.external_workers {

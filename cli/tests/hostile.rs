@@ -175,6 +175,11 @@ const REFUSED: &[Case] = &[
     case(&["runs", "--db", "{dir}"], "directory"),
     case(&["runs", "--db", "{dir}/garbage.json"], "not an SQLite database"),
     case(&["trials", "--db", "{dir}/missing.db"], "missing.db"),
+    case(&["search", "--db", ":memory:", "--evaluator", "oracle", "--trials", "2"], "in-memory"),
+    case(&["worker", "--db", "{dir}/missing.db"], "missing.db"),
+    case(&["worker", "--db", "{db}", "--run", "99"], "99"),
+    case(&["worker", "--db", "{db}", "--slots", "0"], "--slots"),
+    case(&["worker", "--db", "{db}", "--lease", "-1"], "-1"),
     case(&["train", "b0", "--dataset", "{dir}/nowhere"], "nowhere"),
     case(&["train", "b0", "--dataset", "{dir}/garbage.json"], "garbage.json"),
 ];

@@ -223,6 +223,12 @@ fn companion(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl Store {
+    /// Whether this is a private in-memory database, which no other process can open (so no
+    /// worker process can share it).
+    pub fn is_in_memory(&self) -> bool {
+        matches!(parse_target(self.location()), Ok(Target::Memory))
+    }
+
     /// Opens (creating if missing) the database at `target`, a file path or an `sqlite://`
     /// URL, and brings its schema up to date. SQLite runs in WAL mode with foreign keys on and
     /// a 10 s busy timeout, so several processes can share one file.
