@@ -12,5 +12,6 @@ pub mod proxy;
 pub mod recipe;
 pub mod remote;
 pub mod scoring;
+pub mod stats;
 pub mod train_evaluator;
 pub mod worker;
