@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{BlockingStore, Claim, ClaimedTrial, Fenced, RunId, StoreError, MAX_ATTEMPTS};
+use effnas_store::{
+    BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, StoreError, MAX_ATTEMPTS,
+};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome};
 use crate::orchestrator::{trial_metrics, Result, SearchError};
@@ -237,10 +239,15 @@ fn record(
         patiently(&never, call).map(|fenced| fenced.unwrap_or(Fenced::Superseded))
     };
     Ok(match evaluation.outcome {
-        Outcome::Measured(measured) => {
-            let metrics = trial_metrics(arch, &measured, recipe.objective())?;
-            ("complete", write(&|| store.complete_claim(claim, &metrics, &measured.epochs))?)
-        }
+        Outcome::Measured(measured) => match trial_metrics(arch, &measured, recipe.objective()) {
+            Ok(metrics) => ("complete", write(&|| store.complete_claim(claim, &metrics, &measured.epochs))?),
+            // No reward from this measurement (a latency objective without a latency, say): the
+            // trial fails here rather than being retried by three workers in turn.
+            Err(error) => {
+                let message = format!("no reward: {error}");
+                ("failed", write(&|| store.fail_claim(claim, FailureKind::Error, &message))?)
+            }
+        },
         Outcome::Failed(failure) => {
             ("failed", write(&|| store.fail_claim(claim, failure.kind, &failure.message))?)
         }

@@ -1,0 +1,73 @@
+//! `worker::serve` on the library level, with the oracle: it trains what is pending in running
+//! runs, records rewards under the run's own objective, fails a trial it cannot score instead
+//! of leaving it to be retried, and ends after its idle time.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use effnas_evaluator::score::{Metric, Objective};
+use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
+use effnas_search::controller::Strategy;
+use effnas_search::orchestrator::SearchPlan;
+use effnas_search::worker::{serve, WorkerOptions};
+use effnas_space::SearchSpace;
+use effnas_store::{
+    BlockingStore, FailureKind, NewRun, NewTrial, RunKind, RunStatus, TrialFilter, TrialState,
+};
+use rand::SeedableRng;
+
+fn search_run(store: &BlockingStore, name: &str, objective: Objective, trials: usize) -> effnas_store::RunId {
+    let space = SearchSpace::default_space();
+    let config = SearchConfig {
+        version: CONFIG_VERSION,
+        plan: SearchPlan {
+            space: space.clone(),
+            strategy: Strategy::Random,
+            trials,
+            seed: 0,
+            max_flops: None,
+            objective,
+            proxy_key: "oracle".to_owned(),
+            workers: 1,
+        },
+        evaluator: EvaluatorKind::Oracle,
+        proxy: None,
+    };
+    let mut new = NewRun::new(name, RunKind::Search);
+    new.config = serde_json::to_value(&config).expect("config");
+    let run = store.block_on(store.store().create_run(&new)).expect("run");
+    store.set_run_status(run, RunStatus::Running).expect("running");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let queued: Vec<NewTrial> = (0..trials)
+        .map(|_| NewTrial::new(space.decode(&space.sample_tokens(&mut rng)).expect("member"), "oracle"))
+        .collect();
+    store.insert_trials(run, &queued).expect("queued");
+    run
+}
+
+#[test]
+fn a_worker_trains_every_pending_trial_and_fails_what_it_cannot_score() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlockingStore::open(&dir.path().join("w.db").display().to_string()).expect("store");
+    let scored = search_run(&store, "flops", Objective::default(), 5);
+    // A latency objective: the oracle measures no latency, so no reward can be computed.
+    let latency = Objective { metric: Metric::LatencyMs, target: 10.0, ..Objective::default() };
+    let unscorable = search_run(&store, "latency", latency, 2);
+
+    let mut options = WorkerOptions::new(0);
+    options.idle_exit = Some(Duration::from_millis(300));
+    let summary =
+        serve(&store, &options, &Arc::new(AtomicBool::new(false)), |_| {}).expect("the worker ends");
+    assert_eq!((summary.completed, summary.failed, summary.superseded), (5, 2, 0), "{summary:?}");
+
+    let all = TrialFilter::default();
+    for trial in store.trials(scored, &all).expect("trials") {
+        assert_eq!((trial.state, trial.attempts), (TrialState::Complete, 1));
+        assert!(trial.reward.is_some_and(|r| r > 0.0) && trial.lease_until.is_none(), "{trial:?}");
+    }
+    for trial in store.trials(unscorable, &all).expect("trials") {
+        assert_eq!((trial.state, trial.failure), (TrialState::Failed, Some(FailureKind::Error)));
+        assert!(trial.error.as_deref().is_some_and(|e| e.contains("latency")), "{trial:?}");
+    }
+}
