@@ -19,5 +19,8 @@ pub use arch::{ArchSpec, BlockSpec, Op, Shortcut, Skip};
 pub use codec::{arch_hash, canonical, format_block, parse_arch, parse_block};
 pub use cost::{checked_cost, cost, cost_breakdown, Cost, CostBreakdown, CostKind, MAX_COUNT};
 pub use error::SpaceError;
-pub use scaling::{compound_grid, round_channels, round_repeats, scale, Compound, GridSpec, Multipliers};
+pub use scaling::{
+    compound_grid, round_channels, round_repeats, scale, scale_to_flops, Compound, Dimension, FlopsMatch,
+    FlopsTargetError, GridSpec, Multipliers,
+};
 pub use search_space::{BlockChoices, OpChoice, SearchSpace};

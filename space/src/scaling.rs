@@ -1,10 +1,13 @@
 //! Compound scaling (EfficientNet §3.3): depth `d = α^φ`, width `w = β^φ`, resolution
 //! `r = γ^φ` with `α·β²·γ² ≈ 2`, and the rounding every reference builder (TF, torchvision,
-//! timm) applies to channels and repeats.
+//! timm) applies to channels and repeats; and [`scale_to_flops`], which finds the multiplier of
+//! one dimension (or the φ of compound scaling) that lands closest to a multiply-add target,
+//! for the single-dimension studies of §3.2 (Figure 3).
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{ArchSpec, MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION};
+use crate::cost::{cost, Cost};
 use crate::error::{Result, SpaceError};
 
 /// Rounds `channels × width` to a multiple of 8, never below 8 and never more than 10% under
@@ -183,6 +186,241 @@ pub fn compound_grid(spec: &GridSpec) -> Result<Vec<Compound>> {
     Ok(points)
 }
 
+/// What a FLOPS target scales: one dimension by its multiplier (the others stay 1), or all
+/// three by compound coefficients raised to φ.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Width,
+    Depth,
+    Resolution,
+    /// depth α^φ, width β^φ, resolution γ^φ (every coefficient at least 1, one above).
+    Compound(Compound),
+}
+
+impl Dimension {
+    /// The multipliers at `parameter`: the multiplier itself for one dimension, φ for compound.
+    pub fn multipliers(self, parameter: f64) -> Multipliers {
+        match self {
+            Dimension::Width => Multipliers { width: parameter, ..Multipliers::IDENTITY },
+            Dimension::Depth => Multipliers { depth: parameter, ..Multipliers::IDENTITY },
+            Dimension::Resolution => Multipliers { resolution: parameter, ..Multipliers::IDENTITY },
+            Dimension::Compound(c) => Multipliers::compound(c, parameter),
+        }
+    }
+
+    /// The parameter of the base network itself: multiplier 1, or φ = 0.
+    fn identity(self) -> f64 {
+        match self {
+            Dimension::Compound(_) => 0.0,
+            _ => 1.0,
+        }
+    }
+
+    /// The search coordinate `u` of a parameter: ln(multiplier), or φ itself.
+    fn to_parameter(self, u: f64) -> f64 {
+        match self {
+            Dimension::Compound(_) => u,
+            _ => u.exp(),
+        }
+    }
+
+    /// The range of `u` searched: multipliers from 1/64 to 64 (the range [`scale`] accepts on the
+    /// top side), or the φ over which every compound multiplier stays within it.
+    fn bounds(self) -> (f64, f64) {
+        let ln64 = 64f64.ln();
+        match self {
+            Dimension::Compound(c) => {
+                let largest = c.alpha.max(c.beta).max(c.gamma).ln();
+                (-ln64 / largest, ln64 / largest)
+            }
+            _ => (-ln64, ln64),
+        }
+    }
+}
+
+impl std::fmt::Display for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dimension::Width => f.write_str("width"),
+            Dimension::Depth => f.write_str("depth"),
+            Dimension::Resolution => f.write_str("resolution"),
+            Dimension::Compound(c) => {
+                write!(f, "compound scaling (α = {}, β = {}, γ = {})", c.alpha, c.beta, c.gamma)
+            }
+        }
+    }
+}
+
+/// Why no scaled network can be matched to a multiply-add target.
+#[derive(Debug, thiserror::Error)]
+pub enum FlopsTargetError {
+    #[error("target {target} multiply-adds must be a finite number of at least 1")]
+    InvalidTarget { target: f64 },
+    #[error("compound coefficients α = {alpha}, β = {beta}, γ = {gamma} must be finite, at least 1, one of them above 1")]
+    InvalidCoefficients { alpha: f64, beta: f64, gamma: f64 },
+    #[error(
+        "target {target:.4e} multiply-adds is below the smallest this base reaches by {dimension}: \
+         {smallest} at {parameter_name} {parameter:.4}",
+        parameter_name = parameter_name(*dimension)
+    )]
+    BelowSmallest { target: f64, dimension: Dimension, smallest: u64, parameter: f64 },
+    #[error(
+        "target {target:.4e} multiply-adds is above the largest this base reaches by {dimension} within \
+         the limits ({MAX_CHANNELS} channels, {MAX_REPEATS} repeats, {MAX_RESOLUTION} px, multipliers up to 64, \
+         10^18 multiply-adds): {largest} at {parameter_name} {parameter:.4}",
+        parameter_name = parameter_name(*dimension)
+    )]
+    AboveLargest { target: f64, dimension: Dimension, largest: u64, parameter: f64 },
+    /// The base network itself does not scale (it is invalid).
+    #[error(transparent)]
+    Base(#[from] SpaceError),
+}
+
+fn parameter_name(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::Compound(_) => "φ",
+        _ => "multiplier",
+    }
+}
+
+/// The scaled network whose multiply-adds land closest to a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlopsMatch {
+    /// The multiplier of the dimension, or φ for compound scaling.
+    pub parameter: f64,
+    pub multipliers: Multipliers,
+    pub arch: ArchSpec,
+    /// Its cost; `cost.macs` is the multiply-add count compared with the target.
+    pub cost: Cost,
+}
+
+/// Bisection steps: each halves a bracket of `u` at most ~16 wide, so 64 steps reach the
+/// spacing of neighbouring `f64`s.
+const BISECTION_STEPS: u32 = 64;
+
+/// Finds the multiplier of `dimension` (or φ for compound scaling) whose *rounded* scaled
+/// network has multiply-adds closest to `target` (ties go to the smaller network).
+///
+/// How: with every multiplier non-decreasing in the parameter, channels (`round_channels`),
+/// repeats (`round_repeats`), resolution and hence the cost are non-decreasing too, but
+/// stepwise. The search works on `u` = ln(multiplier) (φ for compound) over multipliers from
+/// 1/64 to 64. (1) Bisection from the base (always valid) finds the edges where [`scale`]
+/// stops accepting the network (size limits, the 10^18 cost limit); the costs there are the
+/// smallest and largest reachable, and a target outside them is an error. (2) Bisection
+/// brackets the rounding step that crosses the target: the last `u` whose network costs less
+/// than the target and the first that costs at least as much, 2^-64 of the bracket apart.
+/// (3) These two neighbouring rounding steps are the only candidates (every network below the
+/// first costs less, every one above the second costs more); the closer one wins. (4) Its
+/// cost is produced by a whole interval of parameters: bisection finds its ends, and the
+/// reported parameter is 1 (φ = 0) when the base lies in it, else the value with the fewest
+/// decimals in it, nearest its middle, so that printing it and scaling again gives the same
+/// cost. The returned network is the one that parameter scales to.
+pub fn scale_to_flops(
+    base: &ArchSpec,
+    dimension: Dimension,
+    target: f64,
+) -> std::result::Result<FlopsMatch, FlopsTargetError> {
+    if !(target.is_finite() && target >= 1.0) {
+        return Err(FlopsTargetError::InvalidTarget { target });
+    }
+    if let Dimension::Compound(c) = dimension {
+        let ok = |x: f64| x.is_finite() && x >= 1.0;
+        if !(ok(c.alpha) && ok(c.beta) && ok(c.gamma) && c.alpha.max(c.beta).max(c.gamma) > 1.0) {
+            return Err(FlopsTargetError::InvalidCoefficients {
+                alpha: c.alpha,
+                beta: c.beta,
+                gamma: c.gamma,
+            });
+        }
+    }
+    let at = |u: f64| scale(base, dimension.multipliers(dimension.to_parameter(u)));
+    let macs = |u: f64| at(u).ok().map(|arch| cost(&arch).macs);
+    // The base must scale (it is u = 0); its error says what is wrong with it.
+    at(0.0)?;
+    let (low_bound, high_bound) = dimension.bounds();
+    // (1) The edges of the valid interval, which contains 0.
+    let low =
+        if macs(low_bound).is_some() { low_bound } else { bisect(0.0, low_bound, |u| macs(u).is_some()) };
+    let high =
+        if macs(high_bound).is_some() { high_bound } else { bisect(0.0, high_bound, |u| macs(u).is_some()) };
+    let (smallest, largest) = (macs(low).unwrap_or(0), macs(high).unwrap_or(u64::MAX));
+    if target < smallest as f64 {
+        let parameter = dimension.to_parameter(low);
+        return Err(FlopsTargetError::BelowSmallest { target, dimension, smallest, parameter });
+    }
+    if target > largest as f64 {
+        let parameter = dimension.to_parameter(high);
+        return Err(FlopsTargetError::AboveLargest { target, dimension, largest, parameter });
+    }
+    // (2) The step that crosses the target: `below` costs less (or is `low` itself, which
+    // does not), `above` costs at least the target.
+    let reaches = |u: f64| macs(u).is_some_and(|m| m as f64 >= target);
+    let above = if reaches(low) { low } else { bisect(high, low, reaches) };
+    let below = if reaches(low) { low } else { bisect(low, high, |u| !reaches(u)) };
+    // (3) The closer of the two neighbouring steps; ties go to the smaller network.
+    let distance = |u: f64| macs(u).map_or(f64::INFINITY, |m| (m as f64 - target).abs());
+    let chosen = if distance(below) <= distance(above) { below } else { above };
+    let chosen_macs = macs(chosen);
+    // (4) The interval of parameters giving this cost (networks that differ only where the cost
+    // model does not see it, such as 223 and 224 px after a stride-2 stem, count as one), and a
+    // readable value in it.
+    let same = |u: f64| macs(u) == chosen_macs;
+    let start = bisect(chosen, low, same);
+    let end = bisect(chosen, high, same);
+    let parameter = if start <= 0.0 && 0.0 <= end {
+        dimension.identity()
+    } else {
+        let (from, to) = (dimension.to_parameter(start), dimension.to_parameter(end));
+        let readable = fewest_decimals(from, to);
+        let readable_macs = scale(base, dimension.multipliers(readable)).ok().map(|a| cost(&a).macs);
+        if readable_macs == chosen_macs {
+            readable
+        } else {
+            dimension.to_parameter(chosen)
+        }
+    };
+    let multipliers = dimension.multipliers(parameter);
+    let arch = scale(base, multipliers)?;
+    let cost = cost(&arch);
+    Ok(FlopsMatch { parameter, multipliers, arch, cost })
+}
+
+/// Moves from `inside` (where `holds` is true) towards `outside` and returns the last point
+/// where `holds` is still true, for a `holds` true on an interval: `outside` itself when it holds.
+fn bisect(inside: f64, outside: f64, holds: impl Fn(f64) -> bool) -> f64 {
+    if holds(outside) {
+        return outside;
+    }
+    let (mut good, mut bad) = (inside, outside);
+    for _ in 0..BISECTION_STEPS {
+        let middle = 0.5 * (good + bad);
+        if middle == good || middle == bad {
+            break;
+        }
+        if holds(middle) {
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    good
+}
+
+/// The number in `[from, to]` with the fewest decimals (up to 12), nearest the middle. The
+/// grid point nearest the middle is inside the interval if any grid point of that spacing is.
+fn fewest_decimals(from: f64, to: f64) -> f64 {
+    let middle = 0.5 * (from + to);
+    for decimals in 0..=12 {
+        let scale = 10f64.powi(decimals);
+        let candidate = (middle * scale).round() / scale;
+        if from <= candidate && candidate <= to {
+            return candidate;
+        }
+    }
+    middle
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
@@ -255,5 +493,132 @@ mod tests {
     fn efficientnet_coefficients_satisfy_the_constraint() {
         let factor = Compound::EFFICIENTNET.flops_factor();
         assert!((factor - 2.0).abs() < 0.1, "{factor}");
+    }
+
+    fn b0() -> ArchSpec {
+        crate::presets::efficientnet_b0()
+    }
+
+    const DIMENSIONS: [Dimension; 4] = [
+        Dimension::Width,
+        Dimension::Depth,
+        Dimension::Resolution,
+        Dimension::Compound(Compound::EFFICIENTNET),
+    ];
+
+    /// The found network is at least as close to the target as the networks at the found
+    /// parameter moved by ±1% and ±5% (in the multiplier; in φ by ±0.01 and ±0.05 for compound).
+    #[test]
+    fn the_match_is_at_least_as_close_as_its_neighbours() {
+        let base = b0();
+        let base_macs = cost(&base).macs as f64;
+        for dimension in DIMENSIONS {
+            for ratio in [0.6, 1.3, 2.0, 3.7, 8.0] {
+                if dimension == Dimension::Depth && ratio < 1.0 {
+                    continue; // B0 has one-layer stages: depth cannot shrink it to 0.6×.
+                }
+                let target = base_macs * ratio;
+                let found = scale_to_flops(&base, dimension, target).unwrap();
+                assert_eq!(found.cost, cost(&found.arch));
+                assert_eq!(scale(&base, dimension.multipliers(found.parameter)).unwrap(), found.arch);
+                let miss = (found.cost.macs as f64 - target).abs();
+                for step in [-0.05, -0.01, 0.01, 0.05] {
+                    let moved = match dimension {
+                        Dimension::Compound(_) => found.parameter + step,
+                        _ => found.parameter * (1.0 + step),
+                    };
+                    if let Ok(arch) = scale(&base, dimension.multipliers(moved)) {
+                        let other = (cost(&arch).macs as f64 - target).abs();
+                        assert!(
+                            miss <= other,
+                            "{dimension} ×{ratio}: {} misses by {miss}, {moved} by {other}",
+                            found.parameter
+                        );
+                    }
+                }
+                // Two times the base lands within a few percent for every dimension.
+                if ratio == 2.0 {
+                    let achieved = found.cost.macs as f64 / base_macs;
+                    assert!((achieved - 2.0).abs() < 0.1, "{dimension}: {achieved}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_base_cost_gives_the_identity() {
+        let base = b0();
+        let macs = cost(&base).macs as f64;
+        for dimension in DIMENSIONS {
+            let found = scale_to_flops(&base, dimension, macs).unwrap();
+            assert_eq!(found.parameter, dimension.identity(), "{dimension}");
+            assert_eq!(found.multipliers, Multipliers::IDENTITY);
+            assert_eq!(found.arch, base);
+        }
+    }
+
+    #[test]
+    fn one_dimension_moves_alone() {
+        let base = b0();
+        let target = cost(&base).macs as f64 * 2.0;
+        let width = scale_to_flops(&base, Dimension::Width, target).unwrap();
+        assert_eq!((width.multipliers.depth, width.multipliers.resolution), (1.0, 1.0));
+        assert_eq!(width.arch.resolution, base.resolution);
+        let resolution = scale_to_flops(&base, Dimension::Resolution, target).unwrap();
+        assert_eq!(resolution.arch.blocks, base.blocks);
+        // Multiply-adds grow about with the square of the resolution (√2 × 224 ≈ 317 px), a
+        // little faster after the stride-2 layers round their outputs up: 309 px for B0.
+        assert!((300..=325).contains(&resolution.arch.resolution), "{}", resolution.arch.resolution);
+        let compound = scale_to_flops(&base, Dimension::Compound(Compound::EFFICIENTNET), target).unwrap();
+        let m = compound.multipliers;
+        let c = Compound::EFFICIENTNET;
+        assert!((m.depth.ln() / c.alpha.ln() - compound.parameter).abs() < 1e-9);
+        assert!((m.width.ln() / c.beta.ln() - compound.parameter).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unreachable_targets_are_typed_errors() {
+        let base = b0();
+        for dimension in DIMENSIONS {
+            assert!(
+                matches!(scale_to_flops(&base, dimension, 1e18), Err(FlopsTargetError::AboveLargest { .. })),
+                "{dimension}"
+            );
+            assert!(
+                matches!(
+                    scale_to_flops(&base, dimension, 1000.0),
+                    Err(FlopsTargetError::BelowSmallest { .. })
+                ),
+                "{dimension}"
+            );
+        }
+        // Depth cannot go below one layer a stage, which B0 already has in two stages.
+        let half = cost(&base).macs as f64 / 10.0;
+        let error = scale_to_flops(&base, Dimension::Depth, half).unwrap_err().to_string();
+        assert!(error.contains("below the smallest this base reaches by depth"), "{error}");
+        for bad in [f64::NAN, f64::INFINITY, 0.0, -5.0] {
+            assert!(matches!(
+                scale_to_flops(&base, Dimension::Width, bad),
+                Err(FlopsTargetError::InvalidTarget { .. })
+            ));
+        }
+        for c in [
+            Compound { alpha: 1.0, beta: 1.0, gamma: 1.0 },
+            Compound { alpha: 0.9, beta: 1.1, gamma: 1.1 },
+            Compound { alpha: f64::NAN, beta: 1.1, gamma: 1.1 },
+        ] {
+            assert!(matches!(
+                scale_to_flops(&base, Dimension::Compound(c), 1e9),
+                Err(FlopsTargetError::InvalidCoefficients { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn readable_values_have_few_decimals() {
+        assert_eq!(fewest_decimals(1.3, 1.9), 1.6);
+        assert_eq!(fewest_decimals(0.5, 2.5), 2.0);
+        assert_eq!(fewest_decimals(1.4141, 1.4149), 1.4145);
+        assert_eq!(fewest_decimals(1.41, 1.419), 1.41);
     }
 }
