@@ -3,6 +3,7 @@
 //! synthetic oracle), the proxy task and its reuse key, the reward, and the configurations
 //! stored with each run. The `effnas` binary (crate `effnas-cli`) is built on it.
 
+pub mod benchmarks;
 pub mod config;
 pub mod controller;
 pub mod evaluate;
