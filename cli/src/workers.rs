@@ -37,6 +37,7 @@ pub fn evaluator(
     slots: usize,
     args: &WorkerArgs,
     threads: Option<usize>,
+    devices: Option<&str>,
 ) -> Result<(Box<dyn Evaluator>, Option<SharedWorkers>)> {
     if store.store().is_in_memory() {
         bail!(
@@ -53,7 +54,7 @@ pub fn evaluator(
         );
         return Ok((Box::new(watcher), None));
     }
-    let spawn = Spawn { db: store.store().location(), run, count: slots, threads, lease };
+    let spawn = Spawn { db: store.store().location(), run, count: slots, threads, lease, devices };
     let local = LocalWorkers::start(&spawn)?;
     let watched = Arc::clone(&local);
     let watcher = watcher.with_health_check(move || {
@@ -72,6 +73,9 @@ pub struct Spawn<'a> {
     /// libtorch CPU threads of each worker; default: the cores shared out among the workers.
     pub threads: Option<usize>,
     pub lease: Duration,
+    /// The run's devices (`cuda:0,cuda:1`): with more than one, worker i trains on device
+    /// i mod n, so each process holds one device's context.
+    pub devices: Option<&'a str>,
 }
 
 /// The local workers, shared with the watcher's health check.
@@ -89,9 +93,15 @@ impl LocalWorkers {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = spawn.threads.unwrap_or_else(|| (cores / spawn.count).max(1));
         let mut workers = LocalWorkers { children: Vec::with_capacity(spawn.count) };
+        let devices: Vec<&str> =
+            spawn.devices.map(|d| d.split(',').map(str::trim).collect()).unwrap_or_default();
         for slot in 0..spawn.count {
-            let child = Command::new(&exe)
-                .args(["worker", "--db", spawn.db, "--run", &spawn.run.to_string()])
+            let mut command = Command::new(&exe);
+            command.args(["worker", "--db", spawn.db, "--run", &spawn.run.to_string()]);
+            if devices.len() > 1 {
+                command.args(["--device", devices[slot % devices.len()]]);
+            }
+            let child = command
                 .args(["--lease", &spawn.lease.as_secs_f64().to_string(), "--threads", &threads.to_string()])
                 .args(["--slot", &slot.to_string(), "--parent", &std::process::id().to_string()])
                 .stdin(Stdio::null())

@@ -131,6 +131,11 @@ fn resolve_base(store: Option<&BlockingStore>, spec: &str) -> Result<ArchSpec> {
     parse_arch(spec).context("--base")
 }
 
+/// The devices of the run's proxy, to share out among its worker processes.
+fn devices(config: &CompoundConfig) -> Option<&str> {
+    config.proxy.as_ref().map(|p| p.device.as_str())
+}
+
 /// Grids with more candidate points than this (before the α·β²·γ² filter) are refused: the
 /// grid is enumerated in memory, and a step of 0.0001 would ask for billions of points.
 pub const MAX_GRID_CANDIDATES: u64 = 1_000_000;
@@ -146,8 +151,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             super::resume::resumable(&store, selector, RunKind::Compound)?;
         Recipe::for_compound(&config)?.check()?;
         eprintln!("resuming compound run {}", run.id);
-        let (evaluator, _workers) =
-            workers::evaluator(&store, run.id, config.workers, &args.run_on, args.threads.threads)?;
+        let (evaluator, _workers) = workers::evaluator(
+            &store,
+            run.id,
+            config.workers,
+            &args.run_on,
+            args.threads.threads,
+            devices(&config),
+        )?;
         return finish(&store, run.id, &config, evaluator, &stop, args.json);
     }
     let config = plan_new_run(&args, store_early.as_ref())?;
@@ -158,8 +169,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => BlockingStore::open(&args.db)?,
     };
     let run_id = create_run(&store, &args, &config)?;
-    let (evaluator, _workers) =
-        workers::evaluator(&store, run_id, config.workers, &args.run_on, args.threads.threads)?;
+    let (evaluator, _workers) = workers::evaluator(
+        &store,
+        run_id,
+        config.workers,
+        &args.run_on,
+        args.threads.threads,
+        devices(&config),
+    )?;
     finish(&store, run_id, &config, evaluator, &stop, args.json)
 }
 

@@ -172,8 +172,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         (None, None) => unreachable!("either a new run or a resume"),
     };
+    let devices = config.proxy.as_ref().map(|p| p.device.as_str());
     let (evaluator, _workers) =
-        workers::evaluator(&store, run_id, config.plan.workers, &args.run_on, args.threads.threads)?;
+        workers::evaluator(&store, run_id, config.plan.workers, &args.run_on, args.threads.threads, devices)?;
     execute(&store, run_id, &config, evaluator, &stop, args.json)
 }
 
