@@ -164,10 +164,7 @@ fn four_workers_with_their_own_connections_never_claim_the_same_trial() {
         })
         .collect();
     let claimed: Vec<Vec<TrialId>> = workers.into_iter().map(|w| w.join().expect("worker thread")).collect();
-    let all: Vec<TrialId> = claimed.iter().flatten().copied().collect();
-    let unique: HashSet<TrialId> = all.iter().copied().collect();
-    assert_eq!(all.len(), TRIALS, "claims: {:?}", claimed.iter().map(Vec::len).collect::<Vec<_>>());
-    assert_eq!(unique.len(), TRIALS, "a trial was claimed twice");
+    common::assert_each_claimed_once(&claimed, TRIALS);
     runtime.block_on(async {
         let store = db.open().await;
         let trials = store.trials(run, &TrialFilter::default()).await.unwrap();

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{metrics, search_run, trial, TempDb};
@@ -130,10 +129,7 @@ fn workers_racing_on_one_file_never_claim_the_same_trial() {
         })
         .collect();
     let claimed: Vec<Vec<TrialId>> = workers.into_iter().map(|w| w.join().expect("worker thread")).collect();
-    let all: Vec<TrialId> = claimed.iter().flatten().copied().collect();
-    let unique: HashSet<TrialId> = all.iter().copied().collect();
-    assert_eq!(all.len(), TRIALS, "claims: {:?}", claimed.iter().map(Vec::len).collect::<Vec<_>>());
-    assert_eq!(unique.len(), TRIALS, "a trial was claimed twice");
+    common::assert_each_claimed_once(&claimed, TRIALS);
     runtime.block_on(async {
         let store = db.open().await;
         for run in runs {

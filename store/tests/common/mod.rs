@@ -1,10 +1,11 @@
 //! Helpers shared by the store tests: a fresh database each, sample architectures, metrics.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use effnas_space::{presets, ArchSpec};
-use effnas_store::{NewRun, NewTrial, RunKind, Store, TrialMetrics};
+use effnas_store::{NewRun, NewTrial, RunKind, Store, TrialId, TrialMetrics};
 
 /// A temporary directory holding `effnas.db`; removed when dropped.
 pub struct TempDb {
@@ -72,4 +73,13 @@ pub fn metrics(accuracy: f64, flops: u64) -> TrialMetrics {
 
 pub async fn search_run(store: &Store, name: &str) -> effnas_store::RunId {
     store.create_run(&NewRun::new(name, RunKind::Search)).await.expect("create run")
+}
+
+/// The trials racing workers claimed, one list each: together, every one of `total` trials
+/// exactly once.
+pub fn assert_each_claimed_once(claimed: &[Vec<TrialId>], total: usize) {
+    let all: Vec<TrialId> = claimed.iter().flatten().copied().collect();
+    let unique: HashSet<TrialId> = all.iter().copied().collect();
+    assert_eq!(all.len(), total, "claims: {:?}", claimed.iter().map(Vec::len).collect::<Vec<_>>());
+    assert_eq!(unique.len(), total, "a trial was claimed twice");
 }
