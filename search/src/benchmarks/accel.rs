@@ -42,15 +42,15 @@ pub struct AccelBlock {
 }
 
 /// An architecture of the space: one [`AccelBlock`] per block of EfficientNet-B0's skeleton
-/// (strides [1,2,2,2,1,2,1], output channels [16,24,40,80,112,192,320]).
+/// (strides `[1,2,2,2,1,2,1]`, output channels `[16,24,40,80,112,192,320]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccelArch {
     pub blocks: [AccelBlock; BLOCKS],
 }
 
 impl AccelArch {
-    /// EfficientNet-B0 itself (Tan & Le 2019, Table 1): e = [1,6,6,6,6,6,6],
-    /// k = [3,3,5,3,5,5,3], l = [1,2,2,3,3,4,1], SE everywhere.
+    /// EfficientNet-B0 itself (Tan & Le 2019, Table 1): e = `[1,6,6,6,6,6,6]`,
+    /// k = `[3,3,5,3,5,5,3]`, l = `[1,2,2,3,3,4,1]`, SE everywhere.
     pub fn efficientnet_b0() -> Self {
         #[rustfmt::skip]
         const TABLE: [(u8, u8, u8); BLOCKS] = [
