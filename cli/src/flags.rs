@@ -8,17 +8,12 @@ use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-/// Proxy resolution in pixels, as `ProxySettings::validate` bounds it.
-pub const RESOLUTION: RangeInclusive<u32> = 8..=1024;
-/// Width and depth multipliers: above 0, at most this.
-pub const MAX_MULTIPLIER: f64 = 8.0;
+// The proxy's bounds are the ones a stored run is validated against.
+pub use effnas_search::proxy::{MAX_MULTIPLIER, RESOLUTION, TRAIN_IMAGES, VALIDATION_IMAGES};
 /// Training epochs: time grows linearly with them.
 pub const EPOCHS: RangeInclusive<u32> = 1..=1000;
 /// Batch size: batch norm needs two images; memory grows linearly.
 pub const BATCH_SIZE: RangeInclusive<usize> = 2..=4096;
-/// Training images: a step needs two (batch norm).
-pub const TRAIN_IMAGES: RangeInclusive<usize> = 2..=100_000_000;
-pub const VALIDATION_IMAGES: RangeInclusive<usize> = 1..=100_000_000;
 /// Zero padding before a random crop: every image grows by twice this on each side, so the
 /// augmented batch's memory grows with its square. 64 px already pads a 224 px image by half.
 pub const CROP_PADDING: RangeInclusive<u32> = 0..=64;
@@ -28,6 +23,10 @@ pub const THREADS: RangeInclusive<usize> = 1..=1024;
 pub const WORKERS: RangeInclusive<usize> = 1..=256;
 /// Worker processes on one device (`effnas worker --slots`): each holds its own context.
 pub const SLOTS: RangeInclusive<usize> = 1..=64;
+/// Evolution's population: kept in memory, one architecture each.
+pub const POPULATION: RangeInclusive<usize> = 2..=100_000;
+/// RL results per policy update: one update's batch of sampled token sequences.
+pub const RL_BATCH: RangeInclusive<usize> = 1..=10_000;
 /// Trials of a search: each is a training (or, with the oracle, a row in the database).
 pub const TRIALS: RangeInclusive<usize> = 1..=1_000_000;
 
@@ -74,6 +73,19 @@ pub fn threads(text: &str) -> Result<usize, String> {
 
 pub fn slots(text: &str) -> Result<usize, String> {
     whole_in(text, SLOTS)
+}
+
+pub fn population(text: &str) -> Result<usize, String> {
+    whole_in(text, POPULATION)
+}
+
+/// A tournament size: its upper bound is the population, checked with both flags known.
+pub fn tournament(text: &str) -> Result<usize, String> {
+    whole_in(text, 1..=*POPULATION.end())
+}
+
+pub fn rl_batch(text: &str) -> Result<usize, String> {
+    whole_in(text, RL_BATCH)
 }
 
 pub fn workers(text: &str) -> Result<usize, String> {

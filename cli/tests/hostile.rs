@@ -160,6 +160,12 @@ const REFUSED: &[Case] = &[
     case(&["search", "--db", "{db}", "--evaluator", "oracle", "--w", "nan"], "--w"),
     case(&["search", "--db", "{db}", "--evaluator", "oracle", "--trials", "-3"], "-3"),
     case(&["compound", "--db", "{db}", "--evaluator", "oracle", "--step", "0"], "--step"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--population", "1000000000"], "--population"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--rl-batch", "0"], "--rl-batch"),
+    case(
+        &["search", "--db", "{db}", "--evaluator", "oracle", "--population", "4", "--tournament", "9"],
+        "--tournament 9",
+    ),
     case(&["trials", "--db", "{db}", "--sort", "nope"], "nope"),
     case(&["trials", "--db", "{db}", "--min-accuracy", "90"], "percentage"),
     case(&["export", "--db", "{db}", "--format", "xml"], "xml"),

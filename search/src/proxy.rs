@@ -15,6 +15,7 @@ use effnas_space::{scale, ArchSpec, Multipliers};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::ops::RangeInclusive;
 
 /// Why proxy settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,16 @@ pub enum ProxyError {
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ProxyError {
     ProxyError::Invalid { setting, reason: reason.into() }
 }
+
+/// Proxy resolution in pixels: below 8 the stem and the first strided blocks leave nothing;
+/// above 1024 one proxy outgrows memory.
+pub const RESOLUTION: RangeInclusive<u32> = 8..=1024;
+/// Width and depth multipliers of the proxy: above 0, at most this.
+pub const MAX_MULTIPLIER: f64 = 8.0;
+/// Training images of a proxy: a step needs two (batch norm), so fewer train nothing.
+pub const TRAIN_IMAGES: RangeInclusive<usize> = 2..=100_000_000;
+/// Validation images held out of the training set.
+pub const VALIDATION_IMAGES: RangeInclusive<usize> = 1..=100_000_000;
 
 /// The proxy task of a search or compound run, as stored with the run. Field names are part of
 /// the stored format: rename none of them without a version bump in [`crate::config`].
@@ -96,18 +107,29 @@ impl ProxySettings {
     /// Checks every setting against the ranges the trainer accepts (the same checks as
     /// [`ProxyConfig::validate`] for what they share, through the config itself).
     pub fn validate(&self) -> Result<(), ProxyError> {
-        if self.train_images == 0 {
-            return Err(invalid("train_images", "must be at least 1"));
+        let counts = [
+            ("train_images", self.train_images, TRAIN_IMAGES),
+            ("validation_images", self.validation_images, VALIDATION_IMAGES),
+        ];
+        for (setting, value, range) in counts {
+            if !range.contains(&value) {
+                let (low, high) = range.into_inner();
+                return Err(invalid(setting, format!("{value} is out of range ({low} to {high})")));
+            }
         }
-        if self.validation_images == 0 {
-            return Err(invalid("validation_images", "must be at least 1"));
-        }
-        if !(8..=1024).contains(&self.resolution) {
-            return Err(invalid("resolution", format!("{} is out of range (8 to 1024)", self.resolution)));
+        if !RESOLUTION.contains(&self.resolution) {
+            let (low, high) = RESOLUTION.into_inner();
+            return Err(invalid(
+                "resolution",
+                format!("{} is out of range ({low} to {high})", self.resolution),
+            ));
         }
         for (setting, value) in [("width", self.width), ("depth", self.depth)] {
-            if !(value.is_finite() && value > 0.0 && value <= 8.0) {
-                return Err(invalid(setting, format!("{value} is out of range (above 0, at most 8)")));
+            if !(value.is_finite() && value > 0.0 && value <= MAX_MULTIPLIER) {
+                return Err(invalid(
+                    setting,
+                    format!("{value} is out of range (above 0, at most {MAX_MULTIPLIER})"),
+                ));
             }
         }
         self.training_config(0)

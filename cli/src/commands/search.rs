@@ -89,17 +89,17 @@ pub struct Args {
     /// --db and --threads are ignored.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
-    /// Evolution: population size.
-    #[arg(long, default_value_t = EvolutionConfig::default().population)]
+    /// Evolution: population size (2 to 100,000).
+    #[arg(long, default_value_t = EvolutionConfig::default().population, value_parser = flags::population)]
     pub population: usize,
-    /// Evolution: tournament size.
-    #[arg(long, default_value_t = EvolutionConfig::default().sample_size)]
+    /// Evolution: tournament size (1 to the population).
+    #[arg(long, default_value_t = EvolutionConfig::default().sample_size, value_parser = flags::tournament)]
     pub tournament: usize,
     /// RL: the policy-gradient algorithm.
     #[arg(long, value_enum, default_value_t = RlAlgorithmName::Ppo)]
     pub rl_algorithm: RlAlgorithmName,
-    /// RL: results per policy update.
-    #[arg(long, default_value_t = RlConfig::default().batch_size)]
+    /// RL: results per policy update (1 to 10,000).
+    #[arg(long, default_value_t = RlConfig::default().batch_size, value_parser = flags::rl_batch)]
     pub rl_batch: usize,
     #[command(flatten)]
     pub proxy: ProxyArgs,
@@ -139,11 +139,8 @@ fn check_args(args: &Args) -> Result<()> {
     if !args.w.is_finite() {
         bail!("--w must be a number");
     }
-    if args.population < 2 || args.tournament == 0 || args.tournament > args.population {
-        bail!("--population must be at least 2 and --tournament between 1 and the population");
-    }
-    if args.rl_batch == 0 {
-        bail!("--rl-batch must be at least 1");
+    if args.tournament > args.population {
+        bail!("--tournament {} is larger than --population {}", args.tournament, args.population);
     }
     Ok(())
 }
