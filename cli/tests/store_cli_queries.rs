@@ -461,3 +461,22 @@ fn wrong_databases_get_one_line_errors_and_nothing_is_created() {
     assert_eq!(json(&["runs", "--db", empty.to_str().unwrap(), "--json"]), Value::Array(vec![]));
     fails_naming(&["trials", "--db", empty.to_str().unwrap()], "no runs yet");
 }
+
+/// `EFFNAS_DB` stands for `--db` (so a database URL with a password need not be on a command
+/// line that `ps` shows); an explicit `--db` wins.
+#[test]
+fn the_database_may_come_from_effnas_db() {
+    let f = fixture();
+    let with_env = |args: &[&str], db: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_effnas"))
+            .args(args)
+            .env("EFFNAS_DB", db)
+            .output()
+            .expect("effnas runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+    };
+    let direct = json(&["runs", "--db", f.db(), "--json"]);
+    assert_eq!(with_env(&["runs", "--json"], f.db()), direct);
+    assert_eq!(with_env(&["runs", "--db", f.db(), "--json"], "/nowhere/else.db"), direct);
+}

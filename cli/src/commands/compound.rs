@@ -27,7 +27,7 @@ use crate::workers::{self, WorkerArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The experiment database: a SQLite file (created if missing).
-    #[arg(long, default_value = "effnas.db")]
+    #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
     /// The base network: a preset, block strings, a JSON spec, or a trial id of this database
     /// (e.g. the best trial of a search).

@@ -25,7 +25,7 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArg {
     /// The experiment database: an SQLite file path or an sqlite:// URL.
-    #[arg(long, value_name = "DB", default_value = "effnas.db")]
+    #[arg(long, value_name = "DB", env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
 }
 

@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, value_name = "RUN", conflicts_with_all = ["alpha", "beta", "gamma", "base"])]
     pub from_run: Option<String>,
     /// The experiment database for --from-run.
-    #[arg(long, default_value = "effnas.db")]
+    #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
     /// Print JSON instead of a table.
     #[arg(long)]

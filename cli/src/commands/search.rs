@@ -42,7 +42,7 @@ pub enum EvaluatorName {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The experiment database: a SQLite file (created if missing).
-    #[arg(long, default_value = "effnas.db")]
+    #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
     /// The search space: default, mnasnet, or a .json/.toml space file.
     #[arg(long, default_value = "default")]

@@ -17,7 +17,7 @@ use crate::output::outln;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The experiment database the search writes (it must exist).
-    #[arg(long, default_value = "effnas.db")]
+    #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
 
     /// Train on this device (cpu, cuda, cuda:N) instead of the one the run was configured with.
