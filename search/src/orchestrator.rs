@@ -210,10 +210,11 @@ struct Dispatched {
     arch_hash: String,
 }
 
-/// Up to `room` more of `run`'s trials for `evaluator`. An evaluator that trains in this process
-/// gets them claimed here. Worker processes claim for themselves: they get the pending and
-/// running trials not yet `handed` over, to watch (running ones are in flight from before a
-/// resume, and their results must still reach the controller).
+/// More of `run`'s trials for `evaluator`. An evaluator that trains in this process gets up to
+/// `room` of them, claimed here. Worker processes claim for themselves: they get every pending
+/// and running trial not yet `handed` over, to watch (running ones are in flight from before a
+/// resume, and their results must still reach the controller). A search hands its new trials
+/// over as it queues them.
 fn next_trials(
     store: &BlockingStore,
     run: RunId,
@@ -229,12 +230,11 @@ fn next_trials(
         }
         return Ok(next);
     }
+    // All of them, whatever the room: the workers are already claiming them, and a trial that
+    // finished before it was handed over would be missed.
     for state in [TrialState::Running, TrialState::Pending] {
         let filter = TrialFilter { state: Some(state), ..TrialFilter::default() };
         for trial in store.trials(run, &filter)? {
-            if next.len() >= room {
-                return Ok(next);
-            }
             if handed(trial.id) {
                 continue;
             }
@@ -586,7 +586,16 @@ impl<'a> Search<'a> {
         }
         if !queued.is_empty() {
             let trials: Vec<NewTrial> = queued.iter().map(|(t, _, _)| t.clone()).collect();
-            self.store.insert_trials(self.run, &trials)?;
+            let ids = self.store.insert_trials(self.run, &trials)?;
+            if self.evaluator.claims_from_store() {
+                // Worker processes may claim and finish these at once: watched from now on, so
+                // that no result escapes the controller.
+                for (id, (trial, hash, tokens)) in ids.into_iter().zip(queued) {
+                    self.evaluator.submit(id, &trial.arch)?;
+                    self.in_flight_hashes.insert(hash.clone(), id);
+                    self.in_flight.insert(id, (tokens, hash));
+                }
+            }
         }
         if !immediate.is_empty() {
             self.observe(&immediate)?;
