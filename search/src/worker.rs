@@ -77,7 +77,16 @@ pub struct WorkerSummary {
 #[derive(Debug, Clone)]
 pub enum WorkerEvent {
     Claimed { claim: Claim, run: RunId },
-    Recorded { claim: Claim, outcome: &'static str, fenced: Fenced },
+    Recorded { claim: Claim, outcome: Written, fenced: Fenced },
+}
+
+/// What a worker wrote about its trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Complete,
+    Failed,
+    /// Given back unfinished (an orderly stop).
+    Released,
 }
 
 /// The evaluator of the run whose trial was claimed last: loading a proxy's data and starting
@@ -129,12 +138,12 @@ pub fn serve(
     Ok(summary)
 }
 
-fn count(summary: &mut WorkerSummary, outcome: &'static str, fenced: Fenced) {
+fn count(summary: &mut WorkerSummary, outcome: Written, fenced: Fenced) {
     match (fenced, outcome) {
         (Fenced::Superseded, _) => summary.superseded += 1,
-        (Fenced::Written, "complete") => summary.completed += 1,
-        (Fenced::Written, "released") => summary.released += 1,
-        (Fenced::Written, _) => summary.failed += 1,
+        (Fenced::Written, Written::Complete) => summary.completed += 1,
+        (Fenced::Written, Written::Failed) => summary.failed += 1,
+        (Fenced::Written, Written::Released) => summary.released += 1,
     }
 }
 
@@ -174,7 +183,7 @@ fn work_on(
     claimed: &ClaimedTrial,
     current: &mut Option<Current>,
     stop: &Arc<AtomicBool>,
-) -> Result<(&'static str, Fenced)> {
+) -> Result<(Written, Fenced)> {
     let claim = claimed.claim();
     let _lease = store.keep_lease(claim, options.lease);
     let current = match evaluator_for(store, claimed.run_id, options.device.as_deref(), current, stop) {
@@ -232,7 +241,7 @@ fn record(
     arch: &ArchSpec,
     evaluation: Evaluation,
     recipe: &Recipe,
-) -> Result<(&'static str, Fenced)> {
+) -> Result<(Written, Fenced)> {
     // A result is worth waiting for; a stop during the wait leaves the lease to lapse.
     let never = AtomicBool::new(false);
     let write = |call: &dyn Fn() -> effnas_store::Result<Fenced>| {
@@ -240,18 +249,20 @@ fn record(
     };
     Ok(match evaluation.outcome {
         Outcome::Measured(measured) => match trial_metrics(arch, &measured, recipe.objective()) {
-            Ok(metrics) => ("complete", write(&|| store.complete_claim(claim, &metrics, &measured.epochs))?),
+            Ok(metrics) => {
+                (Written::Complete, write(&|| store.complete_claim(claim, &metrics, &measured.epochs))?)
+            }
             // No reward from this measurement (a latency objective without a latency, say): the
             // trial fails here rather than being retried by three workers in turn.
             Err(error) => {
                 let message = format!("no reward: {error}");
-                ("failed", write(&|| store.fail_claim(claim, FailureKind::Error, &message))?)
+                (Written::Failed, write(&|| store.fail_claim(claim, FailureKind::Error, &message))?)
             }
         },
         Outcome::Failed(failure) => {
-            ("failed", write(&|| store.fail_claim(claim, failure.kind, &failure.message))?)
+            (Written::Failed, write(&|| store.fail_claim(claim, failure.kind, &failure.message))?)
         }
-        Outcome::Interrupted => ("released", write(&|| store.release_claim(claim))?),
+        Outcome::Interrupted => (Written::Released, write(&|| store.release_claim(claim))?),
         // A worker's own evaluator trains in this process; only the search's watcher
         // ([`crate::remote::StoreWorkers`]) reports results recorded elsewhere.
         Outcome::Recorded(_) => {

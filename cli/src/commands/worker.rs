@@ -106,7 +106,7 @@ fn log(event: &WorkerEvent) {
             tracing::info!(trial = %claim.trial, attempt = claim.attempt, run = %run, "claimed")
         }
         WorkerEvent::Recorded { claim, outcome, fenced } => {
-            tracing::info!(trial = %claim.trial, attempt = claim.attempt, outcome, ?fenced, "recorded")
+            tracing::info!(trial = %claim.trial, attempt = claim.attempt, ?outcome, ?fenced, "recorded")
         }
     }
 }
