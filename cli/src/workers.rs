@@ -65,6 +65,25 @@ pub fn evaluator(
     Ok((Box::new(watcher), Some(local)))
 }
 
+/// Runs `body` with the run's [`evaluator`], then stops the local workers and closes the store,
+/// in that order: the last connection to close checkpoints SQLite's write-ahead log into the
+/// database file, so the file alone holds the whole run (a copy of it loses nothing).
+pub fn with_workers<T>(
+    store: &BlockingStore,
+    run: RunId,
+    slots: usize,
+    args: &WorkerArgs,
+    threads: Option<usize>,
+    devices: Option<&str>,
+    body: impl FnOnce(Box<dyn Evaluator>) -> Result<T>,
+) -> Result<T> {
+    let (evaluator, workers) = evaluator(store, run, slots, args, threads, devices)?;
+    let result = body(evaluator);
+    drop(workers);
+    store.block_on(store.store().close());
+    result
+}
+
 /// What to start.
 pub struct Spawn<'a> {
     pub db: &'a str,

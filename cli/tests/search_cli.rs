@@ -53,6 +53,10 @@ fn oracle_search_ends_with_exactly_the_requested_trials() {
             "--json",
         ]);
         assert_eq!(summary["status"], "complete");
+        // The search and its workers closed the database (before any query here opens it): the
+        // file alone holds the run, since SQLite removes its write-ahead log when the last
+        // connection closes after a checkpoint.
+        assert!(!Path::new(&format!("{db}-wal")).exists(), "{strategy}: the write-ahead log was left behind");
         // Every result reached the controller, though the worker processes raced it.
         assert_eq!(summary["summary"]["completed"], 60, "{strategy}: {summary}");
         let run = summary["run"].to_string();

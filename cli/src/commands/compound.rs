@@ -151,15 +151,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             super::resume::resumable(&store, selector, RunKind::Compound)?;
         Recipe::for_compound(&config)?.check()?;
         eprintln!("resuming compound run {}", run.id);
-        let (evaluator, _workers) = workers::evaluator(
+        let devices = devices(&config);
+        return workers::with_workers(
             &store,
             run.id,
             config.workers,
             &args.run_on,
             args.threads.threads,
-            devices(&config),
-        )?;
-        return finish(&store, run.id, &config, evaluator, &stop, args.json);
+            devices,
+            |evaluator| finish(&store, run.id, &config, evaluator, &stop, args.json),
+        );
     }
     let config = plan_new_run(&args, store_early.as_ref())?;
     // Check the proxy (data, devices) before the database is written.
@@ -169,15 +170,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => BlockingStore::open(&args.db)?,
     };
     let run_id = create_run(&store, &args, &config)?;
-    let (evaluator, _workers) = workers::evaluator(
+    let devices = devices(&config);
+    workers::with_workers(
         &store,
         run_id,
         config.workers,
         &args.run_on,
         args.threads.threads,
-        devices(&config),
-    )?;
-    finish(&store, run_id, &config, evaluator, &stop, args.json)
+        devices,
+        |evaluator| finish(&store, run_id, &config, evaluator, &stop, args.json),
+    )
 }
 
 /// The configuration of a new compound run from the flags, checked: the grid, the points

@@ -170,9 +170,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, None) => unreachable!("either a new run or a resume"),
     };
     let devices = config.proxy.as_ref().map(|p| p.device.as_str());
-    let (evaluator, _workers) =
-        workers::evaluator(&store, run_id, config.plan.workers, &args.run_on, args.threads.threads, devices)?;
-    execute(&store, run_id, &config, evaluator, &stop, args.json)
+    workers::with_workers(
+        &store,
+        run_id,
+        config.plan.workers,
+        &args.run_on,
+        args.threads.threads,
+        devices,
+        |evaluator| execute(&store, run_id, &config, evaluator, &stop, args.json),
+    )
 }
 
 /// The configuration of a new run and the architectures `--include` queues first, from the

@@ -84,7 +84,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     options.lease = Duration::from_secs_f64(args.lease);
     options.idle_exit = args.idle_exit.map(Duration::from_secs_f64);
     options.device = args.device.clone();
-    let summary = serve(&store, &options, &stop, log)?;
+    let served = serve(&store, &options, &stop, log);
+    // Closed before exit: the last connection out checkpoints the write-ahead log into the file.
+    store.block_on(store.store().close());
+    let summary = served?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
