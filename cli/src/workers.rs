@@ -97,6 +97,14 @@ pub struct Spawn<'a> {
     pub devices: Option<&'a str>,
 }
 
+/// Asks a child worker to stop as Ctrl-C would (SIGTERM: its trial goes back to the queue). A
+/// child that already exited is no error.
+pub fn terminate(child: &Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
 /// The local workers, shared with the watcher's health check.
 pub type SharedWorkers = Arc<Mutex<LocalWorkers>>;
 
@@ -150,11 +158,7 @@ impl LocalWorkers {
     /// Asks every worker to stop (SIGTERM: trials in flight stop at their next step and go back
     /// to the queue), waits up to `grace`, then kills what is left.
     pub fn stop(&mut self, grace: Duration) {
-        for child in &self.children {
-            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-        }
+        self.children.iter().for_each(terminate);
         let until = Instant::now() + grace;
         for child in &mut self.children {
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {

@@ -45,11 +45,8 @@ pub struct WorkerOptions {
 impl WorkerOptions {
     /// A worker named after this host and process, slot `slot`, with a 30 s lease.
     pub fn new(slot: usize) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned());
         WorkerOptions {
-            name: format!("{host}:{}:{slot}", std::process::id()),
+            name: format!("{}:{}:{slot}", effnas_store::host_name(), std::process::id()),
             run: None,
             lease: Duration::from_secs(30),
             idle_exit: None,

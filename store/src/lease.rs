@@ -93,8 +93,8 @@ impl RunOwner {
 }
 
 /// The machine's name (`/proc/sys/kernel/hostname`, `$HOSTNAME`), without `:` so the stored
-/// form splits.
-fn host_name() -> String {
+/// form splits. Also names worker processes.
+pub fn host_name() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -64,7 +64,7 @@ use sqlx::SqlitePool;
 
 pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_ENV, RETRY_ENV};
 pub use error::{Result, StoreError};
-pub use lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
+pub use lease::{host_name, RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{
     Checkpoint, Claim, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, Fenced, NewCompoundPoint,
     NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus, ScaledModel,

@@ -149,11 +149,7 @@ fn run_slots(args: &Args) -> Result<ExitCode> {
     while !children.is_empty() {
         if stop.load(Ordering::SeqCst) && !asked {
             asked = true;
-            for child in &children {
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                }
-            }
+            children.iter().for_each(crate::workers::terminate);
         }
         let mut running = Vec::with_capacity(children.len());
         for mut child in children {
