@@ -82,6 +82,9 @@ text_enum! {
         Compound = "compound",
         /// Single trainings recorded by hand (`effnas train --db`).
         Manual = "manual",
+        /// A measurement of proxy fidelity (`effnas fidelity`): sampled architectures trained
+        /// under a cheap proxy with several seeds and under a reference setting.
+        Fidelity = "fidelity",
     }
 }
 
@@ -238,15 +241,34 @@ pub struct NewTrial {
     pub proxy_key: String,
     /// The controller step (RL batch, evolution generation, grid index) that proposed it.
     pub step: Option<i64>,
+    /// Which of its run's training settings it is trained under: an index into the list the
+    /// run's configuration holds (a fidelity run's cheap proxy for each seed and its
+    /// reference). 0 for runs with one setting.
+    pub setting: u32,
+    /// The trial it continues or repeats: the lower rung it was promoted from, or the trial
+    /// whose architecture it re-trains under another setting or seed.
+    pub parent: Option<TrialId>,
 }
 
 impl NewTrial {
     pub fn new(arch: ArchSpec, proxy_key: impl Into<String>) -> Self {
-        NewTrial { arch, proxy_key: proxy_key.into(), step: None }
+        NewTrial { arch, proxy_key: proxy_key.into(), step: None, setting: 0, parent: None }
     }
 
     pub fn at_step(mut self, step: i64) -> Self {
         self.step = Some(step);
+        self
+    }
+
+    /// Trained under the run's setting `setting` (see [`NewTrial::setting`]).
+    pub fn under_setting(mut self, setting: u32) -> Self {
+        self.setting = setting;
+        self
+    }
+
+    /// Continuing or repeating trial `parent`.
+    pub fn with_parent(mut self, parent: TrialId) -> Self {
+        self.parent = Some(parent);
         self
     }
 }
@@ -330,6 +352,10 @@ pub struct Trial {
     pub error: Option<String>,
     /// The trial whose result this one copied, when the search reused a measurement.
     pub reused_from: Option<TrialId>,
+    /// Which of the run's training settings it was trained under (see [`NewTrial::setting`]).
+    pub setting: u32,
+    /// The trial it continues or repeats (see [`NewTrial::parent`]).
+    pub parent: Option<TrialId>,
 }
 
 impl Trial {
@@ -350,6 +376,8 @@ pub struct ClaimedTrial {
     pub proxy_key: String,
     /// 1 on the first claim, 2 after one requeue, …
     pub attempt: u32,
+    /// Which of the run's training settings to train it under ([`NewTrial::setting`]).
+    pub setting: u32,
 }
 
 impl ClaimedTrial {

@@ -14,7 +14,7 @@ use crate::{from_sql_int, time, to_sql_int, Store};
 /// Every trial column, in the order of [`TrialRow`].
 pub(crate) const TRIAL_COLUMNS: &str = "id, run_id, state, arch, arch_hash, blocks, resolution, proxy_key, step, worker, attempts, \
      created_at, started_at, heartbeat_at, lease_until, finished_at, accuracy, loss, params, flops, reward, latency_ms, seconds, \
-     images_per_second, extra, failure, error, reused_from";
+     images_per_second, extra, failure, error, reused_from, setting, parent_id";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TrialRow {
@@ -46,6 +46,8 @@ pub(crate) struct TrialRow {
     failure: Option<String>,
     error: Option<String>,
     reused_from: Option<i64>,
+    setting: i64,
+    parent_id: Option<i64>,
 }
 
 impl TrialRow {
@@ -90,6 +92,8 @@ impl TrialRow {
             images_per_second: self.images_per_second,
             error: self.error,
             reused_from: self.reused_from.map(TrialId),
+            setting: from_sql_int(&what("setting"), self.setting)?,
+            parent: self.parent_id.map(TrialId),
         })
     }
 }
@@ -196,8 +200,9 @@ async fn insert_prepared(
     now: &str,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops,
+                             setting, parent_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(run.0)
     .bind(&p.arch_json)
@@ -210,6 +215,8 @@ async fn insert_prepared(
     .bind(now)
     .bind(p.params)
     .bind(p.flops)
+    .bind(i64::from(p.trial.setting))
+    .bind(p.trial.parent.map(|t| t.0))
     .fetch_one(conn)
     .await
 }
@@ -294,6 +301,7 @@ struct ClaimRow {
     arch_hash: String,
     proxy_key: String,
     attempts: i64,
+    setting: i64,
 }
 
 impl ClaimRow {
@@ -305,6 +313,7 @@ impl ClaimRow {
             arch_hash: self.arch_hash,
             proxy_key: self.proxy_key,
             attempt: from_sql_int("attempts", self.attempts)?,
+            setting: from_sql_int("setting", self.setting)?,
         })
     }
 }
@@ -340,7 +349,7 @@ async fn take_pending(
         query.push(" AND run_id IN (SELECT id FROM runs WHERE status = 'running')");
     }
     query.push(
-        " ORDER BY id LIMIT 1) AND state = 'pending' RETURNING id, run_id, arch, arch_hash, proxy_key, attempts",
+        " ORDER BY id LIMIT 1) AND state = 'pending' RETURNING id, run_id, arch, arch_hash, proxy_key, attempts, setting",
     );
     let row: Option<ClaimRow> = query.build_query_as().fetch_optional(&mut *conn).await?;
     if let Some(row) = &row {
@@ -534,10 +543,10 @@ impl Store {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, worker, attempts,
                                  created_at, started_at, finished_at, accuracy, loss, params, flops, reward, latency_ms,
-                                 seconds, images_per_second, extra, reused_from)
+                                 seconds, images_per_second, extra, reused_from, setting, parent_id)
              SELECT $1, $2, $3, $4, $5, $6, $7, 'complete', NULL, 0,
                     $8, $8, $8, accuracy, loss, params, flops, reward, latency_ms,
-                    seconds, images_per_second, extra, id
+                    seconds, images_per_second, extra, id, $10, $11
              FROM trials WHERE id = $9 AND state = 'complete' AND arch_hash = $3 AND proxy_key = $6
              RETURNING id",
         )
@@ -550,6 +559,8 @@ impl Store {
         .bind(trial.step)
         .bind(&now)
         .bind(source.0)
+        .bind(i64::from(trial.setting))
+        .bind(trial.parent.map(|t| t.0))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.run_error(run, e))?;

@@ -15,6 +15,8 @@ use sqlx::Connection;
 const SCHEMA_1: i64 = 20251125000001;
 /// The schema before failure kinds and the reward's single basis.
 const SCHEMA_2: i64 = 20251125000002;
+/// The schema before fidelity runs and per-trial settings (whose migration rebuilds `runs`).
+const SCHEMA_5: i64 = 20261127000005;
 
 #[tokio::test]
 async fn an_empty_file_and_a_missing_file_become_current_databases() {
@@ -450,4 +452,68 @@ async fn schema_md_documents_every_table_and_column() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn schema_6_admits_fidelity_runs_and_keeps_every_row_and_foreign_key() {
+    let db = TempDb::new();
+    let old = Store::open_at_schema_version(&db.url(), SCHEMA_5).await.unwrap();
+    let run = search_run(&old, "before").await;
+    let other = search_run(&old, "other").await;
+    old.save_checkpoint(run, 1, &serde_json::json!({"step": 1}), None).await.unwrap();
+    old.close().await;
+    // Trials as a schema-5 build wrote them (no setting, no parent).
+    let mut conn = db.raw().await;
+    let arch = serde_json::to_string(&common::arch(1)).unwrap();
+    for (id, run) in [(1, run), (2, run), (3, other)] {
+        sqlx::query(
+            "INSERT INTO trials (id, run_id, arch, arch_hash, blocks, resolution, proxy_key, state, created_at, params, flops)
+             VALUES ($1, $2, $3, 'abc', 'r1_k3_s11_e1_i32_o16', 32, 'p', 'pending', '2025-01-01T00:00:01.000Z', 10, 20)",
+        )
+        .bind(id)
+        .bind(run.0)
+        .bind(&arch)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    let kept = store.find_run("before").await.unwrap();
+    assert_eq!((kept.id, kept.trials_total), (run, 2));
+    let trials = store.trials(run, &TrialFilter::default()).await.unwrap();
+    let first = trials[0].id;
+    assert_eq!((first, trials[0].setting, trials[0].parent), (TrialId(1), 0, None));
+    assert!(store.latest_checkpoint(run).await.unwrap().is_some());
+    // The new kind is accepted; the old CHECK refused it. Other kinds are still refused.
+    let fidelity =
+        store.create_run(&effnas_store::NewRun::new("f", effnas_store::RunKind::Fidelity)).await.unwrap();
+    let child = store.insert_trial(fidelity, &trial(1).under_setting(2).with_parent(first)).await.unwrap();
+    let child = store.trial(child).await.unwrap();
+    assert_eq!((child.setting, child.parent), (2, Some(first)));
+    let claimed = store.claim_trial(fidelity, "w").await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.setting), (child.id, 2));
+    let mut conn = db.raw().await;
+    let refused = sqlx::query(
+        "INSERT INTO runs (name, kind, status, config, code_version, created_at) VALUES ('x', 'other', 'running', '{}', '0', '2025')",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(refused.is_err(), "the CHECK still refuses unknown kinds");
+    // Foreign keys still hold: deleting a run cascades to its trials and clears links into them.
+    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut conn).await.unwrap();
+    sqlx::query("DELETE FROM runs WHERE id = $1").bind(run.0).execute(&mut conn).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE run_id = $1")
+        .bind(run.0)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(integrity, "ok");
+    conn.close().await.unwrap();
+    assert_eq!(store.trial(child.id).await.unwrap().parent, None);
+    assert_eq!(store.trials(other, &TrialFilter::default()).await.unwrap().len(), 1);
 }
