@@ -39,6 +39,8 @@ enum Command {
     Compound(commands::compound::Args),
     /// Search a space for the best architecture under a FLOPS-aware reward (MnasNet/EfficientNet).
     Search(commands::search::Args),
+    /// Measure how far a proxy can be trusted: seed noise and rank agreement with a longer training.
+    Fidelity(commands::fidelity::Args),
     /// List the runs in a database: status, trial counts, best reward, duration.
     Runs(commands::runs::Args),
     /// List a run's trials, filtered and sorted.
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Compound(args) => commands::compound::run(args),
+        Command::Fidelity(args) => commands::fidelity::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Trials(args) => commands::trials::run(args),
         Command::Show(args) => commands::show::run(args),

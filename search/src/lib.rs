@@ -7,6 +7,7 @@ pub mod benchmarks;
 pub mod config;
 pub mod controller;
 pub mod evaluate;
+pub mod fidelity;
 pub mod oracle;
 pub mod orchestrator;
 pub mod proxy;

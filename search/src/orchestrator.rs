@@ -115,9 +115,12 @@ pub fn complete_trial(
 /// lost after their last attempt). The run ends `complete` when a trial completed and `failed`
 /// when all failed; when draining cannot go on, the run is left interrupted and the error says
 /// how to resume (`effnas compound --resume`).
+///
+/// `command` is the effnas command that resumes the run (`compound`, `fidelity`).
 pub fn drain_queue(
     store: &BlockingStore,
     run: RunId,
+    command: &str,
     evaluator: &mut dyn Evaluator,
     objective: &Objective,
     stop: &AtomicBool,
@@ -126,7 +129,7 @@ pub fn drain_queue(
     let hold = store.hold_run(run)?;
     let result = recover(store, run)
         .and_then(|()| drain_held(store, run, &hold, evaluator, objective, stop, on_event));
-    end_held_run(store, run, hold, "compound", result)
+    end_held_run(store, run, hold, command, result)
 }
 
 fn drain_held(
@@ -226,6 +229,15 @@ fn next_trials(
     if !evaluator.claims_from_store() {
         while next.len() < room {
             let Some(claimed) = store.claim_trial(run, "orchestrator")? else { break };
+            if claimed.setting != 0 {
+                // An in-process evaluator trains under one proxy; a trial under another setting
+                // would be trained under the wrong one. Worker processes read each trial's.
+                store.requeue_running(run)?;
+                return Err(SearchError::Evaluator(format!(
+                    "trial {} trains under setting {} of its run: runs with several training settings need worker processes",
+                    claimed.id, claimed.setting
+                )));
+            }
             next.push(Dispatched { id: claimed.id, arch: claimed.arch, arch_hash: claimed.arch_hash });
         }
         return Ok(next);

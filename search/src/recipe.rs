@@ -15,6 +15,7 @@ use effnas_store::{Run, RunKind};
 
 use crate::config::{read_stored, CompoundConfig, ConfigError, EvaluatorKind, SearchConfig};
 use crate::evaluate::{Evaluator, OracleEvaluator};
+use crate::fidelity::{FidelityConfig, TrainingSetting, REFERENCE_RESOLUTION};
 use crate::orchestrator::SearchError;
 use crate::proxy::{ProxyError, ProxySettings};
 use crate::train_evaluator::{Latency, TrainEvaluator};
@@ -26,6 +27,8 @@ pub enum RecipeError {
     Config { run: i64, source: ConfigError },
     #[error("run {run}: {kind} runs have no evaluator (their trials are recorded by hand)")]
     NotEvaluable { run: i64, kind: RunKind },
+    #[error("run {run} has no training setting {setting} (it has {count})")]
+    NoSetting { run: i64, setting: u32, count: usize },
     #[error("the run's configuration has no proxy settings")]
     NoProxy,
     // Boxed: these carry data-set and device errors, large next to the other variants.
@@ -85,12 +88,43 @@ impl Recipe {
         Ok(Recipe { method, objective: Objective::default() })
     }
 
-    /// The recipe stored with `run`, whatever its kind.
+    /// The recipe of one training setting of a fidelity run (see [`crate::fidelity`]): that
+    /// setting's proxy and seed, the run's objective.
+    pub fn for_fidelity(setting: &TrainingSetting, objective: Objective) -> Self {
+        let method = Method::Train {
+            settings: setting.proxy.clone(),
+            seed: setting.seed,
+            reference_resolution: REFERENCE_RESOLUTION,
+            latency: Latency::for_metric(objective.metric),
+        };
+        Recipe { method, objective }
+    }
+
+    /// The recipe stored with `run` for its first (or only) training setting, whatever its kind.
     pub fn for_run(run: &Run) -> Result<Self, RecipeError> {
+        Self::for_trial(run, 0)
+    }
+
+    /// The recipe stored with `run` for trials under training setting `setting`
+    /// (`trials.setting`): a search or compound run has one (0), a fidelity run one per proxy
+    /// and seed.
+    pub fn for_trial(run: &Run, setting: u32) -> Result<Self, RecipeError> {
         let config_error = |source| RecipeError::Config { run: run.id.0, source };
+        let no_setting = |count| RecipeError::NoSetting { run: run.id.0, setting, count };
         match run.kind {
-            RunKind::Search => Self::for_search(&read_stored(&run.config).map_err(config_error)?),
-            RunKind::Compound => Self::for_compound(&read_stored(&run.config).map_err(config_error)?),
+            RunKind::Search if setting == 0 => {
+                Self::for_search(&read_stored(&run.config).map_err(config_error)?)
+            }
+            RunKind::Compound if setting == 0 => {
+                Self::for_compound(&read_stored(&run.config).map_err(config_error)?)
+            }
+            RunKind::Search | RunKind::Compound => Err(no_setting(1)),
+            RunKind::Fidelity => {
+                let config: FidelityConfig = read_stored(&run.config).map_err(config_error)?;
+                let chosen =
+                    config.settings.get(setting as usize).ok_or(no_setting(config.settings.len()))?;
+                Ok(Self::for_fidelity(chosen, config.objective))
+            }
             kind => Err(RecipeError::NotEvaluable { run: run.id.0, kind }),
         }
     }

@@ -86,10 +86,12 @@ pub enum Written {
     Released,
 }
 
-/// The evaluator of the run whose trial was claimed last: loading a proxy's data and starting
-/// its trainer costs seconds, so it is kept while trials of the same run keep coming.
+/// The evaluator of the run and training setting whose trial was claimed last: loading a
+/// proxy's data and starting its trainer costs seconds, so it is kept while trials of the same
+/// run and setting keep coming (a fidelity run queues its settings one after another).
 struct Current {
     run: RunId,
+    setting: u32,
     recipe: Recipe,
     evaluator: Box<dyn Evaluator>,
 }
@@ -183,7 +185,7 @@ fn work_on(
 ) -> Result<(Written, Fenced)> {
     let claim = claimed.claim();
     let _lease = store.keep_lease(claim, options.lease);
-    let current = match evaluator_for(store, claimed.run_id, options.device.as_deref(), current, stop) {
+    let current = match evaluator_for(store, claimed, options.device.as_deref(), current, stop) {
         Ok(current) => current,
         Err(error) => {
             // The run's configuration cannot be evaluated here (a data set missing on this
@@ -199,22 +201,24 @@ fn work_on(
 
 fn evaluator_for<'a>(
     store: &BlockingStore,
-    run: RunId,
+    claimed: &ClaimedTrial,
     device: Option<&str>,
     current: &'a mut Option<Current>,
     stop: &Arc<AtomicBool>,
 ) -> Result<&'a mut Current> {
-    if current.as_ref().is_none_or(|c| c.run != run) {
+    let (run, setting) = (claimed.run_id, claimed.setting);
+    if current.as_ref().is_none_or(|c| (c.run, c.setting) != (run, setting)) {
         *current = None; // free the previous run's data and trainer first
         let stored = store.run(run)?;
-        let mut recipe = Recipe::for_run(&stored).map_err(|e| SearchError::Evaluator(e.to_string()))?;
+        let mut recipe =
+            Recipe::for_trial(&stored, setting).map_err(|e| SearchError::Evaluator(e.to_string()))?;
         if let Some(device) = device {
             recipe = recipe.on_device(device);
         }
         let evaluator = recipe
             .evaluator(1, Some(Arc::clone(stop)))
             .map_err(|e| SearchError::Evaluator(format!("run {run}: {e}")))?;
-        return Ok(current.insert(Current { run, recipe, evaluator }));
+        return Ok(current.insert(Current { run, setting, recipe, evaluator }));
     }
     current.as_mut().ok_or_else(|| SearchError::Evaluator(format!("run {run}: no evaluator")))
 }

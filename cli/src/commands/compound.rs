@@ -341,18 +341,19 @@ fn finish(
         .count();
     let bar = crate::progress::bar("compound run", "points", run_id, points.len() as u64, done as u64);
     let mut best: Option<f64> = None;
-    let summary = drain_queue(store, run_id, evaluator.as_mut(), &Objective::default(), stop, |event| {
-        if let Event::Finished { accuracy, .. } = event {
-            bar.inc(1);
-            if let Some(a) = accuracy {
-                best = Some(best.map_or(*a, |b: f64| b.max(*a)));
+    let summary =
+        drain_queue(store, run_id, "compound", evaluator.as_mut(), &Objective::default(), stop, |event| {
+            if let Event::Finished { accuracy, .. } = event {
+                bar.inc(1);
+                if let Some(a) = accuracy {
+                    best = Some(best.map_or(*a, |b: f64| b.max(*a)));
+                }
+                bar.set_message(format!(
+                    "best accuracy {}",
+                    best.map_or("-".to_owned(), |b| format!("{:.2}%", b * 100.0))
+                ));
             }
-            bar.set_message(format!(
-                "best accuracy {}",
-                best.map_or("-".to_owned(), |b| format!("{:.2}%", b * 100.0))
-            ));
-        }
-    })?;
+        })?;
     bar.finish_and_clear();
     if summary.interrupted {
         outln!(

@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod compound;
 pub mod export;
+pub mod fidelity;
 pub mod pareto;
 pub mod plot;
 pub mod proxy;

@@ -170,16 +170,16 @@ fn references(complete: &[&Trial]) -> Vec<(String, (f64, f64))> {
 }
 
 /// A value range around `values` with some room, never empty.
-fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+pub(crate) fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let span = if high > low { high - low } else { low.abs().max(1.0) * 0.1 };
     (low - span * 0.08)..(high + span * 0.08)
 }
 
-const POINT: RGBColor = RGBColor(31, 119, 180);
-const BEST: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const POINT: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const BEST: RGBColor = RGBColor(214, 39, 40);
 const FRONT: RGBColor = RGBColor(255, 127, 14);
-const REFERENCE: RGBColor = RGBColor(44, 160, 44);
+pub(crate) const REFERENCE: RGBColor = RGBColor(44, 160, 44);
 const FAILED: RGBColor = RGBColor(127, 127, 127);
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, data: &PlotData) -> Result<()>
@@ -197,7 +197,7 @@ where
 }
 
 /// A drawing error as an `anyhow` error.
-fn plot_error<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn plot_error<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow!("{e}")
 }
 
@@ -299,7 +299,7 @@ where
 }
 
 /// A panel's legend box, placed at `position`.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> Result<()> {
