@@ -33,7 +33,7 @@ pub enum Format {
 }
 
 /// The CSV columns, in order: the keys of the JSON form.
-const COLUMNS: [&str; 32] = [
+const COLUMNS: [&str; 34] = [
     "id",
     "run_id",
     "state",
@@ -58,6 +58,8 @@ const COLUMNS: [&str; 32] = [
     "finished",
     "error",
     "reused_from",
+    "setting",
+    "parent",
     "alpha",
     "beta",
     "gamma",

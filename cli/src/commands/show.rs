@@ -109,6 +109,10 @@ fn provenance(t: &Trial) -> String {
     if let Some(source) = t.reused_from {
         let _ = writeln!(out, "result reused from trial {source} (same architecture and proxy settings)");
     }
+    if t.setting != 0 || t.parent.is_some() {
+        let parent = t.parent.map_or(String::new(), |p| format!(", repeating trial {p}"));
+        let _ = writeln!(out, "trained under setting {} of its run{parent}", t.setting);
+    }
     out
 }
 

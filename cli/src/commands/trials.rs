@@ -279,6 +279,8 @@ pub fn trial_json(t: &Trial, full: bool) -> serde_json::Value {
         "failure": t.failure.map(|f| f.as_str()),
         "error": t.error,
         "reused_from": t.reused_from,
+        "setting": t.setting,
+        "parent": t.parent,
     });
     if full {
         value["extra"] = t.extra.clone().unwrap_or(serde_json::Value::Null);
