@@ -98,6 +98,8 @@ fn a_tiny_real_grid_on_fashion_mnist() {
         "1",
         "--resolution",
         "16",
+        "--finalists",
+        "0",
         "--json",
     ]);
     let points = result["points"].as_array().expect("points");

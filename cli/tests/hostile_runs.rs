@@ -43,7 +43,19 @@ fn trials(db: &str, run: &str) -> Vec<Value> {
 fn spawn_search(db: &str, trials: usize, env: &[(&str, &str)]) -> Child {
     let trials = trials.to_string();
     Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(["search", "--db", db, "--evaluator", "oracle", "--strategy", "random", "--workers", "1"])
+        .args([
+            "search",
+            "--db",
+            db,
+            "--evaluator",
+            "oracle",
+            "--finalists",
+            "0",
+            "--strategy",
+            "random",
+            "--workers",
+            "1",
+        ])
         .args(["--trials", &trials])
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -131,13 +143,27 @@ fn resume_of_a_run_leased_elsewhere_is_refused_for_search_and_compound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("leased.db");
     let db = path(&db);
-    stdout_of(&["search", "--db", db, "--evaluator", "oracle", "--trials", "4", "--workers", "1"]);
+    stdout_of(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--finalists",
+        "0",
+        "--trials",
+        "4",
+        "--workers",
+        "1",
+    ]);
     stdout_of(&[
         "compound",
         "--db",
         db,
         "--evaluator",
         "oracle",
+        "--finalists",
+        "0",
         "--max-points",
         "2",
         "--workers",
@@ -171,7 +197,19 @@ fn a_trial_that_keeps_killing_its_process_ends_as_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("oom.db");
     let db = path(&db);
-    stdout_of(&["search", "--db", db, "--evaluator", "oracle", "--trials", "6", "--workers", "1"]);
+    stdout_of(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--finalists",
+        "0",
+        "--trials",
+        "6",
+        "--workers",
+        "1",
+    ]);
     let ids: Vec<i64> = trials(db, "1").iter().map(|t| t["id"].as_i64().expect("id")).collect();
     // As a process killed mid-trial leaves them: the run running, two trials in flight, one
     // of them on its third attempt.
@@ -278,6 +316,8 @@ fn a_search_whose_trials_all_fail_ends_failed() {
         db,
         "--evaluator",
         "oracle",
+        "--finalists",
+        "0",
         "--trials",
         "4",
         "--workers",
@@ -293,7 +333,19 @@ fn a_search_whose_trials_all_fail_ends_failed() {
     let run = &runs(db)[0];
     assert_eq!((&run["status"], run["trials_failed"].as_u64()), (&Value::from("failed"), Some(4)), "{run}");
     // One complete trial is enough for a complete run.
-    stdout_of(&["search", "--db", db, "--evaluator", "oracle", "--trials", "2", "--workers", "1"]);
+    stdout_of(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--finalists",
+        "0",
+        "--trials",
+        "2",
+        "--workers",
+        "1",
+    ]);
     assert_eq!(runs(db)[1]["status"], "complete");
 }
 
@@ -305,7 +357,19 @@ fn run_names_are_unique_distinct_from_ids_and_printed_escaped() {
     let db = dir.path().join("names.db");
     let db = path(&db);
     let search = |extra: &[&str]| {
-        let mut args = vec!["search", "--db", db, "--evaluator", "oracle", "--trials", "2", "--workers", "1"];
+        let mut args = vec![
+            "search",
+            "--db",
+            db,
+            "--evaluator",
+            "oracle",
+            "--finalists",
+            "0",
+            "--trials",
+            "2",
+            "--workers",
+            "1",
+        ];
         args.extend_from_slice(extra);
         effnas(&args)
     };

@@ -14,8 +14,11 @@ fn trials(db: &str, run: &str) -> Vec<Value> {
     json(&["trials", "--db", db, "--run", run, "--json"]).as_array().cloned().expect("a list")
 }
 
-/// Tiny real proxies: a few hundred Fashion-MNIST images, one epoch, 16 px.
-const TINY_PROXY: [&str; 10] = [
+/// Tiny real proxies: a few hundred Fashion-MNIST images, one epoch, 16 px; no finalists (their
+/// own tests are in `finalists_cli.rs`), so the run holds exactly `--trials` trials.
+const TINY_PROXY: [&str; 12] = [
+    "--finalists",
+    "0",
     "--train-images",
     "256",
     "--validation-images",
@@ -40,6 +43,8 @@ fn oracle_search_ends_with_exactly_the_requested_trials() {
             db,
             "--evaluator",
             "oracle",
+            "--finalists",
+            "0",
             "--strategy",
             strategy,
             "--trials",
@@ -82,6 +87,8 @@ fn included_networks_are_trained_and_ranked() {
         db,
         "--evaluator",
         "oracle",
+        "--finalists",
+        "0",
         "--strategy",
         "random",
         "--trials",
@@ -120,6 +127,8 @@ fn max_flops_rejects_before_training() {
         db,
         "--evaluator",
         "oracle",
+        "--finalists",
+        "0",
         "--strategy",
         "random",
         "--trials",
@@ -292,7 +301,7 @@ fn bad_input_is_refused_before_any_work() {
     assert!(!Path::new(db).exists(), "no database was created by refused runs");
 
     // An existing database stays as it was.
-    json(&["search", "--db", db, "--evaluator", "oracle", "--trials", "3", "--json"]);
+    json(&["search", "--db", db, "--evaluator", "oracle", "--trials", "3", "--finalists", "0", "--json"]);
     refused(db, &["--resume", "7"], "7");
     refused(db, &["--resume", "1; DROP TABLE trials"], "DROP");
     assert_eq!(json(&["runs", "--db", db, "--json"]).as_array().map(Vec::len), Some(1));

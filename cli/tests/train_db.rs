@@ -47,6 +47,8 @@ fn a_manual_training_becomes_a_run_with_one_trial() {
         "1",
         "--include",
         "b0",
+        "--finalists",
+        "0",
         "--json",
     ]));
     let searched = json(&["trials", "--db", db, "--run", &search["run"].to_string(), "--json"]);

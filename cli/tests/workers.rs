@@ -40,7 +40,8 @@ fn trials(db: &str) -> Vec<Value> {
 
 /// A search that only queues: its trials are trained by workers started by the test.
 fn external_search(db: &str, trials: &str, extra: &[&str]) -> Child {
-    let mut args = vec!["search", "--db", db, "--external-workers", "--trials", trials, "--json"];
+    let mut args =
+        vec!["search", "--db", db, "--external-workers", "--trials", trials, "--finalists", "0", "--json"];
     args.extend(extra);
     let child = start(&args);
     let started = Instant::now();
@@ -180,7 +181,19 @@ fn a_seeded_trial_gives_the_same_result_whichever_worker_process_trains_it() {
     for (name, workers) in [("one.db", "1"), ("two.db", "2")] {
         let db = dir.path().join(name);
         let db = db.to_str().expect("path");
-        let mut args = vec!["search", "--db", db, "--strategy", "random", "--seed", "3", "--trials", "3"];
+        let mut args = vec![
+            "search",
+            "--db",
+            db,
+            "--strategy",
+            "random",
+            "--seed",
+            "3",
+            "--trials",
+            "3",
+            "--finalists",
+            "0",
+        ];
         // One libtorch thread per worker either way: a different thread count may sum in
         // another order.
         args.extend(["--workers", workers, "--threads", "1"]);
@@ -209,7 +222,19 @@ fn ctrl_c_on_a_search_stops_its_worker_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("stopped.db");
     let db = db.to_str().expect("path");
-    let mut args = vec!["search", "--db", db, "--strategy", "random", "--trials", "16", "--workers", "2"];
+    let mut args = vec![
+        "search",
+        "--db",
+        db,
+        "--strategy",
+        "random",
+        "--trials",
+        "16",
+        "--workers",
+        "2",
+        "--finalists",
+        "0",
+    ];
     args.extend(TINY_PROXY);
     let search = start(&args);
     running_trial(db);

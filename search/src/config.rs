@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::finalists::FinalistPlan;
 use crate::orchestrator::SearchPlan;
 use crate::proxy::ProxySettings;
 
@@ -48,6 +49,14 @@ pub struct SearchConfig {
     pub evaluator: EvaluatorKind,
     /// The proxy task, for the `train` evaluator.
     pub proxy: Option<ProxySettings>,
+    /// The best trials re-trained with several seeds once the search is done; `None` for runs
+    /// stored before finalists existed, or started with `--finalists 0`.
+    #[serde(default)]
+    pub finalists: Option<FinalistPlan>,
+    /// The proxies of rungs 1, 2, … of a multi-fidelity search ([`crate::asha`]; rung 0 is
+    /// `proxy`); empty for a search that trains every candidate once.
+    #[serde(default)]
+    pub rungs: Vec<ProxySettings>,
 }
 
 /// A compound run's stored configuration.
@@ -67,6 +76,10 @@ pub struct CompoundConfig {
     pub proxy: Option<ProxySettings>,
     pub workers: usize,
     pub seed: u64,
+    /// The best points re-trained with several seeds once the grid is done (see
+    /// [`SearchConfig::finalists`]).
+    #[serde(default)]
+    pub finalists: Option<FinalistPlan>,
 }
 
 /// Reads a stored configuration of any version this effnas knows.

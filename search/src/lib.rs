@@ -3,11 +3,13 @@
 //! synthetic oracle), the proxy task and its reuse key, the reward, and the configurations
 //! stored with each run. The `effnas` binary (crate `effnas-cli`) is built on it.
 
+pub mod asha;
 pub mod benchmarks;
 pub mod config;
 pub mod controller;
 pub mod evaluate;
 pub mod fidelity;
+pub mod finalists;
 pub mod oracle;
 pub mod orchestrator;
 pub mod proxy;

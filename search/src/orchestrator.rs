@@ -22,6 +22,7 @@ use effnas_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::asha::{promotable, Rungs};
 use crate::controller::{Controller, ControllerError, Observation, Strategy};
 pub use crate::evaluate::{Evaluation, Evaluator, Measured, Outcome, TrialFailure};
 use crate::scoring::{score, ScoreError};
@@ -69,6 +70,10 @@ pub struct SearchPlan {
     pub proxy_key: String,
     /// How many trials the evaluator trains at once.
     pub workers: usize,
+    /// Multi-fidelity search: the rungs candidates are promoted through ([`crate::asha`]);
+    /// `None` trains every candidate once, at the proxy.
+    #[serde(default)]
+    pub rungs: Option<Rungs>,
 }
 
 /// The metrics stored for a measured trial: the searched model's own cost and the reward
@@ -211,6 +216,8 @@ struct Dispatched {
     id: TrialId,
     arch: ArchSpec,
     arch_hash: String,
+    /// A promotion to a higher rung (it repeats an architecture already measured).
+    promoted: bool,
 }
 
 /// More of `run`'s trials for `evaluator`. An evaluator that trains in this process gets up to
@@ -238,7 +245,12 @@ fn next_trials(
                     claimed.id, claimed.setting
                 )));
             }
-            next.push(Dispatched { id: claimed.id, arch: claimed.arch, arch_hash: claimed.arch_hash });
+            next.push(Dispatched {
+                id: claimed.id,
+                arch: claimed.arch,
+                arch_hash: claimed.arch_hash,
+                promoted: false,
+            });
         }
         return Ok(next);
     }
@@ -251,7 +263,12 @@ fn next_trials(
                 continue;
             }
             match trial.arch() {
-                Ok(arch) => next.push(Dispatched { id: trial.id, arch, arch_hash: trial.arch_hash.clone() }),
+                Ok(arch) => next.push(Dispatched {
+                    id: trial.id,
+                    arch,
+                    arch_hash: trial.arch_hash.clone(),
+                    promoted: trial.setting > 0,
+                }),
                 Err(e) => {
                     let message = format!("stored architecture is invalid: {e}");
                     store.fail_trial(trial.id, FailureKind::Invalid, &message)?;
@@ -407,6 +424,9 @@ pub struct Search<'a> {
     observed: u64,
     best: Option<f64>,
     summary: Summary,
+    /// Trials of the run at a rung above 0 (promotions), queued and finished: the budget
+    /// (`plan.trials`) counts candidates, at rung 0.
+    promoted: (u64, u64),
     /// This process's lease on the run, renewed in the background while the search runs.
     hold: RunHold,
 }
@@ -432,6 +452,11 @@ impl<'a> Search<'a> {
             observed = checkpoint.step.max(0) as u64;
         }
         recover(store, run)?;
+        let promotions: Vec<Trial> =
+            store.trials(run, &TrialFilter::default())?.into_iter().filter(|t| t.setting > 0).collect();
+        let finished =
+            promotions.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Failed));
+        let promoted = (promotions.len() as u64, finished.count() as u64);
         let best = store
             .trials(
                 run,
@@ -451,6 +476,7 @@ impl<'a> Search<'a> {
             observed,
             best,
             summary: Summary::default(),
+            promoted,
             hold,
         })
     }
@@ -462,12 +488,15 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    /// (committed, finished): trials of the run in the database in any state plus candidates
-    /// waiting in memory, and trials complete or failed. One read of the run's counts.
+    /// (committed, finished) candidates: rung-0 trials of the run in the database in any state
+    /// plus candidates waiting in memory, and rung-0 trials complete or failed. One read of the
+    /// run's counts, less the promotions.
     fn counts(&self) -> Result<(u64, u64)> {
         let run = self.store.run(self.run)?;
         let waiting: u64 = self.waiting.values().map(|w| w.len() as u64).sum();
-        Ok((run.trials_total + waiting, run.trials_done + run.trials_failed))
+        let (queued, finished) = self.promoted;
+        let total = run.trials_total.saturating_sub(queued);
+        Ok((total + waiting, (run.trials_done + run.trials_failed).saturating_sub(finished)))
     }
 
     /// Runs until the plan's number of trials has finished or `stop` is raised. The run ends
@@ -544,7 +573,9 @@ impl<'a> Search<'a> {
                 }
             };
             self.evaluator.submit(trial.id, &trial.arch)?;
-            self.in_flight_hashes.insert(trial.arch_hash.clone(), trial.id);
+            if !trial.promoted {
+                self.in_flight_hashes.insert(trial.arch_hash.clone(), trial.id);
+            }
             self.in_flight.insert(trial.id, (tokens, trial.arch_hash));
         }
         Ok(())
@@ -573,7 +604,7 @@ impl<'a> Search<'a> {
                     images_per_second: None,
                     note: reason,
                 });
-                immediate.push(Observation { tokens, reward: None });
+                immediate.push(Observation { tokens, reward: None, rung: 0 });
             } else if let Some(source) = self.store.find_measured(&hash, &self.plan.proxy_key)? {
                 let reward = self.reused_reward(&source, &arch)?;
                 let id = self.store.insert_reused_trial(self.run, &trial, source.id)?;
@@ -587,7 +618,7 @@ impl<'a> Search<'a> {
                     images_per_second: None,
                     note: format!("reused the measurement of trial {}", source.id),
                 });
-                immediate.push(Observation { tokens, reward });
+                immediate.push(Observation { tokens, reward, rung: 0 });
             } else if self.in_flight_hashes.contains_key(&hash)
                 || queued.iter().any(|(_, h, _): &(NewTrial, String, Vec<usize>)| *h == hash)
             {
@@ -650,7 +681,9 @@ impl<'a> Search<'a> {
             tracing::warn!(trial = %evaluation.trial, "a result for a trial that is not in flight; ignored");
             return Ok(());
         };
-        self.in_flight_hashes.remove(&hash);
+        if self.in_flight_hashes.get(&hash) == Some(&evaluation.trial) {
+            self.in_flight_hashes.remove(&hash);
+        }
         let trial = self.store.trial(evaluation.trial)?;
         let arch = trial.arch()?;
         let failure = match &evaluation.outcome {
@@ -663,14 +696,45 @@ impl<'a> Search<'a> {
             return Ok(()); // interrupted: requeued by the stop
         };
         let Event::Finished { reward, accuracy, .. } = event else { return Ok(()) };
-        self.note_best(trial.id, reward, &arch, on_event);
         on_event(&event);
-        let mut observations = vec![Observation { tokens, reward }];
-        for waiter in self.waiting.remove(&hash).unwrap_or_default() {
-            let settled = Settled { source: trial.id, reward, accuracy, failure: failure.as_ref() };
-            observations.push(self.settle_waiter(waiter, &settled, on_event)?);
+        let mut observations = vec![Observation { tokens, reward, rung: trial.setting }];
+        if trial.setting > 0 {
+            // A promotion: rewards of higher rungs are not comparable with the best at rung 0.
+            self.promoted.1 += 1;
+        } else {
+            self.note_best(trial.id, reward, &arch, on_event);
+            for waiter in self.waiting.remove(&hash).unwrap_or_default() {
+                let settled = Settled { source: trial.id, reward, accuracy, failure: failure.as_ref() };
+                observations.push(self.settle_waiter(waiter, &settled, on_event)?);
+            }
         }
-        self.observe(&observations)
+        self.observe(&observations)?;
+        self.promote()
+    }
+
+    /// Multi-fidelity search: queues the promotions the latest results allow ([`promotable`]),
+    /// each watched from the moment it is queued.
+    fn promote(&mut self) -> Result<()> {
+        let Some(rungs) = &self.plan.rungs else { return Ok(()) };
+        let trials = self.store.trials(self.run, &TrialFilter::default())?;
+        for (parent, rung) in promotable(&trials, rungs.count(), rungs.eta) {
+            let (Some(source), Some(key)) = (trials.iter().find(|t| t.id == parent), rungs.key(rung)) else {
+                continue;
+            };
+            let arch = source.arch()?;
+            let tokens = self.plan.space.encode(&arch)?;
+            let new = NewTrial::new(arch.clone(), key)
+                .under_setting(rung)
+                .with_parent(parent)
+                .at_step(self.observed as i64);
+            let id = self.store.insert_trial(self.run, &new)?;
+            self.promoted.0 += 1;
+            if self.evaluator.claims_from_store() {
+                self.evaluator.submit(id, &arch)?;
+                self.in_flight.insert(id, (tokens, source.arch_hash.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Records a candidate that waited for an identical architecture: it reuses the
@@ -705,7 +769,7 @@ impl<'a> Search<'a> {
             }
         };
         on_event(&event);
-        Ok(Observation { tokens: waiter.tokens, reward: settled.reward })
+        Ok(Observation { tokens: waiter.tokens, reward: settled.reward, rung: 0 })
     }
 }
 

@@ -13,9 +13,11 @@ use effnas_evaluator::score::Objective;
 use effnas_space::{ArchSpec, SearchSpace};
 use effnas_store::{Run, RunKind};
 
+use crate::asha::Rungs;
 use crate::config::{read_stored, CompoundConfig, ConfigError, EvaluatorKind, SearchConfig};
 use crate::evaluate::{Evaluator, OracleEvaluator};
 use crate::fidelity::{FidelityConfig, TrainingSetting, REFERENCE_RESOLUTION};
+use crate::finalists::FinalistPlan;
 use crate::orchestrator::SearchError;
 use crate::proxy::{ProxyError, ProxySettings};
 use crate::train_evaluator::{Latency, TrainEvaluator};
@@ -106,19 +108,28 @@ impl Recipe {
     }
 
     /// The recipe stored with `run` for trials under training setting `setting`
-    /// (`trials.setting`): a search or compound run has one (0), a fidelity run one per proxy
-    /// and seed.
+    /// (`trials.setting`): a search or compound run has its own (0) and one per finalist seed, a
+    /// fidelity run one per proxy and seed.
     pub fn for_trial(run: &Run, setting: u32) -> Result<Self, RecipeError> {
         let config_error = |source| RecipeError::Config { run: run.id.0, source };
         let no_setting = |count| RecipeError::NoSetting { run: run.id.0, setting, count };
         match run.kind {
-            RunKind::Search if setting == 0 => {
-                Self::for_search(&read_stored(&run.config).map_err(config_error)?)
+            RunKind::Search => {
+                let config: SearchConfig = read_stored(&run.config).map_err(config_error)?;
+                let plan = config.finalists.as_ref();
+                let rungs = config.plan.rungs.as_ref().map_or(1, Rungs::count);
+                let count = plan.map_or(rungs as usize, FinalistPlan::settings);
+                let recipe = Self::for_search(&config)?;
+                if (1..rungs).contains(&setting) {
+                    return recipe.at_rung(config.rungs.get(setting as usize - 1)).ok_or(no_setting(count));
+                }
+                recipe.finalist(plan, setting).ok_or(no_setting(count))
             }
-            RunKind::Compound if setting == 0 => {
-                Self::for_compound(&read_stored(&run.config).map_err(config_error)?)
+            RunKind::Compound => {
+                let config: CompoundConfig = read_stored(&run.config).map_err(config_error)?;
+                let plan = config.finalists.as_ref();
+                Self::for_compound(&config)?.finalist(plan, setting).ok_or(no_setting(settings_of(plan)))
             }
-            RunKind::Search | RunKind::Compound => Err(no_setting(1)),
             RunKind::Fidelity => {
                 let config: FidelityConfig = read_stored(&run.config).map_err(config_error)?;
                 let chosen =
@@ -127,6 +138,33 @@ impl Recipe {
             }
             kind => Err(RecipeError::NotEvaluable { run: run.id.0, kind }),
         }
+    }
+
+    /// This recipe at a higher rung of a multi-fidelity search, whose proxy is `proxy` (the
+    /// oracle scores every rung alike). `None` when a training run has no proxy for the rung.
+    fn at_rung(mut self, proxy: Option<&ProxySettings>) -> Option<Self> {
+        if let Method::Train { settings, .. } = &mut self.method {
+            *settings = proxy?.clone();
+        }
+        Some(self)
+    }
+
+    /// This recipe for training setting `setting` of a run whose finalists follow `plan`:
+    /// itself for setting 0, the final proxy with that setting's seed for a finalist (the oracle
+    /// scores finalists as it scored the search). `None` for a setting the run does not have.
+    fn finalist(mut self, plan: Option<&FinalistPlan>, setting: u32) -> Option<Self> {
+        if setting == 0 {
+            return Some(self);
+        }
+        let plan = plan?;
+        let finalist_seed = plan.seed_of(setting)?;
+        if let Method::Train { settings, seed, .. } = &mut self.method {
+            if let Some(proxy) = &plan.proxy {
+                *settings = proxy.clone();
+            }
+            *seed = finalist_seed;
+        }
+        Some(self)
     }
 
     /// The same recipe training on `device` (cpu, cuda, cuda:N) instead of the run's own: a
@@ -173,4 +211,9 @@ impl Recipe {
             }
         })
     }
+}
+
+/// How many training settings a search or compound run has.
+fn settings_of(plan: Option<&FinalistPlan>) -> usize {
+    plan.map_or(1, FinalistPlan::settings)
 }

@@ -27,7 +27,7 @@ fn run(
                 let arch = space.decode(&tokens).expect("members decode");
                 let reward = objective.reward(oracle.accuracy(&arch), cost(&arch).macs as f64);
                 rewards.push(reward);
-                Observation { tokens, reward: Some(reward) }
+                Observation { tokens, reward: Some(reward), rung: 0 }
             })
             .collect();
         controller.observe(&observations).expect("observe");
@@ -126,7 +126,7 @@ fn checkpoints_resume_exactly() {
                 .into_iter()
                 .map(|tokens| {
                     let arch = space.decode(&tokens).expect("decode");
-                    Observation { tokens, reward: Some(oracle.accuracy(&arch)) }
+                    Observation { tokens, reward: Some(oracle.accuracy(&arch)), rung: 0 }
                 })
                 .collect();
             original.observe(&observations).expect("observe");

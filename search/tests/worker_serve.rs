@@ -30,9 +30,12 @@ fn search_run(store: &BlockingStore, name: &str, objective: Objective, trials: u
             objective,
             proxy_key: "oracle".to_owned(),
             workers: 1,
+            rungs: None,
         },
         evaluator: EvaluatorKind::Oracle,
         proxy: None,
+        finalists: None,
+        rungs: Vec::new(),
     };
     let mut new = NewRun::new(name, RunKind::Search);
     new.config = serde_json::to_value(&config).expect("config");

@@ -18,6 +18,7 @@ use effnas_store::{
 };
 use serde_json::json;
 
+use super::finalists::{self, FinalistArgs};
 use super::proxy::ProxyArgs;
 use super::search::EvaluatorName;
 use crate::flags::{self, ThreadsArg};
@@ -75,6 +76,8 @@ pub struct Args {
     pub resume: Option<String>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    #[command(flatten)]
+    pub finalists: FinalistArgs,
     #[command(flatten)]
     pub threads: ThreadsArg,
     #[command(flatten)]
@@ -226,6 +229,7 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
         }
         EvaluatorName::Oracle => None,
     };
+    let finalists = args.finalists.plan(proxy.as_ref(), args.seed, Vec::new(), 1)?;
     Ok(CompoundConfig {
         version: CONFIG_VERSION,
         base: resolve_base(store, &args.base)?,
@@ -240,6 +244,7 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
         proxy,
         workers: args.workers,
         seed: args.seed,
+        finalists,
     })
 }
 
@@ -304,11 +309,18 @@ pub fn winner(store: &BlockingStore, selector: &str) -> Result<(Compound, ArchSp
     let config: CompoundConfig =
         read_stored(&run.config).with_context(|| format!("the configuration of run {}", run.id))?;
     let points = store.block_on(store.store().compound_points(run.id))?;
-    let best = points
-        .iter()
-        .filter(|p| p.accuracy.is_some())
-        .max_by(|a, b| a.accuracy.unwrap_or(0.0).total_cmp(&b.accuracy.unwrap_or(0.0)))
-        .with_context(|| format!("--from-run {selector:?}: run {} has no measured point yet", run.id))?;
+    // The finalists' answer when the run has one; else the best single measurement.
+    let trials = store.trials(run.id, &effnas_store::TrialFilter::default())?;
+    let first = effnas_search::finalists::first_setting_of(&run);
+    let answer = effnas_search::finalists::finalists(&trials, first).into_iter().find(|f| f.reward.is_some());
+    let best = match answer {
+        Some(answer) => points.iter().find(|p| p.trial_id == Some(answer.trial)),
+        None => points
+            .iter()
+            .filter(|p| p.accuracy.is_some())
+            .max_by(|a, b| a.accuracy.unwrap_or(0.0).total_cmp(&b.accuracy.unwrap_or(0.0))),
+    }
+    .with_context(|| format!("--from-run {selector:?}: run {} has no measured point yet", run.id))?;
     Ok((
         Compound { alpha: best.alpha, beta: best.beta, gamma: best.gamma },
         config.base,
@@ -323,6 +335,20 @@ fn proxy_key(config: &CompoundConfig) -> String {
     match (&config.proxy, config.evaluator) {
         (Some(settings), EvaluatorKind::Train) => settings.key(config.seed, config.base.resolution),
         _ => "oracle-compound-v1".to_owned(),
+    }
+}
+
+/// The proxy key of finalist setting `setting`: the final proxy with that setting's seed, the
+/// base's resolution as the reference (the oracle's key with the seed, for oracle runs).
+fn finalist_key(
+    config: &CompoundConfig,
+    plan: &effnas_search::finalists::FinalistPlan,
+    setting: u32,
+) -> String {
+    let seed = plan.seed_of(setting).unwrap_or(config.seed);
+    match plan.proxy.as_ref().or(config.proxy.as_ref()) {
+        Some(proxy) => proxy.key(seed, config.base.resolution),
+        None => format!("oracle-compound-v1:seed{seed}"),
     }
 }
 
@@ -355,7 +381,17 @@ fn finish(
             }
         })?;
     bar.finish_and_clear();
-    if summary.interrupted {
+    let mut interrupted = summary.interrupted;
+    if let (false, Some(plan)) = (interrupted, &config.finalists) {
+        let key = |setting| finalist_key(config, plan, setting);
+        let objective = &Objective::default();
+        if let Some(finals) =
+            finalists::train(store, run_id, "compound", plan, key, evaluator.as_mut(), objective, stop)?
+        {
+            interrupted = finals.interrupted;
+        }
+    }
+    if interrupted {
         outln!(
             "interrupted: continue with `effnas compound --db {} --resume {run_id}`",
             store.store().location()
@@ -379,9 +415,14 @@ fn report(
     let mut points: Vec<CompoundPoint> = store.block_on(store.store().compound_points(run_id))?;
     points.sort_by(|a, b| b.accuracy.unwrap_or(-1.0).total_cmp(&a.accuracy.unwrap_or(-1.0)));
     let ranking = Ranking { base_flops: cost(&config.base).macs as f64, intended: 2f64.powf(config.phi) };
+    let trials = store.trials(run_id, &effnas_store::TrialFilter::default())?;
+    let first = config.finalists.as_ref().map_or(u32::MAX, |p| p.first_setting);
+    let finals = effnas_search::finalists::finalists(&trials, first);
+    let answer = finals.first().filter(|f| f.reward.is_some());
     if json {
         let list: Vec<_> = points.iter().enumerate().map(|(rank, p)| ranking.json(rank, p)).collect();
-        let value = json!({"run": run_id.0, "status": status.as_str(), "phi": config.phi, "points": list});
+        let value = json!({"run": run_id.0, "status": status.as_str(), "phi": config.phi, "points": list,
+                           "finalists": finals, "answer": answer});
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
@@ -394,10 +435,23 @@ fn report(
         ranking.intended
     )?;
     out!("{}", ranking.table(&points).render())?;
-    if let Some(winner) = points.first().filter(|p| p.accuracy.is_some()) {
+    if answer.is_some() {
+        outln!()?;
+        finalists::print(store, run_id, first)?;
+    }
+    let winner = match answer {
+        Some(answer) => points.iter().find(|p| p.trial_id == Some(answer.trial)),
+        None => points.first().filter(|p| p.accuracy.is_some()),
+    };
+    let caution = if answer.is_some() {
+        "the winner is the finalist with the best mean over fresh seeds; a gap smaller than the stds is a tie."
+    } else {
+        "A single proxy training per point is noisy: re-train close points with other seeds (--finalists) before trusting the order."
+    };
+    if let Some(winner) = winner {
         outln!(
             "\nwinner: α = {:.2}, β = {:.2}, γ = {:.2} (trial {}); the paper found α = 1.2, β = 1.1, γ = 1.15 on ImageNet.\n\
-             A single proxy training per point is noisy: re-train close points with other seeds before trusting the order.\n\
+             {caution}\n\
              next: `effnas scale --from-run {run_id} --phi 1..7`",
             winner.alpha,
             winner.beta,

@@ -33,7 +33,7 @@ pub enum Format {
 }
 
 /// The CSV columns, in order: the keys of the JSON form.
-const COLUMNS: [&str; 34] = [
+const COLUMNS: [&str; 37] = [
     "id",
     "run_id",
     "state",
@@ -60,6 +60,9 @@ const COLUMNS: [&str; 34] = [
     "reused_from",
     "setting",
     "parent",
+    "final_reward_mean",
+    "final_reward_std",
+    "final_seeds",
     "alpha",
     "beta",
     "gamma",
@@ -81,12 +84,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         store.close().await;
         Ok((run, trials, points))
     })?;
+    let finals =
+        effnas_search::finalists::finalists(&trials, effnas_search::finalists::first_setting_of(&run));
     let rows: Vec<serde_json::Value> = trials
         .iter()
         .map(|t| {
             let mut row = trial_json(t, true);
-            super::trials::add_compound_point(&mut row, points.get(&t.id));
+            super::trials::add_compound_point(&mut row, points.get(&t.id).or_else(|| points.get(&t.parent?)));
             row["run_name"] = serde_json::Value::String(run.name.clone());
+            // A finalist's mean and spread over its re-trainings with fresh seeds.
+            let reward = finals.iter().find(|f| f.trial == t.id).and_then(|f| f.reward);
+            row["final_reward_mean"] = serde_json::json!(reward.map(|r| r.mean));
+            row["final_reward_std"] = serde_json::json!(reward.and_then(|r| r.std));
+            row["final_seeds"] = serde_json::json!(reward.map(|r| r.seeds));
             row
         })
         .collect();

@@ -4,6 +4,7 @@ pub mod arch;
 pub mod compound;
 pub mod export;
 pub mod fidelity;
+pub mod finalists;
 pub mod pareto;
 pub mod plot;
 pub mod proxy;

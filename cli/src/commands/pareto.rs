@@ -5,6 +5,7 @@ use crate::output::{out, outln};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use effnas_search::finalists::{finalists, first_setting_of};
 use effnas_store::{pareto_front, Trial, TrialFilter, TrialState};
 
 use super::runs::{block_on, RunSelector};
@@ -19,10 +20,13 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The complete trials on the accuracy / multiply-adds front, cheapest first.
+/// The complete trials on the accuracy / multiply-adds front, cheapest first. Only the run's own
+/// trials count (setting 0): a finalist's re-trainings repeat an architecture already there.
 pub fn front(trials: &[Trial]) -> Vec<&Trial> {
     pareto_front(trials, |t| {
-        (t.state == TrialState::Complete).then_some(t.accuracy.map(|a| (a, t.flops))).flatten()
+        (t.state == TrialState::Complete && t.setting == 0)
+            .then_some(t.accuracy.map(|a| (a, t.flops)))
+            .flatten()
     })
     .into_iter()
     .map(|i| &trials[i])
@@ -38,8 +42,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok((run, trials))
     })?;
     let front: Vec<Trial> = front(&trials).into_iter().cloned().collect();
+    let finals = finalists(&trials, first_setting_of(&run));
+    let final_of = |t: &Trial| finals.iter().find(|f| f.trial == t.id);
     if args.json {
-        let rows: Vec<_> = front.iter().map(|t| trial_json(t, false)).collect();
+        let rows: Vec<_> = front
+            .iter()
+            .map(|t| {
+                let mut row = trial_json(t, false);
+                row["final"] = serde_json::json!(final_of(t));
+                row
+            })
+            .collect();
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
         outln!(
@@ -52,6 +65,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if !front.is_empty() {
             out!("{}", trial_table(&front))?;
             outln!("{BLOCKS_LEGEND}")?;
+        }
+        for (t, f) in front.iter().filter_map(|t| Some((t, final_of(t)?))) {
+            let reward = f.reward.map_or("-".to_owned(), |r| r.to_string());
+            outln!("trial {} is a finalist: final reward {reward}", t.id)?;
         }
     }
     Ok(ExitCode::SUCCESS)

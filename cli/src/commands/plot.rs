@@ -94,6 +94,9 @@ fn summary(data: &PlotData) -> String {
 }
 
 fn plot_data(run: &Run, trials: &[Trial]) -> Result<PlotData> {
+    // The run's own trials: a finalist's re-trainings repeat architectures already plotted.
+    let trials: Vec<Trial> = trials.iter().filter(|t| t.setting == 0).cloned().collect();
+    let trials = trials.as_slice();
     let measured = |t: &Trial| t.state == TrialState::Complete && t.accuracy.is_some() && t.reward.is_some();
     let complete: Vec<&Trial> = trials.iter().filter(|t| measured(t)).collect();
     if complete.is_empty() {

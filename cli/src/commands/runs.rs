@@ -7,7 +7,8 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use effnas_store::{Run, Store};
+use effnas_search::finalists::{finalists, first_setting_of, Finalist};
+use effnas_store::{Run, RunKind, Store, TrialFilter};
 use serde_json::json;
 
 use crate::table::Table;
@@ -73,14 +74,26 @@ pub async fn select_run(store: &Store, selector: Option<&str>) -> Result<Run> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runs = block_on(async {
+    let (runs, answers) = block_on(async {
         let store = open(&args.db).await?;
         let runs = store.runs().await?;
+        let mut answers = Vec::with_capacity(runs.len());
+        for run in &runs {
+            answers.push(answer(&store, run).await?);
+        }
         store.close().await;
-        Ok(runs)
+        Ok((runs, answers))
     })?;
     if args.json {
-        let rows: Vec<_> = runs.iter().map(run_json).collect();
+        let rows: Vec<_> = runs
+            .iter()
+            .zip(&answers)
+            .map(|(r, answer)| {
+                let mut row = run_json(r);
+                row["answer"] = json!(answer);
+                row
+            })
+            .collect();
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else if runs.is_empty() {
         outln!("no runs in {}", args.db.db)?;
@@ -94,10 +107,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "failed",
             "total",
             "best reward",
+            "answer (final reward)",
             "started",
             "duration",
         ]);
-        for r in &runs {
+        for (r, answer) in runs.iter().zip(&answers) {
             // The table escapes control characters in every cell (a hostile name stays one line).
             table.row([
                 r.id.to_string(),
@@ -108,6 +122,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 r.trials_failed.to_string(),
                 r.trials_total.to_string(),
                 r.best_reward.map_or("-".to_owned(), |v| format!("{v:.4}")),
+                answer.as_ref().map_or("-".to_owned(), |a| {
+                    let reward =
+                        a.reward.map_or("-".to_owned(), |r| super::finalists::mean_std(r.mean, r.std, 4));
+                    format!("trial {}: {reward}", a.trial)
+                }),
                 short_time(&r.started),
                 r.duration_seconds().map_or("-".to_owned(), human_duration),
             ]);
@@ -118,6 +137,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// One run as JSON: the table's columns in snake_case, plus the rest of the row.
+/// A run's answer: its finalist with the best mean reward over fresh seeds (search and compound
+/// runs with finalists); `None` before any finalist has completed.
+async fn answer(store: &Store, run: &Run) -> Result<Option<Finalist>> {
+    if !matches!(run.kind, RunKind::Search | RunKind::Compound) {
+        return Ok(None);
+    }
+    let trials = store.trials(run.id, &TrialFilter::default()).await?;
+    Ok(finalists(&trials, first_setting_of(run)).into_iter().find(|f| f.reward.is_some()))
+}
+
 pub fn run_json(r: &Run) -> serde_json::Value {
     json!({
         "id": r.id,

@@ -7,16 +7,19 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use effnas_evaluator::score::{Constraint, Objective};
+use effnas_search::asha::{rung_images, Rungs};
 use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
 use effnas_search::evaluate::Evaluator;
 use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
+use effnas_search::proxy::ProxySettings;
 use effnas_search::recipe::Recipe;
 use effnas_space::{ArchSpec, SearchSpace};
-use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus};
+use effnas_store::{BlockingStore, NewRun, NewTrial, Run, RunId, RunKind, RunStatus, TrialState};
 use indicatif::ProgressBar;
 use serde_json::json;
 
+use super::finalists::{self, FinalistArgs};
 use super::proxy::ProxyArgs;
 use crate::flags::{self, ThreadsArg};
 use crate::workers::{self, WorkerArgs};
@@ -29,6 +32,16 @@ pub enum StrategyName {
     Evolution,
     /// Uniform random sampling.
     Random,
+}
+
+/// How much training each candidate gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FidelityName {
+    /// Every candidate trains once, at the proxy.
+    One,
+    /// Asynchronous successive halving: every candidate trains at the proxy (rung 0); the best
+    /// 1/η of each rung train again on η times the images, up to --rungs rungs.
+    Asha,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +116,18 @@ pub struct Args {
     pub rl_batch: usize,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    /// Multi-fidelity: `asha` promotes the best candidates through rungs of longer training.
+    #[arg(long, value_enum, default_value_t = FidelityName::One)]
+    pub fidelity: FidelityName,
+    /// ASHA: rungs, rung 0 included (2 to 6).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=6))]
+    pub rungs: u32,
+    /// ASHA: the best 1/η of a rung are promoted, and each rung trains on η times the images of
+    /// the one below (2 to 8; a budget above the data set's size trains on all of it).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=8))]
+    pub eta: u32,
+    #[command(flatten)]
+    pub finalists: FinalistArgs,
     #[command(flatten)]
     pub threads: ThreadsArg,
     #[command(flatten)]
@@ -213,6 +238,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         Some(settings) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
         None => format!("oracle-v1:{}", space.name),
     };
+    let (rungs, rung_proxies) = rungs(args, proxy.as_ref(), &proxy_key);
     let plan = SearchPlan {
         space,
         strategy: strategy(args),
@@ -222,8 +248,40 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         objective,
         proxy_key,
         workers: args.workers,
+        rungs,
     };
-    Ok((SearchConfig { version: CONFIG_VERSION, plan, evaluator, proxy }, included))
+    let include = included.iter().map(effnas_space::arch_hash).collect();
+    // Finalists of a multi-fidelity search train at its top rung unless told otherwise.
+    let final_proxy = rung_proxies.last().or(proxy.as_ref());
+    let first_setting = plan.rungs.as_ref().map_or(1, Rungs::count);
+    let finalists = args.finalists.plan(final_proxy, args.seed, include, first_setting)?;
+    let config =
+        SearchConfig { version: CONFIG_VERSION, plan, evaluator, proxy, finalists, rungs: rung_proxies };
+    Ok((config, included))
+}
+
+/// The rungs of a multi-fidelity search: their keys for the plan and their proxies (rung 1 and
+/// up; none for the oracle, which scores every rung alike).
+fn rungs(args: &Args, proxy: Option<&ProxySettings>, proxy_key: &str) -> (Option<Rungs>, Vec<ProxySettings>) {
+    if args.fidelity == FidelityName::One {
+        return (None, Vec::new());
+    }
+    let proxies: Vec<ProxySettings> = match proxy {
+        Some(base) => (1..args.rungs)
+            .map(|rung| ProxySettings {
+                train_images: rung_images(base.train_images, args.eta, rung),
+                ..base.clone()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let keys = match proxy {
+        Some(_) => {
+            proxies.iter().map(|p| p.key(args.seed, effnas_space::arch::defaults::RESOLUTION)).collect()
+        }
+        None => (1..args.rungs).map(|rung| format!("{proxy_key}:rung{rung}")).collect(),
+    };
+    (Some(Rungs { eta: args.eta, keys }), proxies)
 }
 
 /// Creates the run with its configuration and queues the `--include` architectures.
@@ -265,11 +323,26 @@ fn execute(
         let run = store.block_on(store.store().run(run_id))?;
         run.trials_done + run.trials_failed
     };
-    let bar = crate::progress::bar("run", "trials", run_id, config.plan.trials as u64, already);
-    let mut display = SearchDisplay::default();
-    let search = Search::new(store, run_id, &config.plan, evaluator.as_mut())?;
-    let summary: Summary = search.run(stop, |event| display.show(&bar, event))?;
-    bar.finish_and_clear();
+    let summary = if searched_all(store, run_id, config)? {
+        Summary::default() // a resume in the finalist stage
+    } else {
+        let bar = crate::progress::bar("run", "trials", run_id, config.plan.trials as u64, already);
+        let mut display = SearchDisplay::default();
+        let search = Search::new(store, run_id, &config.plan, evaluator.as_mut())?;
+        let summary: Summary = search.run(stop, |event| display.show(&bar, event))?;
+        bar.finish_and_clear();
+        summary
+    };
+    let mut summary = summary;
+    if let (false, Some(plan)) = (summary.interrupted, &config.finalists) {
+        let key = |setting| finalist_key(config, plan, setting);
+        let objective = &config.plan.objective;
+        if let Some(finals) =
+            finalists::train(store, run_id, "search", plan, key, evaluator.as_mut(), objective, stop)?
+        {
+            summary.interrupted = finals.interrupted;
+        }
+    }
     let run = store.block_on(store.store().run(run_id))?;
     if json {
         let value = json!({
@@ -281,11 +354,45 @@ fn execute(
             "best_reward": run.best_reward,
             "summary": summary,
         });
+        let mut value = value;
+        let trials = store.trials(run_id, &effnas_store::TrialFilter::default())?;
+        let first = config.finalists.as_ref().map_or(u32::MAX, |p| p.first_setting);
+        let finals = effnas_search::finalists::finalists(&trials, first);
+        value["answer"] = serde_json::to_value(finals.first().filter(|f| f.reward.is_some()))?;
+        value["finalists"] = serde_json::to_value(&finals)?;
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         print_summary(store, &run, &summary)?;
+        if !summary.interrupted {
+            finalists::print(store, run_id, config.finalists.as_ref().map_or(u32::MAX, |p| p.first_setting))?;
+        }
     }
     Ok(exit_code(&run, &summary))
+}
+
+/// Whether the search itself is done: its candidates (rung 0) have all finished and no
+/// promotion to a higher rung is left to train. A resume then goes straight to the finalists.
+fn searched_all(store: &BlockingStore, run: RunId, config: &SearchConfig) -> Result<bool> {
+    let trials = store.trials(run, &effnas_store::TrialFilter::default())?;
+    let rungs = config.plan.rungs.as_ref().map_or(1, Rungs::count);
+    let finished = |t: &&effnas_store::Trial| matches!(t.state, TrialState::Complete | TrialState::Failed);
+    let candidates = trials.iter().filter(|t| t.setting == 0).filter(finished).count();
+    let promotions_left = trials.iter().any(|t| (1..rungs).contains(&t.setting) && !finished(&t));
+    Ok(candidates >= config.plan.trials && !promotions_left)
+}
+
+/// The proxy key of finalist setting `setting`: the final proxy with that setting's seed (the
+/// oracle's own key with the seed, for oracle runs).
+fn finalist_key(
+    config: &SearchConfig,
+    plan: &effnas_search::finalists::FinalistPlan,
+    setting: u32,
+) -> String {
+    let seed = plan.seed_of(setting).unwrap_or(config.plan.seed);
+    match plan.proxy.as_ref().or(config.proxy.as_ref()) {
+        Some(proxy) => proxy.key(seed, effnas_space::arch::defaults::RESOLUTION),
+        None => format!("{}:seed{seed}", config.plan.proxy_key),
+    }
 }
 
 /// 130 for an interrupted run (it can be resumed), 1 for a run that ended failed (every trial

@@ -5,8 +5,9 @@ use std::fmt::{Display, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use effnas_search::finalists::{finalists, first_setting_of};
 use effnas_space::{cost_breakdown, ArchSpec};
-use effnas_store::{EpochMetrics, Run, Trial, TrialId};
+use effnas_store::{EpochMetrics, Run, Trial, TrialFilter, TrialId};
 use serde_json::json;
 
 use super::runs::{block_on, open, short_time, DbArg};
@@ -25,21 +26,39 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (trial, run, epochs) = block_on(async {
+    let (trial, run, epochs, siblings) = block_on(async {
         let store = open(&args.db).await?;
         let trial = store.trial(TrialId(args.trial)).await?;
         let run = store.run(trial.run_id).await?;
         let epochs = store.epochs(trial.id).await?;
+        let siblings = store.trials(run.id, &TrialFilter::default()).await?;
         store.close().await;
-        Ok((trial, run, epochs))
+        Ok((trial, run, epochs, siblings))
     })?;
+    // The trial as a finalist: what its re-trainings with fresh seeds measured.
+    let finalist = finalists(&siblings, first_setting_of(&run)).into_iter().find(|f| f.trial == trial.id);
     if args.json {
         let mut value = trial_json(&trial, true);
         value["run_name"] = json!(run.name);
         value["epochs"] = serde_json::to_value(&epochs)?;
+        value["final"] = json!(finalist);
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         out!("{}", render(&trial, &run, &epochs))?;
+        if let Some(f) = finalist {
+            let reward = f.reward.map_or("-".to_owned(), |r| r.to_string());
+            let accuracy = f.accuracy.map_or("-".to_owned(), |a| {
+                super::finalists::mean_std(a.mean * 100.0, a.std.map(|s| s * 100.0), 2) + "%"
+            });
+            outln!(
+                "\nfinalist: re-trained {} times with fresh seeds ({} complete, {} failed, {} to come): \
+                 reward {reward}, accuracy {accuracy}",
+                f.complete + f.failed + f.pending,
+                f.complete,
+                f.failed,
+                f.pending
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

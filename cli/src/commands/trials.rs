@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use effnas_search::finalists::{finalists, first_setting_of, Finalist};
 use effnas_space::{presets, ArchSpec, Op, Skip};
 use effnas_store::{CompoundPoint, FailureKind, RunKind, Trial, TrialFilter, TrialId, TrialSort, TrialState};
 use serde_json::json;
@@ -102,19 +103,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         limit: args.top,
     };
-    let (run, trials, points) = block_on(async {
+    let (run, trials, points, all) = block_on(async {
         let (store, run) = args.selector.open().await?;
         let trials = store.trials(run.id, &filter).await?;
         let points = compound_points_by_trial(&store, &run).await?;
+        let all = store.trials(run.id, &TrialFilter::default()).await?;
         store.close().await;
-        Ok((run, trials, points))
+        Ok((run, trials, points, all))
     })?;
+    let finals: HashMap<TrialId, Finalist> =
+        finalists(&all, first_setting_of(&run)).into_iter().map(|f| (f.trial, f)).collect();
     if args.json {
         let rows: Vec<_> = trials
             .iter()
             .map(|t| {
                 let mut row = trial_json(t, false);
-                add_compound_point(&mut row, points.get(&t.id));
+                add_compound_point(&mut row, points.get(&t.id).or_else(|| points.get(&t.parent?)));
+                row["final"] = json!(finals.get(&t.id));
                 row
             })
             .collect();
@@ -126,6 +131,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else if !trials.is_empty() {
             out!("{}", trial_table(&trials))?;
             outln!("{BLOCKS_LEGEND}")?;
+        }
+        if !finals.is_empty() {
+            outln!()?;
+            super::finalists::print_from(&all, first_setting_of(&run))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -185,7 +194,7 @@ fn compound_table(trials: &[Trial], points: &HashMap<TrialId, CompoundPoint>) ->
     let mut table =
         Table::new(["id", "state", "α", "β", "γ", "φ", "α·β²·γ²", "accuracy", "flops", "params", "time"]);
     for t in trials {
-        let point = points.get(&t.id);
+        let point = points.get(&t.id).or_else(|| points.get(&t.parent?));
         let coefficient = |f: fn(&CompoundPoint) -> f64, digits: usize| {
             point.map_or("-".to_owned(), |p| format!("{:.digits$}", f(p)))
         };

@@ -99,6 +99,16 @@ impl Controller for EvolutionController {
     fn observe(&mut self, observations: &[Observation]) -> Result<()> {
         for observation in observations {
             check_tokens(&self.space, &observation.tokens)?;
+            if observation.rung > 0 {
+                // A promoted candidate measured at a higher rung: the member it was, if it is still
+                // in the population, takes the better-informed reward; nothing was proposed.
+                if let Some(member) =
+                    self.population.iter_mut().find(|(tokens, _)| *tokens == observation.tokens)
+                {
+                    member.1 = observation.reward.unwrap_or(0.0);
+                }
+                continue;
+            }
             self.warmup_proposed = self.warmup_proposed.saturating_sub(1);
             self.population.push_back((observation.tokens.clone(), observation.reward.unwrap_or(0.0)));
             if self.population.len() > self.config.population {

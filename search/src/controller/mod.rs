@@ -40,6 +40,11 @@ pub type Result<T, E = ControllerError> = std::result::Result<T, E>;
 pub struct Observation {
     pub tokens: Vec<usize>,
     pub reward: Option<f64>,
+    /// The fidelity rung it was measured at (0: the proxy every candidate trains at; higher:
+    /// a promotion of a multi-fidelity search, [`crate::asha`], whose candidate was observed
+    /// before at the rungs below).
+    #[serde(default)]
+    pub rung: u32,
 }
 
 /// The interface every search strategy implements.

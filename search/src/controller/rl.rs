@@ -100,6 +100,9 @@ struct RlState {
     second_moments: Vec<Vec<f32>>,
     adam_steps: i64,
     baseline: Option<f64>,
+    /// The baselines of rungs 1, 2, … of a multi-fidelity search (absent before it existed).
+    #[serde(default)]
+    rung_baselines: Vec<Option<f64>>,
     buffer: Vec<Observation>,
     updates: usize,
 }
@@ -116,7 +119,11 @@ pub struct RlController {
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
     adam_steps: i64,
+    /// The moving-average reward of rung 0 (every candidate's first measurement).
     baseline: Option<f64>,
+    /// The same for rungs 1, 2, … of a multi-fidelity search: a promoted candidate's reward is
+    /// judged against other results of its own rung, whose proxy trains longer and scores higher.
+    rung_baselines: Vec<Option<f64>>,
     buffer: Vec<Observation>,
     updates: usize,
 }
@@ -186,6 +193,7 @@ impl RlController {
             second_moments,
             adam_steps: 0,
             baseline: None,
+            rung_baselines: Vec::new(),
             buffer: Vec::new(),
             updates: 0,
         })
@@ -312,19 +320,50 @@ impl RlController {
         Ok(())
     }
 
+    /// The moving-average baseline of `rung`.
+    fn baseline_of(&mut self, rung: u32) -> &mut Option<f64> {
+        match rung.checked_sub(1) {
+            None => &mut self.baseline,
+            Some(index) => {
+                let index = index as usize;
+                if self.rung_baselines.len() <= index {
+                    self.rung_baselines.resize(index + 1, None);
+                }
+                &mut self.rung_baselines[index]
+            }
+        }
+    }
+
+    /// Each observation's reward less its rung's baseline; the baselines move towards the
+    /// batch's mean reward at each rung.
+    fn raw_advantages(&mut self, batch: &[Observation]) -> Vec<f64> {
+        let reward = |o: &Observation| o.reward.unwrap_or(0.0);
+        let mut rungs: Vec<u32> = batch.iter().map(|o| o.rung).collect();
+        rungs.sort_unstable();
+        rungs.dedup();
+        let mut advantages = vec![0.0; batch.len()];
+        let decay = self.config.baseline_decay;
+        for rung in rungs {
+            let members: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].rung == rung).collect();
+            let mean = members.iter().map(|&i| reward(&batch[i])).sum::<f64>() / members.len() as f64;
+            let stored = self.baseline_of(rung);
+            let baseline = stored.unwrap_or(mean);
+            *stored = Some(decay * baseline + (1.0 - decay) * mean);
+            for i in members {
+                advantages[i] = reward(&batch[i]) - baseline;
+            }
+        }
+        advantages
+    }
+
     fn update(&mut self, batch: Vec<Observation>) -> Result<()> {
-        let rewards: Vec<f64> = batch.iter().map(|o| o.reward.unwrap_or(0.0)).collect();
-        let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
-        let baseline = self.baseline.unwrap_or(mean);
-        let mut advantages: Vec<f64> = rewards.iter().map(|r| r - baseline).collect();
+        let mut advantages = self.raw_advantages(&batch);
         // Rewards of proxies differ in the third decimal; scaling advantages to unit spread keeps
         // the step size independent of the reward's scale.
         let spread = (advantages.iter().map(|a| a * a).sum::<f64>() / advantages.len() as f64).sqrt();
         if spread > 1e-12 {
             advantages.iter_mut().for_each(|a| *a /= spread);
         }
-        self.baseline =
-            Some(self.config.baseline_decay * baseline + (1.0 - self.config.baseline_decay) * mean);
         let advantages = Tensor::from_slice(&advantages.iter().map(|&a| a as f32).collect::<Vec<_>>());
         let sequences: Vec<Vec<usize>> = batch.into_iter().map(|o| o.tokens).collect();
 
@@ -408,6 +447,7 @@ impl Controller for RlController {
             second_moments,
             adam_steps: self.adam_steps,
             baseline: self.baseline,
+            rung_baselines: self.rung_baselines.clone(),
             buffer: self.buffer.clone(),
             updates: self.updates,
         })
@@ -448,6 +488,7 @@ impl Controller for RlController {
         self.rng = state.rng.rebuild()?;
         self.adam_steps = state.adam_steps;
         self.baseline = state.baseline;
+        self.rung_baselines = state.rung_baselines;
         self.buffer = state.buffer;
         self.updates = state.updates;
         Ok(())
@@ -469,7 +510,7 @@ mod tests {
         let observations: Vec<Observation> = sampled
             .into_iter()
             .zip([0.5, 0.7])
-            .map(|(tokens, r)| Observation { tokens, reward: Some(r) })
+            .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
             .collect();
         controller.observe(&observations)?;
         assert_eq!(controller.updates(), 1);
