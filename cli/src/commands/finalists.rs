@@ -103,7 +103,7 @@ pub fn print(store: &BlockingStore, run: RunId, first_setting: u32) -> Result<Op
     print_from(&store.trials(run, &TrialFilter::default())?, first_setting)
 }
 
-/// [`print`] from a run's trials (all of them).
+/// [`print()`] from a run's trials (all of them).
 pub fn print_from(trials: &[effnas_store::Trial], first_setting: u32) -> Result<Option<Finalist>> {
     let all = finalists::finalists(trials, first_setting);
     let Some(answer) = all.first().filter(|f| f.reward.is_some()).cloned() else {
