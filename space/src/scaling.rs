@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{ArchSpec, MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION};
+use crate::arch::{ArchSpec, Op, MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION};
 use crate::cost::{cost, Cost};
 use crate::error::{Result, SpaceError};
 
@@ -69,6 +69,13 @@ impl Compound {
 /// Scales a base network: every channel count (stem, blocks, head) by `width` with
 /// `round_channels`, every block's repeats by `depth` with `round_repeats`, the resolution by
 /// `resolution` rounded to the nearest pixel. Dropout and the rest are kept.
+///
+/// The same rules scale ResNet and MobileNetV1 (EfficientNet §3.3 and Table 3 scale them as
+/// B0): depth multiplies the layers of every stage, width every channel count. A bottleneck
+/// block's bottleneck width is what is rounded, and its output is that times the block's
+/// expansion, so a scaled ResNet-50 keeps the 4:1 ratio exactly (rounding the output alone
+/// would give widths that are not a quarter of it). Each block's input is the previous block's
+/// output, so the chain stays consistent.
 pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
     for (field, value) in
         [("width", multipliers.width), ("depth", multipliers.depth), ("resolution", multipliers.resolution)]
@@ -83,11 +90,18 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
     let width = |c: u32| round_channels(c, multipliers.width);
     let mut arch = base.clone();
     arch.stem_channels = width(base.stem_channels);
-    arch.head_channels = width(base.head_channels);
+    arch.head_channels = base.head_channels.map(width);
+    let mut channels = arch.stem_channels;
     for block in &mut arch.blocks {
-        block.in_channels = width(block.in_channels);
-        block.out_channels = width(block.out_channels);
+        block.in_channels = channels;
+        block.out_channels = match block.op {
+            Op::Bottleneck if block.expansion > 0 => {
+                width(block.out_channels / block.expansion).saturating_mul(block.expansion)
+            }
+            _ => width(block.out_channels),
+        };
         block.repeats = round_repeats(block.repeats, multipliers.depth);
+        channels = block.out_channels;
     }
     arch.resolution = (f64::from(base.resolution) * multipliers.resolution).round().max(1.0) as u32;
     if arch.resolution > MAX_RESOLUTION
