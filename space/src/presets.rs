@@ -254,6 +254,33 @@ mod tests {
         assert!(preset("b10").is_none());
     }
 
+    /// The layouts of He et al., 2016, Table 1 and Howard et al., 2017, Table 1: stages,
+    /// channels, layers and the skeleton around them.
+    #[test]
+    fn resnet_and_mobilenet_v1_have_the_papers_layout() {
+        #[rustfmt::skip]
+        let expected: [(&str, [u32; 4], [u32; 4]); 3] = [
+            ("resnet-18", [64, 128, 256, 512], [2, 2, 2, 2]),
+            ("resnet-34", [64, 128, 256, 512], [3, 4, 6, 3]),
+            ("resnet-50", [256, 512, 1024, 2048], [3, 4, 6, 3]),
+        ];
+        for (name, channels, repeats) in expected {
+            let arch = preset(name).unwrap();
+            assert_eq!(arch.blocks.iter().map(|b| b.out_channels).collect::<Vec<_>>(), channels, "{name}");
+            assert_eq!(arch.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(), repeats, "{name}");
+            assert_eq!(arch.blocks.iter().map(|b| b.stride).collect::<Vec<_>>(), [1, 2, 2, 2], "{name}");
+            assert_eq!((arch.stem_channels, arch.stem_kernel, arch.stem_max_pool), (64, 7, true));
+            assert_eq!((arch.head_channels, arch.activation), (None, Activation::Relu));
+            assert_eq!(arch.stem_output_size(), 56, "224 → 112 → 56 before the first stage");
+        }
+        let v1 = preset("mobilenet-v1").unwrap();
+        assert_eq!(v1.num_layers(), 13, "13 depthwise-separable layers after the stem");
+        assert_eq!(v1.last_block_channels(), 1024);
+        assert_eq!(v1.classifier_channels(), 1024);
+        assert!(v1.blocks.iter().all(|b| b.skip == crate::Skip::None), "no residuals");
+        assert_eq!(crate::cost::cost_breakdown(&v1).final_resolution, 7);
+    }
+
     /// Channels and repeats of B0–B7 as read from torchvision 0.26 `efficientnet_bN().features`.
     /// Pins every preset (a wrong depth coefficient, as once shipped for B3 elsewhere, fails here).
     #[test]

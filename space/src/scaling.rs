@@ -628,6 +628,81 @@ mod tests {
         }
     }
 
+    fn preset(name: &str) -> ArchSpec {
+        crate::presets::preset(name).unwrap()
+    }
+
+    /// Width 2 doubles every channel count of ResNet-50, bottleneck widths and outputs alike;
+    /// convolutions between doubled channels cost four times as much, so parameters and
+    /// multiply-adds land a little under 4× (the 3-channel stem and the classifier's classes do
+    /// not double).
+    #[test]
+    fn resnet_50_at_width_2_doubles_every_channel() {
+        let base = preset("resnet-50");
+        let wide = scale(&base, Multipliers { width: 2.0, ..Multipliers::IDENTITY }).unwrap();
+        assert_eq!(wide.stem_channels, 128);
+        assert_eq!(wide.head_channels, None);
+        let outs: Vec<u32> = wide.blocks.iter().map(|b| b.out_channels).collect();
+        assert_eq!(outs, [512, 1024, 2048, 4096]);
+        let widths: Vec<u32> = wide.blocks.iter().map(|b| b.hidden_channels(b.in_channels)).collect();
+        assert_eq!(widths, [128, 256, 512, 1024]);
+        let (c0, c1) = (cost(&base), cost(&wide));
+        let params = c1.params as f64 / c0.params as f64;
+        let macs = c1.macs as f64 / c0.macs as f64;
+        assert!((3.8..4.0).contains(&params), "params ×{params}");
+        assert!((3.8..4.0).contains(&macs), "multiply-adds ×{macs}");
+    }
+
+    /// At a width where rounding the output alone would break the 4:1 ratio (1.1: 64 → 72,
+    /// but 256 → 280, not 288), the bottleneck width is rounded and the output follows it.
+    #[test]
+    fn bottleneck_outputs_stay_four_times_their_width() {
+        let wide = scale(&preset("resnet-50"), Multipliers { width: 1.1, ..Multipliers::IDENTITY }).unwrap();
+        let outs: Vec<u32> = wide.blocks.iter().map(|b| b.out_channels).collect();
+        assert_eq!(outs, [288, 576, 1120, 2240]); // 4 × round(1.1 × [64, 128, 256, 512])
+        for pair in wide.blocks.windows(2) {
+            assert_eq!(pair[1].in_channels, pair[0].out_channels, "the chain holds");
+        }
+        for block in &wide.blocks {
+            assert_eq!(block.hidden_channels(block.in_channels) * 4, block.out_channels);
+            assert_eq!(block.hidden_channels(block.in_channels) % 8, 0);
+        }
+    }
+
+    /// Depth multiplies the layers of every stage and rounds up, as for EfficientNet.
+    #[test]
+    fn resnet_depth_scales_the_layers_of_every_stage() {
+        let deep = scale(&preset("resnet-50"), Multipliers { depth: 1.5, ..Multipliers::IDENTITY }).unwrap();
+        let repeats: Vec<u32> = deep.blocks.iter().map(|b| b.repeats).collect();
+        assert_eq!(repeats, [5, 6, 9, 5]); // ceil(1.5 × [3, 4, 6, 3])
+        let deep18 = scale(&preset("resnet-18"), Multipliers { depth: 2.0, ..Multipliers::IDENTITY }).unwrap();
+        assert_eq!(deep18.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(), [4, 4, 4, 4]);
+        // ResNet-18 at depth 2 has as many layers as ResNet-34 (16), spread evenly; each
+        // basic block costs about the same in every stage (channels double as the size halves),
+        // so the two cost about the same.
+        let resnet34 = preset("resnet-34");
+        assert_eq!(deep18.num_layers(), resnet34.num_layers());
+        let ratio = cost(&deep18).macs as f64 / cost(&resnet34).macs as f64;
+        assert!((0.95..1.05).contains(&ratio), "{ratio}");
+    }
+
+    /// `scale --base resnet-50 --only depth --flops 2x`: the depth multiplier whose network lands
+    /// closest to twice ResNet-50's multiply-adds, within a few percent (a layer of the last
+    /// stage is the coarsest step).
+    #[test]
+    fn resnet_and_mobilenet_v1_match_flops_targets() {
+        for name in ["resnet-50", "resnet-18", "mobilenet-v1"] {
+            let base = preset(name);
+            let base_macs = cost(&base).macs as f64;
+            for dimension in DIMENSIONS {
+                let found = scale_to_flops(&base, dimension, 2.0 * base_macs).unwrap();
+                let achieved = found.cost.macs as f64 / base_macs;
+                assert!((achieved - 2.0).abs() < 0.15, "{name} {dimension}: ×{achieved}");
+                assert_eq!(found.arch.head_channels, None, "{name}: scaling adds no head");
+            }
+        }
+    }
+
     #[test]
     fn readable_values_have_few_decimals() {
         assert_eq!(fewest_decimals(1.3, 1.9), 1.6);
