@@ -54,7 +54,7 @@ fn synthetic_data_with(train: i64) -> Result<ProxyData, Box<dyn std::error::Erro
 fn tiny_arch(data: &ProxyData) -> Result<ArchSpec, Box<dyn std::error::Error>> {
     // parse_arch chains blocks from the default 32-channel stem.
     let mut arch = parse_arch("r1_k3_s11_e1_i32_o8_se0.25,r2_k3_s22_e3_i8_o16_se0.25")?;
-    arch.head_channels = 32;
+    arch.head_channels = Some(32);
     arch.dropout = 0.1;
     Ok(data.adapt(&arch, Some(16))?)
 }

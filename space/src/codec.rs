@@ -357,7 +357,9 @@ mod tests {
         hashes.dedup();
         assert_eq!(hashes.len(), 5, "every variant hashes differently");
         let resnet = crate::presets::preset("resnet-50").unwrap();
-        assert!(canonical(&resnet).starts_with("in3_res224_cls1000_stem64_headnone_do0_dc0_stemk7_maxpool_relu:"));
+        assert!(
+            canonical(&resnet).starts_with("in3_res224_cls1000_stem64_headnone_do0_dc0_stemk7_maxpool_relu:")
+        );
     }
 
     #[test]

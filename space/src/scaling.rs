@@ -675,7 +675,8 @@ mod tests {
         let deep = scale(&preset("resnet-50"), Multipliers { depth: 1.5, ..Multipliers::IDENTITY }).unwrap();
         let repeats: Vec<u32> = deep.blocks.iter().map(|b| b.repeats).collect();
         assert_eq!(repeats, [5, 6, 9, 5]); // ceil(1.5 × [3, 4, 6, 3])
-        let deep18 = scale(&preset("resnet-18"), Multipliers { depth: 2.0, ..Multipliers::IDENTITY }).unwrap();
+        let deep18 =
+            scale(&preset("resnet-18"), Multipliers { depth: 2.0, ..Multipliers::IDENTITY }).unwrap();
         assert_eq!(deep18.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(), [4, 4, 4, 4]);
         // ResNet-18 at depth 2 has as many layers as ResNet-34 (16), spread evenly; each
         // basic block costs about the same in every stage (channels double as the size halves),

@@ -590,7 +590,8 @@ impl SearchSpace {
             )));
         }
         if arch.head_channels != Some(self.head_channels) {
-            let head = arch.head_channels.map_or_else(|| "no head".to_owned(), |c| format!("head of {c} channels"));
+            let head =
+                arch.head_channels.map_or_else(|| "no head".to_owned(), |c| format!("head of {c} channels"));
             return Err(not_in(format!("{head} where the space fixes {}", self.head_channels)));
         }
         // The space's skeleton is EfficientNet's: a 3×3 stem without max-pool, SiLU.

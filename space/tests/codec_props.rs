@@ -30,8 +30,11 @@ fn block() -> impl Strategy<Value = BlockSpec> {
                 // What validation asks of residual blocks: no SE, and a bottleneck's output a
                 // multiple of its expansion.
                 let se_ratio = if op.is_residual() { 0.0 } else { se_ratio };
-                let out_channels =
-                    if op == Op::Bottleneck { (out_channels / expansion).max(1) * expansion } else { out_channels };
+                let out_channels = if op == Op::Bottleneck {
+                    (out_channels / expansion).max(1) * expansion
+                } else {
+                    out_channels
+                };
                 BlockSpec {
                     op,
                     repeats,

@@ -149,7 +149,10 @@ fn resnet_json_round_trips() {
     assert_eq!(json["activation"], "relu");
     let back: effnas_space::ArchSpec = serde_json::from_value(json).expect("reads back");
     assert_eq!(back, resnet);
-    assert_ne!(effnas_space::arch_hash(&resnet), effnas_space::arch_hash(&presets::preset("resnet-34").expect("preset")));
+    assert_ne!(
+        effnas_space::arch_hash(&resnet),
+        effnas_space::arch_hash(&presets::preset("resnet-34").expect("preset"))
+    );
 }
 
 #[test]
