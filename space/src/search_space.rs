@@ -673,6 +673,23 @@ mod tests {
         assert!(!SearchSpace::default_space().contains(&crate::presets::preset("b1").unwrap()));
     }
 
+    /// The skeleton fields of the baselines are part of membership: B0's blocks behind a
+    /// ResNet stem, without a head or with ReLU are other networks.
+    #[test]
+    fn stem_head_and_activation_decide_membership() {
+        let space = SearchSpace::default_space();
+        let b0 = crate::presets::efficientnet_b0();
+        let mut variants = vec![b0.clone(); 4];
+        variants[0].stem_kernel = 7;
+        variants[1].stem_max_pool = true;
+        variants[2].head_channels = None;
+        variants[3].activation = crate::arch::Activation::Relu;
+        for (arch, needle) in variants.iter().zip(["7×7 stem", "max-pool", "no head", "relu"]) {
+            let message = space.encode(arch).unwrap_err().to_string();
+            assert!(message.contains(needle), "{message}");
+        }
+    }
+
     /// Pins the token layout that stored runs and controllers rely on: per block, the op,
     /// kernel, SE ratio, skip, channels and layers indices, in that order.
     #[test]
