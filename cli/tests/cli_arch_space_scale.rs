@@ -116,3 +116,32 @@ fn scale_lists_every_phi_next_to_the_official_table() {
     fails_naming(&["scale", "--alpha", "0.5", "--phi", "1"], "--alpha");
     fails_naming(&["scale", "--phi", "x"], "--phi");
 }
+
+/// The baselines of EfficientNet's Table 3: exact against torchvision 0.26 (resnet18/34/50 at
+/// 224 px, space/tests/data/torchvision.json) and MobileNetV1 within its paper's rounding
+/// (4.2M parameters, 569M multiply-adds: Howard et al., 2017, Table 8).
+#[test]
+fn arch_shows_resnets_and_mobilenet_v1() {
+    for (name, params, flops) in [
+        ("resnet-18", 11_689_512u64, 1_814_073_344u64),
+        ("resnet-34", 21_797_672, 3_663_761_408),
+        ("resnet-50", 25_557_032, 4_089_184_256),
+        ("mobilenet-v1", 4_231_976, 568_740_352),
+    ] {
+        let value = json(&["arch", name, "--json"]);
+        assert_eq!(
+            (value["params"].as_u64(), value["flops"].as_u64()),
+            (Some(params), Some(flops)),
+            "{name}"
+        );
+        assert!(value["spec"]["head_channels"].is_null(), "{name}: no head");
+        assert_eq!(value["spec"]["activation"], "relu", "{name}");
+    }
+    let out = effnas(&["arch", "resnet-50"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["Conv7x7", "MaxPool3x3", "Bottleneck", "2048→1000", "total: 25557032 parameters"] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    assert!(!text.contains("head"), "ResNet has no head convolution:\n{text}");
+}

@@ -95,3 +95,22 @@ fn bad_values_name_their_flag() {
     fails_naming(&["scale", "--only", "depth", "--flops", "0.1x"], "--flops");
     fails_naming(&["scale", "--flops", "2x", "--phi", "1"], "--flops");
 }
+
+/// `scale --base resnet-50 --only depth --flops 2x`: ResNet-50 made deeper, stage by stage,
+/// to about twice its multiply-adds (a step is a whole layer in every stage, so it lands within
+/// 10%), its width and resolution unchanged.
+#[test]
+fn resnet_50_by_depth_to_twice_the_flops() {
+    let rows = json(&["scale", "--base", "resnet-50", "--only", "depth", "--flops", "2x", "--json"]);
+    let row = &rows[0];
+    assert_eq!(row["only"], "depth");
+    let achieved = number(row, "flops_ratio");
+    assert!((achieved - 2.0).abs() < 0.1, "{achieved}");
+    assert_eq!((number(row, "width"), row["resolution"].as_u64()), (1.0, Some(224)));
+    assert!(number(row, "depth") > 1.5, "{row}");
+    for only in ["width", "resolution"] {
+        let rows = json(&["scale", "--base", "mobilenet-v1", "--only", only, "--flops", "2x", "--json"]);
+        let achieved = number(&rows[0], "flops_ratio");
+        assert!((achieved - 2.0).abs() < 0.1, "mobilenet-v1 {only}: {achieved}");
+    }
+}

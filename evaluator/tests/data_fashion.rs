@@ -194,7 +194,7 @@ fn proxy_data_applies_the_image_budget_once_and_the_trainer_uses_all_of_it() {
     assert_eq!(longs(&data.train.labels), longs(&rest.take(300, 0).unwrap().labels));
 
     let mut arch = effnas_space::parse_arch("r1_k3_s22_e1_i32_o8").unwrap();
-    arch.head_channels = 16;
+    arch.head_channels = Some(16);
     let arch = data.adapt(&arch, Some(16)).unwrap();
     let no_test =
         ProxyData::new("budget", data.train.shallow_clone(), data.validation.shallow_clone(), None).unwrap();

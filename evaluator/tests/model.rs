@@ -121,6 +121,102 @@ fn b0_variables_match_torchvision_state_dict() -> TestResult {
     Ok(())
 }
 
+/// Names and shapes of every tensor of torchvision's `resnet18/34/50(num_classes=10)` state
+/// dicts (tests/data/torchvision_resnet_state_dicts.json, from
+/// scripts/golden/resnet_state_dicts.py): the ResNet presets load into torchvision strictly.
+#[test]
+fn resnet_variables_match_torchvision_state_dicts() -> TestResult {
+    #[derive(serde::Deserialize)]
+    struct Golden {
+        models: BTreeMap<String, Reference>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        tensors: BTreeMap<String, Vec<i64>>,
+        params: u64,
+    }
+    let golden: Golden = serde_json::from_str(include_str!("data/torchvision_resnet_state_dicts.json"))?;
+    let expected_counts =
+        [("resnet-18", "resnet18", 122), ("resnet-34", "resnet34", 218), ("resnet-50", "resnet50", 320)];
+    for (preset, reference, count) in expected_counts {
+        let golden = &golden.models[reference];
+        let arch = small(presets::preset(preset).ok_or("preset")?, 3, 10, 224);
+        let model = Model::new(&arch, Device::Cpu)?;
+        let ours: BTreeMap<String, Vec<i64>> =
+            model.vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+        let missing: Vec<_> = golden.tensors.keys().filter(|k| !ours.contains_key(*k)).collect();
+        let extra: Vec<_> = ours.keys().filter(|k| !golden.tensors.contains_key(*k)).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{preset}: missing {missing:?}, extra {extra:?}");
+        for (name, shape) in &golden.tensors {
+            assert_eq!(&ours[name], shape, "{preset}: {name}");
+        }
+        assert_eq!(golden.tensors.len(), count, "{preset}");
+        assert_eq!(model.num_parameters(), golden.params, "{preset}");
+        assert_eq!(cost(&arch).params, golden.params, "{preset}: the cost model agrees");
+    }
+    Ok(())
+}
+
+/// MobileNetV1 and a mixed network keep EfficientNet's names; the max-pool and the missing head
+/// change the output size and the classifier's input as the cost model says.
+#[test]
+fn baselines_without_a_head_classify_the_last_block() -> TestResult {
+    tch::manual_seed(4);
+    let v1 = small(presets::preset("mobilenet-v1").ok_or("preset")?, 1, 10, 64);
+    let model = Model::new(&v1, Device::Cpu)?;
+    let names = model.vs.variables();
+    assert_eq!(names["classifier.1.weight"].size(), vec![10, 1024]);
+    assert!(names.contains_key("features.5.1.block.1.0.weight"), "13th separable layer's pointwise conv");
+    assert!(!names.contains_key("features.6.0.weight"), "no head convolution");
+    // A basic block after an MBConv: EfficientNet's names around ResNet's parts.
+    let mixed = small(parse_arch("r1_k3_s11_e1_i32_o16,basic_r2_k3_s22_i16_o24")?, 3, 5, 32);
+    let model = Model::new(&mixed, Device::Cpu)?;
+    assert_eq!(model.num_parameters(), cost(&mixed).params);
+    let names = model.vs.variables();
+    for name in ["features.2.0.conv1.weight", "features.2.0.downsample.0.weight", "features.2.1.bn2.bias"] {
+        assert!(names.contains_key(name), "{name}");
+    }
+    assert!(!names.contains_key("features.2.1.downsample.0.weight"), "identity when shapes agree");
+    let ys = model.forward(&Tensor::f_randn([2, 3, 32, 32], (Kind::Float, Device::Cpu))?, true)?;
+    assert_eq!(ys.size(), vec![2, 5]);
+    Ok(())
+}
+
+/// ResNet applies ReLU after the addition, so the features it pools are never negative. With
+/// the classifier set to the identity (as many classes as features, no bias) the logits are
+/// those features; the same network with SiLU, whose minimum is about −0.28, gives negative ones.
+#[test]
+fn residual_blocks_end_in_the_activation() -> TestResult {
+    tch::manual_seed(5);
+    let base = presets::preset("resnet-18").ok_or("preset")?;
+    let narrow = effnas_space::scale(
+        &base,
+        effnas_space::Multipliers { width: 0.25, ..effnas_space::Multipliers::IDENTITY },
+    )?;
+    let features = narrow.classifier_channels();
+    let relu = small(narrow, 3, features, 32);
+    let mut silu = relu.clone();
+    silu.activation = effnas_space::Activation::Silu;
+    let xs = Tensor::f_randn([4, 3, 32, 32], (Kind::Float, Device::Cpu))?;
+    let mut minima = Vec::new();
+    for arch in [&relu, &silu] {
+        let model = Model::new(arch, Device::Cpu)?;
+        let names = model.vs.variables();
+        tch::no_grad(|| -> Result<(), tch::TchError> {
+            names["fc.weight"]
+                .shallow_clone()
+                .f_copy_(&Tensor::f_eye(i64::from(features), (Kind::Float, Device::Cpu))?)?;
+            let _ = names["fc.bias"].shallow_clone().f_zero_()?;
+            Ok(())
+        })?;
+        let ys = model.forward(&xs, true)?;
+        minima.push(ys.f_min()?.f_double_value(&[])?);
+    }
+    assert!(minima[0] >= 0.0, "ReLU after the addition: {}", minima[0]);
+    assert!(minima[1] < 0.0, "SiLU lets negative features through: {}", minima[1]);
+    Ok(())
+}
+
 #[test]
 fn bf16_forward_gives_fp32_logits_close_to_fp32() -> TestResult {
     tch::manual_seed(2);

@@ -1,5 +1,5 @@
 """Regenerate space/tests/data/torchvision.json: parameters and multiply-adds of torchvision's
-EfficientNet-B0…B7 and MobileNetV2, the golden numbers of space/tests/golden.rs.
+EfficientNet-B0…B7, MobileNetV2 and ResNet-18/34/50, the golden numbers of space/tests/golden.rs.
 
     .venv/bin/python scripts/golden/torchvision_costs.py > space/tests/data/torchvision.json
 
@@ -28,7 +28,7 @@ from torchvision import models
 EFFICIENTNET_RESOLUTIONS = [224, 240, 260, 300, 380, 456, 528, 600]
 
 SOURCE = (
-    "torchvision {tv} (torch {torch}), efficientnet_b0..b7() and mobilenet_v2() with default arguments, "
+    "torchvision {tv} (torch {torch}), efficientnet_b0..b7(), mobilenet_v2() and resnet18/34/50() with default arguments, "
     "1000 classes. params: sum of numel() over parameters(); macs: multiply-adds of every Conv2d "
     "(output elements x in_channels/groups x kernel area) and Linear (in x out), counted with forward "
     "hooks on one image at the given resolution. torchvision's own metadata (_ops, GFLOPS) agrees to "
@@ -89,12 +89,22 @@ def main() -> None:
         f"torchvision metadata {metadata_gflops(models.MobileNet_V2_Weights):.3f} GFLOPS",
         file=sys.stderr,
     )
+    resnets = []
+    for depth, weights in [(18, models.ResNet18_Weights), (34, models.ResNet34_Weights), (50, models.ResNet50_Weights)]:
+        row = {"model": f"resnet{depth}", **count(getattr(models, f"resnet{depth}")(), 224)}
+        resnets.append(row)
+        print(
+            f"resnet{depth}: {row['params']} params, {row['macs'] / 1e9:.3f} GMACs at 224 px; "
+            f"torchvision metadata {metadata_gflops(weights):.3f} GFLOPS",
+            file=sys.stderr,
+        )
     tv_version = torchvision.__version__.split("+")[0]
     torch_version = torch.__version__.split("+")[0]
     golden = {
         "source": SOURCE.format(tv=tv_version, torch=torch_version),
         "efficientnet": rows,
         "mobilenet_v2": mobilenet,
+        "resnet": resnets,
     }
     sys.stdout.write(json.dumps(golden, indent=1))
 

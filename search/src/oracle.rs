@@ -104,7 +104,7 @@ impl CompoundOracle {
     pub fn ratios(&self, arch: &ArchSpec) -> (f64, f64, f64) {
         (
             f64::from(arch.num_layers()) / f64::from(self.base.num_layers().max(1)),
-            f64::from(arch.head_channels) / f64::from(self.base.head_channels.max(1)),
+            f64::from(arch.classifier_channels()) / f64::from(self.base.classifier_channels().max(1)),
             f64::from(arch.resolution) / f64::from(self.base.resolution.max(1)),
         )
     }

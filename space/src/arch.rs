@@ -4,6 +4,14 @@
 //! factorized hierarchical space (Tan et al., 2019, §4.1): a 3×3 stride-2 stem, a list of blocks
 //! each repeating one layer `repeats` times (only the first layer strides or changes the channel
 //! count), a 1×1 head convolution, global average pooling, dropout and a linear classifier.
+//!
+//! The same data also describes the baselines of EfficientNet's Table 3: ResNet (He et al.,
+//! 2016, Table 1, in torchvision's layout: a 7×7 stride-2 stem, a 3×3 stride-2 max-pool, basic or
+//! bottleneck residual blocks, no head convolution) and MobileNetV1 (Howard et al., 2017,
+//! Table 1: depthwise-separable layers without residuals, no head convolution), both with ReLU.
+//! The fields that only these need (`stem_kernel`, `stem_max_pool`, a missing head,
+//! `activation`) default to EfficientNet's values, and neither the JSON nor the canonical form
+//! of an architecture mentions them at their defaults, so older files and hashes stay valid.
 
 use std::fmt;
 
@@ -31,6 +39,14 @@ pub enum Op {
     /// Mobile inverted bottleneck (MobileNetV2/EfficientNet): optional 1×1 expansion, depthwise
     /// k×k, optional SE, linear 1×1 projection (the default; prefix `ir_` is accepted).
     MBConv,
+    /// ResNet's basic block (He et al., 2016, Figure 5 left): k×k conv, BN, activation, k×k
+    /// conv, BN, added to the shortcut, activation (prefix `basic_`, timm's name for it).
+    Basic,
+    /// ResNet's bottleneck block (He et al., 2016, Figure 5 right; the stride on the k×k conv as
+    /// torchvision's "v1.5"): 1×1 reduce to `out / e`, BN, activation, k×k conv, BN,
+    /// activation, 1×1 expand to `out`, BN, added to the shortcut, activation (prefix `bottle_`,
+    /// timm's name; `e` is the ratio of output to bottleneck width, 4 in ResNet).
+    Bottleneck,
 }
 
 impl Op {
@@ -40,6 +56,8 @@ impl Op {
             Op::Conv => "cn",
             Op::DepthwiseSeparable => "ds",
             Op::MBConv => "ir",
+            Op::Basic => "basic",
+            Op::Bottleneck => "bottle",
         }
     }
 
@@ -49,6 +67,40 @@ impl Op {
             Op::Conv => "Conv".to_owned(),
             Op::DepthwiseSeparable => "DSConv".to_owned(),
             Op::MBConv => format!("MBConv{expansion}"),
+            Op::Basic => "Basic".to_owned(),
+            Op::Bottleneck => "Bottleneck".to_owned(),
+        }
+    }
+
+    /// ResNet's blocks: the activation follows the addition, and where the first layer changes
+    /// the shape the shortcut is a projection instead of nothing.
+    pub fn is_residual(self) -> bool {
+        matches!(self, Op::Basic | Op::Bottleneck)
+    }
+
+    /// Whether `e` is a field of the operator (and printed in its block string).
+    pub fn has_expansion(self) -> bool {
+        matches!(self, Op::MBConv | Op::Bottleneck)
+    }
+}
+
+/// The activation function of a whole network (stem, blocks, head and SE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SiLU (swish), EfficientNet's and MnasNet's search space's (the default).
+    #[default]
+    Silu,
+    /// ReLU, ResNet's and MobileNetV1's.
+    Relu,
+}
+
+impl Activation {
+    /// The name in JSON and in the canonical form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Silu => "silu",
+            Activation::Relu => "relu",
         }
     }
 }
@@ -67,6 +119,10 @@ pub enum Skip {
     Pool,
 }
 
+// `Skip::Identity` on a residual operator (basic, bottleneck) also covers the layer whose shape
+// changes: it gets ResNet's projection shortcut, a strided 1×1 convolution and BN ("option B",
+// He et al., 2016, §3.3), as torchvision's `downsample`.
+
 /// One block: `repeats` layers of one operator. Only the first layer uses `stride` and maps
 /// `in_channels` to `out_channels`; the others are stride 1, `out_channels` to `out_channels`.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +131,8 @@ pub struct BlockSpec {
     pub repeats: u32,
     pub kernel: u32,
     pub stride: u32,
-    /// Expansion ratio of the MBConv hidden width; always 1 for the other operators.
+    /// Expansion ratio: of the MBConv hidden width over the input (`c_in × e`), of a
+    /// bottleneck's output over its bottleneck width (`out / e`); always 1 for the others.
     pub expansion: u32,
     pub in_channels: u32,
     pub out_channels: u32,
@@ -109,12 +166,14 @@ impl BlockSpec {
         (self.se_ratio > 0.0).then(|| ((f64::from(layer_in) * self.se_ratio) as u32).max(1))
     }
 
-    /// Hidden width of an MBConv layer with input `c_in` (`c_in × e`); `c_in` for the others.
+    /// Hidden width of a layer with input `c_in`: `c_in × e` for MBConv, the bottleneck width
+    /// `out / e` for a bottleneck (the same in every layer), `c_in` for the others.
     pub fn hidden_channels(&self, layer_in: u32) -> u32 {
         match self.op {
             // Saturating only matters for unvalidated blocks: validated ones are at most 2^18.
             Op::MBConv => layer_in.saturating_mul(self.expansion),
-            Op::Conv | Op::DepthwiseSeparable => layer_in,
+            Op::Bottleneck => self.out_channels.checked_div(self.expansion).unwrap_or(0),
+            Op::Conv | Op::DepthwiseSeparable | Op::Basic => layer_in,
         }
     }
 
@@ -125,6 +184,7 @@ impl BlockSpec {
         match self.skip {
             Skip::None => Shortcut::None,
             Skip::Identity if shapes_agree => Shortcut::Identity,
+            Skip::Identity if self.op.is_residual() => Shortcut::Projection,
             Skip::Identity => Shortcut::None,
             Skip::Pool if shapes_agree => Shortcut::Identity,
             Skip::Pool => Shortcut::Pool { project: c_in != c_out },
@@ -164,9 +224,18 @@ impl BlockSpec {
                     self.expansion, self.expansion
                 ));
             }
-            Op::Conv | Op::DepthwiseSeparable if self.expansion != 1 => {
+            Op::Bottleneck
+                if !(1..=MAX_EXPANSION).contains(&self.expansion)
+                    || self.out_channels % self.expansion != 0 =>
+            {
                 return bad(format!(
-                    "expansion {} in token \"e{}\": only MBConv blocks expand",
+                    "expansion {} in token \"e{}\" (1 to {MAX_EXPANSION}, dividing the output channels {})",
+                    self.expansion, self.expansion, self.out_channels
+                ));
+            }
+            Op::Conv | Op::DepthwiseSeparable | Op::Basic if self.expansion != 1 => {
+                return bad(format!(
+                    "expansion {} in token \"e{}\": only MBConv and bottleneck blocks expand",
                     self.expansion, self.expansion
                 ));
             }
@@ -174,6 +243,14 @@ impl BlockSpec {
         }
         if !(self.se_ratio.is_finite() && (0.0..=1.0).contains(&self.se_ratio)) {
             return bad(format!("SE ratio {} in token \"se{}\" (0 to 1)", self.se_ratio, self.se_ratio));
+        }
+        if self.op.is_residual() && self.se_ratio != 0.0 {
+            // SE-ResNet places SE differently (on the output, before the addition); not built.
+            return bad(format!(
+                "token \"se{}\": residual blocks ({}_) take no squeeze-and-excitation",
+                self.se_ratio,
+                self.op.prefix()
+            ));
         }
         Ok(())
     }
@@ -188,6 +265,8 @@ pub enum Shortcut {
     Pool {
         project: bool,
     },
+    /// A 1×1 convolution with the layer's stride and BN (ResNet's projection shortcut).
+    Projection,
 }
 
 /// A whole network: stem, blocks, head and classifier, with the input it is built for.
@@ -198,8 +277,15 @@ pub struct ArchSpec {
     pub resolution: u32,
     pub num_classes: u32,
     pub stem_channels: u32,
+    /// The stem convolution's kernel (odd, 1–7; stride 2): 3, or ResNet's 7.
+    pub stem_kernel: u32,
+    /// A 3×3 stride-2 max-pool after the stem (ResNet's).
+    pub stem_max_pool: bool,
     pub blocks: Vec<BlockSpec>,
-    pub head_channels: u32,
+    /// The 1×1 head convolution's channels, or `None` for no head: the last block's output
+    /// goes straight to pooling and the classifier (ResNet, MobileNetV1).
+    pub head_channels: Option<u32>,
+    pub activation: Activation,
     pub dropout: f64,
     pub drop_connect: f64,
 }
@@ -210,6 +296,7 @@ pub mod defaults {
     pub const RESOLUTION: u32 = 224;
     pub const NUM_CLASSES: u32 = 1000;
     pub const STEM_CHANNELS: u32 = 32;
+    pub const STEM_KERNEL: u32 = 3;
     pub const HEAD_CHANNELS: u32 = 1280;
     pub const DROPOUT: f64 = 0.2;
     pub const DROP_CONNECT: f64 = 0.2;
@@ -223,8 +310,11 @@ impl ArchSpec {
             resolution: defaults::RESOLUTION,
             num_classes: defaults::NUM_CLASSES,
             stem_channels: defaults::STEM_CHANNELS,
+            stem_kernel: defaults::STEM_KERNEL,
+            stem_max_pool: false,
             blocks,
-            head_channels: defaults::HEAD_CHANNELS,
+            head_channels: Some(defaults::HEAD_CHANNELS),
+            activation: Activation::Silu,
             dropout: defaults::DROPOUT,
             drop_connect: defaults::DROP_CONNECT,
         };
@@ -254,7 +344,15 @@ impl ArchSpec {
         positive("resolution", self.resolution, MAX_RESOLUTION)?;
         positive("num_classes", self.num_classes, 1_000_000)?;
         positive("stem_channels", self.stem_channels, MAX_CHANNELS)?;
-        positive("head_channels", self.head_channels, MAX_CHANNELS)?;
+        if let Some(head) = self.head_channels {
+            positive("head_channels", head, MAX_CHANNELS)?;
+        }
+        if !(1..=7).contains(&self.stem_kernel) || self.stem_kernel % 2 == 0 {
+            return Err(SpaceError::invalid(
+                "stem_kernel",
+                format!("{} is not an odd kernel from 1 to 7", self.stem_kernel),
+            ));
+        }
         for (field, value) in [("dropout", self.dropout), ("drop_connect", self.drop_connect)] {
             if !(value.is_finite() && (0.0..1.0).contains(&value)) {
                 return Err(SpaceError::invalid(field, format!("{value} is out of range (0 to below 1)")));
@@ -296,6 +394,23 @@ impl ArchSpec {
         self.blocks.last().map_or(self.stem_channels, |b| b.out_channels)
     }
 
+    /// The channel count entering the pooling and the classifier: the head's, or without a
+    /// head the last block's.
+    pub fn classifier_channels(&self) -> u32 {
+        self.head_channels.unwrap_or_else(|| self.last_block_channels())
+    }
+
+    /// The spatial size the stem (its convolution, stride 2, and the max-pool if any) leaves.
+    pub fn stem_output_size(&self) -> u32 {
+        let size = conv_output_size(self.resolution, self.stem_kernel, 2);
+        if self.stem_max_pool {
+            // 3×3, stride 2, padding 1: the same arithmetic as a convolution.
+            conv_output_size(size, 3, 2)
+        } else {
+            size
+        }
+    }
+
     /// The block strings in the TF style, one per block.
     pub fn block_strings(&self) -> Vec<String> {
         self.blocks.iter().map(crate::codec::format_block).collect()
@@ -323,9 +438,16 @@ struct ArchSpecData {
     num_classes: u32,
     #[serde(default = "default_stem_channels")]
     stem_channels: u32,
+    #[serde(default = "default_stem_kernel", skip_serializing_if = "is_default_stem_kernel")]
+    stem_kernel: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stem_max_pool: bool,
     blocks: Vec<String>,
-    #[serde(default = "default_head_channels")]
-    head_channels: u32,
+    /// `null` for no head; absent for EfficientNet's 1280.
+    #[serde(default = "default_head")]
+    head_channels: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_default_activation")]
+    activation: Activation,
     #[serde(default = "default_dropout")]
     dropout: f64,
     #[serde(default = "default_drop_connect")]
@@ -347,6 +469,18 @@ pub(crate) fn default_stem_channels() -> u32 {
 pub(crate) fn default_head_channels() -> u32 {
     defaults::HEAD_CHANNELS
 }
+fn default_head() -> Option<u32> {
+    Some(defaults::HEAD_CHANNELS)
+}
+fn default_stem_kernel() -> u32 {
+    defaults::STEM_KERNEL
+}
+fn is_default_stem_kernel(kernel: &u32) -> bool {
+    *kernel == defaults::STEM_KERNEL
+}
+fn is_default_activation(activation: &Activation) -> bool {
+    *activation == Activation::default()
+}
 pub(crate) fn default_dropout() -> f64 {
     defaults::DROPOUT
 }
@@ -365,8 +499,11 @@ impl TryFrom<ArchSpecData> for ArchSpec {
             resolution: data.resolution,
             num_classes: data.num_classes,
             stem_channels: data.stem_channels,
+            stem_kernel: data.stem_kernel,
+            stem_max_pool: data.stem_max_pool,
             blocks,
             head_channels: data.head_channels,
+            activation: data.activation,
             dropout: data.dropout,
             drop_connect: data.drop_connect,
         };
@@ -382,8 +519,11 @@ impl From<ArchSpec> for ArchSpecData {
             resolution: arch.resolution,
             num_classes: arch.num_classes,
             stem_channels: arch.stem_channels,
+            stem_kernel: arch.stem_kernel,
+            stem_max_pool: arch.stem_max_pool,
             blocks: arch.block_strings(),
             head_channels: arch.head_channels,
+            activation: arch.activation,
             dropout: arch.dropout,
             drop_connect: arch.drop_connect,
         }

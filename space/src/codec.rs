@@ -1,17 +1,19 @@
 //! The block-string codec: the TF EfficientNet/MnasNet notation (`r2_k3_s22_e6_i16_o24_se0.25`)
-//! with timm's operator prefixes (`ds_`, `cn_`, `ir_`) and channel token (`c24`).
+//! with timm's operator prefixes (`ds_`, `cn_`, `ir_`) and channel token (`c24`), and ResNet's
+//! blocks under the names timm's `byobnet` gives them (`basic_`, `bottle_`).
 //!
 //! Tokens, separated by `_`, in any order after the optional prefix:
 //! `rN` repeats, `kN` kernel, `sN` or `sNN` stride, `eN` expansion, `iN` input channels,
 //! `oN`/`cN` output channels, `seX` SE ratio, `noskip` (no residual), `poolskip` (pooling
 //! shortcut). Printing always gives the canonical TF form: MBConv without prefix, stride as
-//! `s22`, `e` only for MBConv, `se` only when non-zero.
+//! `s22`, `e` only for MBConv and bottleneck (whose `e` defaults to ResNet's 4 when left out),
+//! `se` only when non-zero. ResNet-50's first stage is `bottle_r3_k3_s11_e4_i64_o256`.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::arch::{ArchSpec, BlockSpec, Op, Skip};
+use crate::arch::{Activation, ArchSpec, BlockSpec, Op, Skip};
 use crate::error::{Result, SpaceError};
 
 /// Prints a block in the canonical TF style.
@@ -22,7 +24,7 @@ pub fn format_block(block: &BlockSpec) -> String {
         out.push('_');
     }
     out.push_str(&format!("r{}_k{}_s{}{}", block.repeats, block.kernel, block.stride, block.stride));
-    if block.op == Op::MBConv {
+    if block.op.has_expansion() {
         out.push_str(&format!("_e{}", block.expansion));
     }
     out.push_str(&format!("_i{}_o{}", block.in_channels, block.out_channels));
@@ -63,8 +65,8 @@ pub fn parse_block(text: &str, default_in: Option<u32>) -> Result<BlockSpec> {
     Ok(block)
 }
 
-/// Consumes the optional operator prefix (`ir`, `ds`, `cn`); MBConv without one. A leading
-/// all-letter token that is neither a prefix nor a skip token is an unknown prefix.
+/// Consumes the optional operator prefix (`ir`, `ds`, `cn`, `basic`, `bottle`); MBConv without
+/// one. A leading all-letter token that is neither a prefix nor a skip token is an unknown prefix.
 fn read_prefix<'a>(
     tokens: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
 ) -> std::result::Result<Op, String> {
@@ -73,8 +75,10 @@ fn read_prefix<'a>(
         "ir" => Op::MBConv,
         "ds" => Op::DepthwiseSeparable,
         "cn" => Op::Conv,
+        "basic" => Op::Basic,
+        "bottle" => Op::Bottleneck,
         _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
-            return Err(format!("unknown operator prefix {first:?} (known: ir, ds, cn)"));
+            return Err(format!("unknown operator prefix {first:?} (known: ir, ds, cn, basic, bottle)"));
         }
         _ => return Ok(Op::MBConv),
     };
@@ -123,8 +127,8 @@ impl Fields {
         fill(slot, whole_number(token, chars.as_str())?, token)
     }
 
-    /// The block, with the defaults for optional fields (stride 1, expansion 1, no SE,
-    /// identity skip) and `default_in` for missing input channels.
+    /// The block, with the defaults for optional fields (stride 1, expansion 1 or ResNet's 4
+    /// for a bottleneck, no SE, identity skip) and `default_in` for missing input channels.
     fn into_block(self, op: Op, default_in: Option<u32>) -> std::result::Result<BlockSpec, String> {
         let need = |value: Option<u32>, what: &str| value.ok_or_else(|| format!("missing {what}"));
         Ok(BlockSpec {
@@ -132,7 +136,7 @@ impl Fields {
             repeats: need(self.repeats, "repeat count (rN)")?,
             kernel: need(self.kernel, "kernel (kN)")?,
             stride: self.stride.unwrap_or(1),
-            expansion: self.expansion.unwrap_or(1),
+            expansion: self.expansion.unwrap_or(if op == Op::Bottleneck { 4 } else { 1 }),
             in_channels: need(self.in_channels.or(default_in), "input channels (iN)")?,
             out_channels: need(self.out_channels, "output channels (oN or cN)")?,
             se_ratio: self.se_ratio.unwrap_or(0.0),
@@ -230,16 +234,33 @@ pub fn arch_from_file(path: &Path) -> Result<ArchSpec> {
 /// The canonical text of an architecture: every field that changes the network, in a fixed
 /// order, blocks in canonical block strings. Two specs describe the same network exactly when
 /// their canonical forms are equal.
+///
+/// The fields added for ResNet and MobileNetV1 appear only away from their defaults
+/// (`_stemk7`, `_maxpool`, `headnone`, `_relu`), so every architecture that could be written
+/// before them keeps its canonical form and its hash.
 pub fn canonical(arch: &ArchSpec) -> String {
+    let mut extras = String::new();
+    if arch.stem_kernel != crate::arch::defaults::STEM_KERNEL {
+        extras.push_str(&format!("_stemk{}", arch.stem_kernel));
+    }
+    if arch.stem_max_pool {
+        extras.push_str("_maxpool");
+    }
+    if arch.activation != Activation::default() {
+        extras.push('_');
+        extras.push_str(arch.activation.name());
+    }
+    let head = arch.head_channels.map_or_else(|| "none".to_owned(), |c| c.to_string());
     format!(
-        "in{}_res{}_cls{}_stem{}_head{}_do{}_dc{}:{}",
+        "in{}_res{}_cls{}_stem{}_head{}_do{}_dc{}{}:{}",
         arch.input_channels,
         arch.resolution,
         arch.num_classes,
         arch.stem_channels,
-        arch.head_channels,
+        head,
         arch.dropout,
         arch.drop_connect,
+        extras,
         arch.block_strings().join(",")
     )
 }
@@ -265,9 +286,15 @@ mod tests {
 
     #[test]
     fn prefixes_and_skips_round_trip() {
-        for text in
-            ["ds_r1_k3_s11_i32_o16_se0.25", "cn_r2_k5_s22_i16_o24_noskip", "r3_k5_s22_e3_i24_o40_poolskip"]
-        {
+        for text in [
+            "ds_r1_k3_s11_i32_o16_se0.25",
+            "cn_r2_k5_s22_i16_o24_noskip",
+            "r3_k5_s22_e3_i24_o40_poolskip",
+            "basic_r2_k3_s22_i64_o128",
+            "basic_r1_k3_s11_i64_o64_noskip",
+            "bottle_r3_k3_s11_e4_i64_o256",
+            "bottle_r2_k5_s22_e2_i256_o512_poolskip",
+        ] {
             let block = parse_block(text, None).unwrap();
             assert_eq!(format_block(&block), text);
         }
@@ -285,6 +312,10 @@ mod tests {
             ("r2_k3_s21_e6_i16_o24", "s21"),
             ("r2_kx_s22_e6_i16_o24", "kx"),
             ("cn_r2_k3_s22_e6_i16_o24", "e6"),
+            ("basic_r2_k3_s22_e4_i64_o128", "e4"),
+            ("bottle_r3_k3_s11_e3_i64_o256", "e3"),
+            ("bottle_r3_k3_s11_i64_o256_se0.25", "se0.25"),
+            ("resnet_r3_k3_s11_i64_o256", "resnet"),
         ];
         for (text, token) in cases {
             match parse_block(text, None) {
@@ -296,6 +327,39 @@ mod tests {
             }
         }
         assert!(parse_block("r2_k3_s22_e6_o24", None).unwrap_err().to_string().contains("input channels"));
+    }
+
+    #[test]
+    fn residual_blocks_read_as_resnet_writes_them() {
+        let bottleneck = parse_block("bottle_r3_k3_s1_c256", Some(64)).unwrap();
+        assert_eq!(bottleneck.op, Op::Bottleneck);
+        assert_eq!(bottleneck.expansion, 4, "ResNet's expansion when e is left out");
+        assert_eq!(bottleneck.hidden_channels(64), 64);
+        assert_eq!(format_block(&bottleneck), "bottle_r3_k3_s11_e4_i64_o256");
+        let basic = parse_block("basic_r2_k3_s2_c128", Some(64)).unwrap();
+        assert_eq!((basic.op, basic.expansion), (Op::Basic, 1));
+        assert_eq!(format_block(&basic), "basic_r2_k3_s22_i64_o128");
+    }
+
+    /// The canonical form names a ResNet's stem, head and activation, and a change of any of
+    /// them changes the hash.
+    #[test]
+    fn stem_head_and_activation_enter_the_canonical_form() {
+        let b0 = crate::presets::efficientnet_b0();
+        let mut variants = vec![b0.clone(); 4];
+        variants[0].stem_kernel = 7;
+        variants[1].stem_max_pool = true;
+        variants[2].head_channels = None;
+        variants[3].activation = Activation::Relu;
+        let mut hashes: Vec<String> = variants.iter().map(arch_hash).collect();
+        hashes.push(arch_hash(&b0));
+        hashes.sort();
+        hashes.dedup();
+        assert_eq!(hashes.len(), 5, "every variant hashes differently");
+        let resnet = crate::presets::preset("resnet-50").unwrap();
+        assert!(
+            canonical(&resnet).starts_with("in3_res224_cls1000_stem64_headnone_do0_dc0_stemk7_maxpool_relu:")
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! Multiply-adds ("FLOPS" in the EfficientNet and MnasNet papers) count convolutions
 //! (output elements × input channels per group × kernel area) and the classifier (in × out);
 //! batch norm, activations, pooling and additions are not counted, as in the papers.
-//! The golden test checks torchvision's EfficientNet-B0…B7 and MobileNetV2 to the unit.
+//! ResNet's blocks count the same way (torchvision's `BasicBlock` and `Bottleneck`: bias-free
+//! convolutions with BN, the projection shortcut a strided 1×1 convolution with BN); the
+//! max-pool after its stem costs nothing.
+//! The golden test checks torchvision's EfficientNet-B0…B7, MobileNetV2 and ResNet-18/34/50 to
+//! the unit, and MobileNetV1 against its paper (Howard et al., 2017, Table 8).
 
 use std::fmt;
 
@@ -73,7 +77,7 @@ pub struct BlockCost {
 pub struct CostBreakdown {
     pub stem: Cost,
     pub blocks: Vec<BlockCost>,
-    /// The 1×1 head convolution and its batch norm.
+    /// The 1×1 head convolution and its batch norm (zero without a head).
     pub head: Cost,
     pub classifier: Cost,
     pub total: Cost,
@@ -193,9 +197,20 @@ fn wide_layer_cost(block: &BlockSpec, layer: u32, input_size: u32) -> (WideCost,
                 cost += squeeze_excite(c_out, squeeze);
             }
         }
+        Op::Basic => {
+            cost += conv_bn(c_in, c_out, k, 1, out);
+            cost += conv_bn(c_out, c_out, k, 1, out);
+        }
+        Op::Bottleneck => {
+            let width = block.hidden_channels(c_in);
+            cost += conv_bn(c_in, width, 1, 1, input_size);
+            cost += conv_bn(width, width, k, 1, out);
+            cost += conv_bn(width, c_out, 1, 1, out);
+        }
     }
-    if let Shortcut::Pool { project: true } = block.layer_shortcut(layer) {
-        cost += conv_bn(c_in, c_out, 1, 1, out);
+    match block.layer_shortcut(layer) {
+        Shortcut::Pool { project: true } | Shortcut::Projection => cost += conv_bn(c_in, c_out, 1, 1, out),
+        Shortcut::Pool { project: false } | Shortcut::Identity | Shortcut::None => {}
     }
     (cost, out)
 }
@@ -211,7 +226,8 @@ pub(crate) fn wide_block_cost(block: &BlockSpec, input_size: u32) -> (WideCost, 
     (cost, size)
 }
 
-/// The spatial size the stem (3×3, stride 2) leaves at a given input resolution.
+/// The spatial size the default stem (3×3, stride 2, no max-pool) leaves at a given input
+/// resolution; [`ArchSpec::stem_output_size`] for any stem.
 pub(crate) fn stem_output_size(resolution: u32) -> u32 {
     conv_output_size(resolution, 3, 2)
 }
@@ -228,8 +244,9 @@ struct WideParts {
 /// The one walk over a network behind every public function here: counts every part and
 /// hands each block's cost and output size to `each_block`.
 fn walk(arch: &ArchSpec, mut each_block: impl FnMut(WideCost, u32)) -> WideParts {
-    let mut size = stem_output_size(arch.resolution);
-    let stem = conv_bn(arch.input_channels, arch.stem_channels, 3, 1, size);
+    let stem_conv_size = conv_output_size(arch.resolution, arch.stem_kernel, 2);
+    let stem = conv_bn(arch.input_channels, arch.stem_channels, arch.stem_kernel, 1, stem_conv_size);
+    let mut size = arch.stem_output_size();
     let mut total = stem;
     for block in &arch.blocks {
         let (block_cost, out) = wide_block_cost(block, size);
@@ -237,8 +254,11 @@ fn walk(arch: &ArchSpec, mut each_block: impl FnMut(WideCost, u32)) -> WideParts
         size = out;
         each_block(block_cost, size);
     }
-    let head = conv_bn(arch.last_block_channels(), arch.head_channels, 1, 1, size);
-    let classifier = classifier(arch.head_channels, arch.num_classes);
+    let head = match arch.head_channels {
+        Some(head) => conv_bn(arch.last_block_channels(), head, 1, 1, size),
+        None => WideCost::default(),
+    };
+    let classifier = classifier(arch.classifier_channels(), arch.num_classes);
     total += head;
     total += classifier;
     WideParts { stem, head, classifier, total, final_resolution: size }

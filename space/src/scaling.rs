@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{ArchSpec, MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION};
+use crate::arch::{ArchSpec, Op, MAX_CHANNELS, MAX_REPEATS, MAX_RESOLUTION};
 use crate::cost::{cost, Cost};
 use crate::error::{Result, SpaceError};
 
@@ -69,6 +69,13 @@ impl Compound {
 /// Scales a base network: every channel count (stem, blocks, head) by `width` with
 /// `round_channels`, every block's repeats by `depth` with `round_repeats`, the resolution by
 /// `resolution` rounded to the nearest pixel. Dropout and the rest are kept.
+///
+/// The same rules scale ResNet and MobileNetV1 (EfficientNet §3.3 and Table 3 scale them as
+/// B0): depth multiplies the layers of every stage, width every channel count. A bottleneck
+/// block's bottleneck width is what is rounded, and its output is that times the block's
+/// expansion, so a scaled ResNet-50 keeps the 4:1 ratio exactly (rounding the output alone
+/// would give widths that are not a quarter of it). Each block's input is the previous block's
+/// output, so the chain stays consistent.
 pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
     for (field, value) in
         [("width", multipliers.width), ("depth", multipliers.depth), ("resolution", multipliers.resolution)]
@@ -83,11 +90,18 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
     let width = |c: u32| round_channels(c, multipliers.width);
     let mut arch = base.clone();
     arch.stem_channels = width(base.stem_channels);
-    arch.head_channels = width(base.head_channels);
+    arch.head_channels = base.head_channels.map(width);
+    let mut channels = arch.stem_channels;
     for block in &mut arch.blocks {
-        block.in_channels = width(block.in_channels);
-        block.out_channels = width(block.out_channels);
+        block.in_channels = channels;
+        block.out_channels = match block.op {
+            Op::Bottleneck if block.expansion > 0 => {
+                width(block.out_channels / block.expansion).saturating_mul(block.expansion)
+            }
+            _ => width(block.out_channels),
+        };
         block.repeats = round_repeats(block.repeats, multipliers.depth);
+        channels = block.out_channels;
     }
     arch.resolution = (f64::from(base.resolution) * multipliers.resolution).round().max(1.0) as u32;
     if arch.resolution > MAX_RESOLUTION
@@ -611,6 +625,82 @@ mod tests {
                 scale_to_flops(&base, Dimension::Compound(c), 1e9),
                 Err(FlopsTargetError::InvalidCoefficients { .. })
             ));
+        }
+    }
+
+    fn preset(name: &str) -> ArchSpec {
+        crate::presets::preset(name).unwrap()
+    }
+
+    /// Width 2 doubles every channel count of ResNet-50, bottleneck widths and outputs alike;
+    /// convolutions between doubled channels cost four times as much, so parameters and
+    /// multiply-adds land a little under 4× (the 3-channel stem and the classifier's classes do
+    /// not double).
+    #[test]
+    fn resnet_50_at_width_2_doubles_every_channel() {
+        let base = preset("resnet-50");
+        let wide = scale(&base, Multipliers { width: 2.0, ..Multipliers::IDENTITY }).unwrap();
+        assert_eq!(wide.stem_channels, 128);
+        assert_eq!(wide.head_channels, None);
+        let outs: Vec<u32> = wide.blocks.iter().map(|b| b.out_channels).collect();
+        assert_eq!(outs, [512, 1024, 2048, 4096]);
+        let widths: Vec<u32> = wide.blocks.iter().map(|b| b.hidden_channels(b.in_channels)).collect();
+        assert_eq!(widths, [128, 256, 512, 1024]);
+        let (c0, c1) = (cost(&base), cost(&wide));
+        let params = c1.params as f64 / c0.params as f64;
+        let macs = c1.macs as f64 / c0.macs as f64;
+        assert!((3.8..4.0).contains(&params), "params ×{params}");
+        assert!((3.8..4.0).contains(&macs), "multiply-adds ×{macs}");
+    }
+
+    /// At a width where rounding the output alone would break the 4:1 ratio (1.1: 64 → 72,
+    /// but 256 → 280, not 288), the bottleneck width is rounded and the output follows it.
+    #[test]
+    fn bottleneck_outputs_stay_four_times_their_width() {
+        let wide = scale(&preset("resnet-50"), Multipliers { width: 1.1, ..Multipliers::IDENTITY }).unwrap();
+        let outs: Vec<u32> = wide.blocks.iter().map(|b| b.out_channels).collect();
+        assert_eq!(outs, [288, 576, 1120, 2240]); // 4 × round(1.1 × [64, 128, 256, 512])
+        for pair in wide.blocks.windows(2) {
+            assert_eq!(pair[1].in_channels, pair[0].out_channels, "the chain holds");
+        }
+        for block in &wide.blocks {
+            assert_eq!(block.hidden_channels(block.in_channels) * 4, block.out_channels);
+            assert_eq!(block.hidden_channels(block.in_channels) % 8, 0);
+        }
+    }
+
+    /// Depth multiplies the layers of every stage and rounds up, as for EfficientNet.
+    #[test]
+    fn resnet_depth_scales_the_layers_of_every_stage() {
+        let deep = scale(&preset("resnet-50"), Multipliers { depth: 1.5, ..Multipliers::IDENTITY }).unwrap();
+        let repeats: Vec<u32> = deep.blocks.iter().map(|b| b.repeats).collect();
+        assert_eq!(repeats, [5, 6, 9, 5]); // ceil(1.5 × [3, 4, 6, 3])
+        let deep18 =
+            scale(&preset("resnet-18"), Multipliers { depth: 2.0, ..Multipliers::IDENTITY }).unwrap();
+        assert_eq!(deep18.blocks.iter().map(|b| b.repeats).collect::<Vec<_>>(), [4, 4, 4, 4]);
+        // ResNet-18 at depth 2 has as many layers as ResNet-34 (16), spread evenly; each
+        // basic block costs about the same in every stage (channels double as the size halves),
+        // so the two cost about the same.
+        let resnet34 = preset("resnet-34");
+        assert_eq!(deep18.num_layers(), resnet34.num_layers());
+        let ratio = cost(&deep18).macs as f64 / cost(&resnet34).macs as f64;
+        assert!((0.95..1.05).contains(&ratio), "{ratio}");
+    }
+
+    /// `scale --base resnet-50 --only depth --flops 2x`: the depth multiplier whose network lands
+    /// closest to twice ResNet-50's multiply-adds, within a few percent (a layer of the last
+    /// stage is the coarsest step).
+    #[test]
+    fn resnet_and_mobilenet_v1_match_flops_targets() {
+        for name in ["resnet-50", "resnet-18", "mobilenet-v1"] {
+            let base = preset(name);
+            let base_macs = cost(&base).macs as f64;
+            for dimension in DIMENSIONS {
+                let found = scale_to_flops(&base, dimension, 2.0 * base_macs).unwrap();
+                let achieved = found.cost.macs as f64 / base_macs;
+                assert!((achieved - 2.0).abs() < 0.15, "{name} {dimension}: ×{achieved}");
+                assert_eq!(found.arch.head_channels, None, "{name}: scaling adds no head");
+            }
         }
     }
 

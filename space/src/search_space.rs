@@ -35,6 +35,9 @@ impl fmt::Display for OpChoice {
             Op::Conv => f.write_str("conv"),
             Op::DepthwiseSeparable => f.write_str("dsconv"),
             Op::MBConv => write!(f, "mbconv{}", self.expansion),
+            // Not choices of the MnasNet space (`from_str` refuses them); named for messages.
+            Op::Basic => f.write_str("basic"),
+            Op::Bottleneck => write!(f, "bottleneck{}", self.expansion),
         }
     }
 }
@@ -556,8 +559,11 @@ impl SearchSpace {
             resolution: self.resolution,
             num_classes: self.num_classes,
             stem_channels: self.stem_channels,
+            stem_kernel: defaults::STEM_KERNEL,
+            stem_max_pool: false,
             blocks,
-            head_channels: self.head_channels,
+            head_channels: Some(self.head_channels),
+            activation: crate::arch::Activation::Silu,
             dropout: self.dropout,
             drop_connect: self.drop_connect,
         };
@@ -583,11 +589,21 @@ impl SearchSpace {
                 arch.stem_channels, self.stem_channels
             )));
         }
-        if arch.head_channels != self.head_channels {
+        if arch.head_channels != Some(self.head_channels) {
+            let head =
+                arch.head_channels.map_or_else(|| "no head".to_owned(), |c| format!("head of {c} channels"));
+            return Err(not_in(format!("{head} where the space fixes {}", self.head_channels)));
+        }
+        // The space's skeleton is EfficientNet's: a 3×3 stem without max-pool, SiLU.
+        if arch.stem_kernel != defaults::STEM_KERNEL || arch.stem_max_pool {
             return Err(not_in(format!(
-                "head of {} channels where the space fixes {}",
-                arch.head_channels, self.head_channels
+                "a {k}×{k} stem{pool} where the space fixes a 3×3 stem without max-pool",
+                k = arch.stem_kernel,
+                pool = if arch.stem_max_pool { " with max-pool" } else { "" }
             )));
+        }
+        if arch.activation != crate::arch::Activation::Silu {
+            return Err(not_in(format!("activation {} where the space fixes silu", arch.activation.name())));
         }
         if arch.input_channels != self.input_channels {
             return Err(not_in(format!(
@@ -655,6 +671,23 @@ mod tests {
         let message = strict.encode(&crate::presets::efficientnet_b0()).unwrap_err().to_string();
         assert!(message.contains("block 4") && message.contains("112"), "{message}");
         assert!(!SearchSpace::default_space().contains(&crate::presets::preset("b1").unwrap()));
+    }
+
+    /// The skeleton fields of the baselines are part of membership: B0's blocks behind a
+    /// ResNet stem, without a head or with ReLU are other networks.
+    #[test]
+    fn stem_head_and_activation_decide_membership() {
+        let space = SearchSpace::default_space();
+        let b0 = crate::presets::efficientnet_b0();
+        let mut variants = vec![b0.clone(); 4];
+        variants[0].stem_kernel = 7;
+        variants[1].stem_max_pool = true;
+        variants[2].head_channels = None;
+        variants[3].activation = crate::arch::Activation::Relu;
+        for (arch, needle) in variants.iter().zip(["7×7 stem", "max-pool", "no head", "relu"]) {
+            let message = space.encode(arch).unwrap_err().to_string();
+            assert!(message.contains(needle), "{message}");
+        }
     }
 
     /// Pins the token layout that stored runs and controllers rely on: per block, the op,

@@ -9,6 +9,8 @@ fn op() -> impl Strategy<Value = (Op, u32)> {
         Just((Op::Conv, 1)),
         Just((Op::DepthwiseSeparable, 1)),
         (1u32..=16).prop_map(|e| (Op::MBConv, e)),
+        Just((Op::Basic, 1)),
+        (1u32..=16).prop_map(|e| (Op::Bottleneck, e)),
     ]
 }
 
@@ -25,6 +27,14 @@ fn block() -> impl Strategy<Value = BlockSpec> {
     )
         .prop_map(
             |((op, expansion), repeats, kernel, stride, in_channels, out_channels, se_ratio, skip)| {
+                // What validation asks of residual blocks: no SE, and a bottleneck's output a
+                // multiple of its expansion.
+                let se_ratio = if op.is_residual() { 0.0 } else { se_ratio };
+                let out_channels = if op == Op::Bottleneck {
+                    (out_channels / expansion).max(1) * expansion
+                } else {
+                    out_channels
+                };
                 BlockSpec {
                     op,
                     repeats,
@@ -49,7 +59,7 @@ proptest! {
     }
 
     #[test]
-    fn parser_never_panics_on_block_like_text(text in "(ir_|ds_|cn_|xx_)?(r[0-9]{0,3}|k[0-9]{0,2}|s[0-9]{0,3}|e[0-9]{0,2}|i[0-9]{0,6}|o[0-9]{0,6}|c[0-9]{0,6}|se[0-9.]{0,5}|noskip|poolskip)(_(r[0-9]{0,3}|k[0-9]{0,2}|s[0-9]{0,3}|e[0-9]{0,2}|i[0-9]{0,6}|o[0-9]{0,6}|se[0-9.e-]{0,5}|noskip|poolskip)){0,8}") {
+    fn parser_never_panics_on_block_like_text(text in "(ir_|ds_|cn_|basic_|bottle_|xx_)?(r[0-9]{0,3}|k[0-9]{0,2}|s[0-9]{0,3}|e[0-9]{0,2}|i[0-9]{0,6}|o[0-9]{0,6}|c[0-9]{0,6}|se[0-9.]{0,5}|noskip|poolskip)(_(r[0-9]{0,3}|k[0-9]{0,2}|s[0-9]{0,3}|e[0-9]{0,2}|i[0-9]{0,6}|o[0-9]{0,6}|se[0-9.e-]{0,5}|noskip|poolskip)){0,8}") {
         if let Ok(block) = parse_block(&text, None) {
             prop_assert!(block.validate().is_ok());
         }

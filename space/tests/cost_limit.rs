@@ -33,8 +33,11 @@ fn huge(blocks: usize, repeats: u32) -> ArchSpec {
 /// The counts of `huge(blocks, repeats)` by the formula, in `u128`: (parameters, multiply-adds).
 fn reference(blocks: usize, repeats: u32) -> (u128, u128) {
     let arch = huge(blocks, repeats);
-    let (input, stem, head) =
-        (u128::from(arch.input_channels), u128::from(arch.stem_channels), u128::from(arch.head_channels));
+    let (input, stem, head) = (
+        u128::from(arch.input_channels),
+        u128::from(arch.stem_channels),
+        u128::from(arch.classifier_channels()),
+    );
     let (classes, c) = (u128::from(arch.num_classes), u128::from(HUGE));
     // The stem halves the resolution; every later layer keeps it.
     let hw = u128::from(RESOLUTION / 2).pow(2);

@@ -30,6 +30,37 @@ fn mobilenet_v2_matches_torchvision_exactly() {
     assert_eq!(cost.macs, golden["mobilenet_v2"]["macs"].as_u64().expect("macs"));
 }
 
+#[test]
+fn resnet_18_34_50_match_torchvision_exactly() {
+    let golden = torchvision();
+    let rows = golden["resnet"].as_array().expect("list");
+    assert_eq!(rows.len(), 3);
+    for (row, name) in rows.iter().zip(["resnet-18", "resnet-34", "resnet-50"]) {
+        assert_eq!(row["model"].as_str().expect("model"), name.replace('-', ""));
+        let arch = presets::preset(name).expect("preset");
+        assert_eq!(u64::from(arch.resolution), row["resolution"].as_u64().expect("resolution"));
+        let cost = cost(&arch);
+        assert_eq!(cost.params, row["params"].as_u64().expect("params"), "{name} params");
+        assert_eq!(cost.macs, row["macs"].as_u64().expect("macs"), "{name} multiply-adds");
+    }
+}
+
+/// MobileNetV1 has no torchvision model; the reference is its paper (Howard et al., 2017,
+/// "MobileNets", Table 8: "1.0 MobileNet-224", 569 million mult-adds and 4.2 million
+/// parameters; Table 2 gives the same totals as 100% of 569M and 4.2M). The paper rounds to two
+/// significant figures for parameters and three for multiply-adds, so agreement means landing
+/// inside the rounding interval: [4.15M, 4.25M) and [568.5M, 569.5M). Our count includes batch
+/// norm's two parameters a channel (21,888 over 10,944 channels); the paper does not say whether
+/// its count does, and the weights alone (4,210,088) are inside the interval as well.
+#[test]
+fn mobilenet_v1_is_within_the_rounding_of_the_paper() {
+    let cost = cost(&presets::preset("mobilenet-v1").expect("preset"));
+    assert!((4_150_000..4_250_000).contains(&cost.params), "params {}", cost.params);
+    assert!((568_500_000..569_500_000).contains(&cost.macs), "multiply-adds {}", cost.macs);
+    // The exact figures, pinned so that a change to the preset or the cost model shows here.
+    assert_eq!((cost.params, cost.macs), (4_231_976, 568_740_352));
+}
+
 /// MnasNet paper, Table 1: MnasNet-A1 has 3.9M parameters and 312M multiply-adds at 224 px.
 #[test]
 fn mnasnet_a1_is_within_three_percent_of_the_paper() {
@@ -60,6 +91,68 @@ fn classes_and_resolution_enter_where_they_should() {
 #[test]
 fn b0_hash_is_pinned() {
     assert_eq!(effnas_space::arch_hash(&presets::efficientnet_b0()), "3f952f076c846bb0");
+}
+
+/// The stem kernel, max-pool, optional head and activation came after architectures were
+/// stored in databases: the presets that existed before them keep their hashes (computed with
+/// the commit before these fields) and their JSON, and JSON written before them still reads as
+/// the same network.
+#[test]
+fn hashes_and_json_from_before_the_resnet_fields_are_unchanged() {
+    #[rustfmt::skip]
+    let pinned = [
+        ("efficientnet-b0", "3f952f076c846bb0"),
+        ("efficientnet-b7", "1526f69aa3b1ce6e"),
+        ("mnasnet-a1", "c45f2d4448c8c733"),
+        ("mobilenet-v2", "4dcfcf397fb53166"),
+    ];
+    for (name, hash) in pinned {
+        let arch = presets::preset(name).expect("preset");
+        assert_eq!(effnas_space::arch_hash(&arch), hash, "{name}");
+        let json = serde_json::to_value(&arch).expect("serialises");
+        // serde_json's map sorts its keys.
+        let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "blocks",
+                "drop_connect",
+                "dropout",
+                "head_channels",
+                "input_channels",
+                "num_classes",
+                "resolution",
+                "stem_channels"
+            ],
+            "{name}: the JSON has exactly the fields it had"
+        );
+    }
+    // B0's JSON as the previous version wrote it.
+    let old = r#"{"input_channels":3,"resolution":224,"num_classes":1000,"stem_channels":32,
+        "blocks":["r1_k3_s11_e1_i32_o16_se0.25","r2_k3_s22_e6_i16_o24_se0.25","r2_k5_s22_e6_i24_o40_se0.25",
+        "r3_k3_s22_e6_i40_o80_se0.25","r3_k5_s11_e6_i80_o112_se0.25","r4_k5_s22_e6_i112_o192_se0.25",
+        "r1_k3_s11_e6_i192_o320_se0.25"],"head_channels":1280,"dropout":0.2,"drop_connect":0.2}"#;
+    let read: effnas_space::ArchSpec = serde_json::from_str(old).expect("old JSON reads");
+    assert_eq!(read, presets::efficientnet_b0());
+    assert_eq!(serde_json::to_string(&read).expect("serialises"), old.replace(['\n', ' '], ""));
+}
+
+/// A ResNet's JSON names what differs from EfficientNet, reads back as the same network, and a
+/// `null` head is no head.
+#[test]
+fn resnet_json_round_trips() {
+    let resnet = presets::preset("resnet-50").expect("preset");
+    let json = serde_json::to_value(&resnet).expect("serialises");
+    assert_eq!(json["stem_kernel"], 7);
+    assert_eq!(json["stem_max_pool"], true);
+    assert!(json["head_channels"].is_null());
+    assert_eq!(json["activation"], "relu");
+    let back: effnas_space::ArchSpec = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, resnet);
+    assert_ne!(
+        effnas_space::arch_hash(&resnet),
+        effnas_space::arch_hash(&presets::preset("resnet-34").expect("preset"))
+    );
 }
 
 #[test]

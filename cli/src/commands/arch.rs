@@ -16,8 +16,9 @@ use crate::table::{human_count, Table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A preset (efficientnet-b0 … efficientnet-b7, b0 … b7, mnasnet-a1, mobilenet-v2), a
-    /// comma-separated list of block strings (r2_k3_s22_e6_i16_o24_se0.25,…) or a JSON file.
+    /// A preset (efficientnet-b0 … efficientnet-b7, b0 … b7, mnasnet-a1, mobilenet-v1,
+    /// mobilenet-v2, resnet-18, resnet-34, resnet-50), a comma-separated list of block strings
+    /// (r2_k3_s22_e6_i16_o24_se0.25,…) or a JSON file.
     pub spec: String,
     /// Input resolution in pixels (default: the architecture's own).
     #[arg(long)]
@@ -139,33 +140,47 @@ fn layer_table(arch: &ArchSpec, breakdown: &CostBreakdown) -> Table {
     ]);
     let stem = FixedLayer {
         stage: "stem",
-        operator: "Conv3x3",
-        kernel: "3",
+        operator: format!("Conv{k}x{k}", k = arch.stem_kernel),
+        kernel: arch.stem_kernel.to_string(),
         stride: "2",
         channels: (arch.input_channels, arch.stem_channels),
-        output_resolution: conv_output_size(arch.resolution, 3, 2),
+        output_resolution: conv_output_size(arch.resolution, arch.stem_kernel, 2),
         cost: breakdown.stem,
     };
     table.row(stem.cells());
+    if arch.stem_max_pool {
+        let pool = FixedLayer {
+            stage: "stem",
+            operator: "MaxPool3x3".to_owned(),
+            kernel: "3".to_owned(),
+            stride: "2",
+            channels: (arch.stem_channels, arch.stem_channels),
+            output_resolution: arch.stem_output_size(),
+            cost: Cost::default(),
+        };
+        table.row(pool.cells());
+    }
     for (index, (block, cost)) in arch.blocks.iter().zip(&breakdown.blocks).enumerate() {
         table.row(block_cells(index + 1, block, cost));
     }
-    let head = FixedLayer {
-        stage: "head",
-        operator: "Conv1x1",
-        kernel: "1",
-        stride: "1",
-        channels: (arch.last_block_channels(), arch.head_channels),
-        output_resolution: breakdown.final_resolution,
-        cost: breakdown.head,
-    };
-    table.row(head.cells());
+    if let Some(head_channels) = arch.head_channels {
+        let head = FixedLayer {
+            stage: "head",
+            operator: "Conv1x1".to_owned(),
+            kernel: "1".to_owned(),
+            stride: "1",
+            channels: (arch.last_block_channels(), head_channels),
+            output_resolution: breakdown.final_resolution,
+            cost: breakdown.head,
+        };
+        table.row(head.cells());
+    }
     let classifier = FixedLayer {
         stage: "fc",
-        operator: "Pool+FC",
-        kernel: "-",
+        operator: "Pool+FC".to_owned(),
+        kernel: "-".to_owned(),
         stride: "-",
-        channels: (arch.head_channels, arch.num_classes),
+        channels: (arch.classifier_channels(), arch.num_classes),
         output_resolution: 1,
         cost: breakdown.classifier,
     };
@@ -195,8 +210,8 @@ fn block_cells(number: usize, block: &BlockSpec, cost: &BlockCost) -> [String; 1
 /// expansion, squeeze-excite or skip.
 struct FixedLayer {
     stage: &'static str,
-    operator: &'static str,
-    kernel: &'static str,
+    operator: String,
+    kernel: String,
     stride: &'static str,
     /// Input and output channels.
     channels: (u32, u32),
@@ -209,8 +224,8 @@ impl FixedLayer {
         let dash = || "-".to_owned();
         [
             self.stage.to_owned(),
-            self.operator.to_owned(),
-            self.kernel.to_owned(),
+            self.operator,
+            self.kernel,
             self.stride.to_owned(),
             dash(),
             dash(),

@@ -185,10 +185,12 @@ fn curve_table(epochs: &[EpochMetrics]) -> Table {
 fn architecture_table(arch: &ArchSpec) -> String {
     let breakdown = cost_breakdown(arch);
     let mut table = Table::new(["#", "block", "out res", "params", "mult-adds"]);
+    let k = arch.stem_kernel;
+    let pool = if arch.stem_max_pool { ", maxpool3x3 s2" } else { "" };
     table.row([
         "stem".to_owned(),
-        format!("conv3x3 s2 {}→{}", arch.input_channels, arch.stem_channels),
-        effnas_space::arch::conv_output_size(arch.resolution, 3, 2).to_string(),
+        format!("conv{k}x{k} s2 {}→{}{pool}", arch.input_channels, arch.stem_channels),
+        arch.stem_output_size().to_string(),
         human_count(breakdown.stem.params),
         human_count(breakdown.stem.macs),
     ]);
@@ -201,16 +203,18 @@ fn architecture_table(arch: &ArchSpec) -> String {
             human_count(cost.cost.macs),
         ]);
     }
-    table.row([
-        "head".to_owned(),
-        format!("conv1x1 {}→{}", arch.last_block_channels(), arch.head_channels),
-        breakdown.final_resolution.to_string(),
-        human_count(breakdown.head.params),
-        human_count(breakdown.head.macs),
-    ]);
+    if let Some(head) = arch.head_channels {
+        table.row([
+            "head".to_owned(),
+            format!("conv1x1 {}→{head}", arch.last_block_channels()),
+            breakdown.final_resolution.to_string(),
+            human_count(breakdown.head.params),
+            human_count(breakdown.head.macs),
+        ]);
+    }
     table.row([
         "fc".to_owned(),
-        format!("pool, linear {}→{}", arch.head_channels, arch.num_classes),
+        format!("pool, linear {}→{}", arch.classifier_channels(), arch.num_classes),
         "1".to_owned(),
         human_count(breakdown.classifier.params),
         human_count(breakdown.classifier.macs),

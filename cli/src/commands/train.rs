@@ -47,7 +47,8 @@ pub enum PrecisionChoice {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A preset (efficientnet-b0 … b7, mnasnet-a1, mobilenet-v2), block strings, or a JSON file.
+    /// A preset (efficientnet-b0 … b7, mnasnet-a1, mobilenet-v1, mobilenet-v2, resnet-18/34/50),
+    /// block strings, or a JSON file.
     pub spec: String,
     /// `fashion-mnist` (Debian's files), or a folder: IDX files, CIFAR-10 batches, or one
     /// sub-folder of images per class.

@@ -217,7 +217,8 @@ fn compound_table(trials: &[Trial], points: &HashMap<TrialId, CompoundPoint>) ->
 
 /// A short form of the blocks for tables: `e6k5r3c40+` per stage (MBConv with expansion 6,
 /// kernel 5, 3 layers, 40 output channels, `+` for squeeze-and-excitation); `cn`/`ds` for
-/// regular and depthwise-separable convolutions; `!` for no skip, `^` for a pooling skip.
+/// regular and depthwise-separable convolutions, `bb`/`bt` for ResNet's basic and bottleneck
+/// blocks; `!` for no skip, `^` for a pooling skip.
 /// Strides are left out: in the MnasNet space they are fixed per stage.
 pub fn abbreviate_blocks(arch: &ArchSpec) -> String {
     arch.blocks
@@ -227,6 +228,8 @@ pub fn abbreviate_blocks(arch: &ArchSpec) -> String {
                 Op::MBConv => format!("e{}", b.expansion),
                 Op::Conv => "cn".to_owned(),
                 Op::DepthwiseSeparable => "ds".to_owned(),
+                Op::Basic => "bb".to_owned(),
+                Op::Bottleneck => format!("bt{}", b.expansion),
             };
             let se = if b.se_ratio > 0.0 { "+" } else { "" };
             let skip = match b.skip {

@@ -1,10 +1,13 @@
-//! Building blocks: convolution, batch norm, squeeze-and-excitation, and the three layer kinds
-//! of the MnasNet space (regular conv, depthwise-separable conv, MBConv), each with its shortcut.
+//! Building blocks: convolution, batch norm, squeeze-and-excitation, the three layer kinds
+//! of the MnasNet space (regular conv, depthwise-separable conv, MBConv) and ResNet's two
+//! (basic and bottleneck, He et al., 2016, Figure 5), each with its shortcut.
 //!
 //! Layouts follow torchvision's `efficientnet.py` (`MBConv`, `Conv2dNormActivation`,
-//! `SqueezeExcitation`, `StochasticDepth` in "row" mode) so variable names match where the
-//! structure is the same; initialisation follows torchvision's EfficientNet too (convolutions
-//! Kaiming-normal in fan-out mode, BN weight 1 and bias 0, linear uniform ±1/√out).
+//! `SqueezeExcitation`, `StochasticDepth` in "row" mode) and `resnet.py` (`BasicBlock`,
+//! `Bottleneck`: `conv1`/`bn1` …, the projection shortcut as `downsample.0`/`.1`, the stride on
+//! the 3×3 convolution) so variable names match where the structure is the same;
+//! initialisation follows torchvision's EfficientNet (convolutions Kaiming-normal in fan-out
+//! mode, which torchvision's ResNet uses too, BN weight 1 and bias 0, linear uniform ±1/√out).
 //! Every forward is fallible (`f_*` calls): an out-of-memory or shape error is a value.
 
 use std::cell::Cell;
@@ -82,8 +85,30 @@ pub enum Bias {
 pub enum Activation {
     /// SiLU (swish), as EfficientNet.
     Silu,
-    /// None: the linear bottleneck (MBConv's projection, a shortcut's projection).
+    /// ReLU, as ResNet and MobileNetV1.
+    Relu,
+    /// None: the linear bottleneck (MBConv's projection, a shortcut's projection, the last
+    /// convolution of a residual block, whose activation follows the addition).
     Linear,
+}
+
+impl Activation {
+    pub fn forward(self, xs: Tensor) -> TResult<Tensor> {
+        match self {
+            Activation::Silu => xs.f_silu(),
+            Activation::Relu => xs.f_relu(),
+            Activation::Linear => Ok(xs),
+        }
+    }
+}
+
+impl From<effnas_space::Activation> for Activation {
+    fn from(activation: effnas_space::Activation) -> Self {
+        match activation {
+            effnas_space::Activation::Silu => Activation::Silu,
+            effnas_space::Activation::Relu => Activation::Relu,
+        }
+    }
 }
 
 /// A 2-D convolution with symmetric `(k − 1) / 2` padding, as torchvision's.
@@ -192,9 +217,21 @@ pub struct ConvNormAct {
 
 impl ConvNormAct {
     pub fn new(p: &Path, shape: ConvShape, activation: Activation, norm: NormConfig) -> TResult<Self> {
+        ConvNormAct::named(&(p / "0"), &(p / "1"), shape, activation, norm)
+    }
+
+    /// The convolution at `conv` and the norm at `bn`, for layouts that name them apart
+    /// (torchvision's ResNet: `conv1` and `bn1`).
+    pub fn named(
+        conv: &Path,
+        bn: &Path,
+        shape: ConvShape,
+        activation: Activation,
+        norm: NormConfig,
+    ) -> TResult<Self> {
         Ok(ConvNormAct {
-            conv: Conv2d::new(&(p / "0"), shape, Bias::Without)?,
-            norm: BatchNorm::new(&(p / "1"), shape.c_out, norm)?,
+            conv: Conv2d::new(conv, shape, Bias::Without)?,
+            norm: BatchNorm::new(bn, shape.c_out, norm)?,
             activation,
         })
     }
@@ -205,32 +242,32 @@ impl ConvNormAct {
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> TResult<Tensor> {
         let ys = self.norm.forward(&self.conv.forward(xs)?, train)?;
-        match self.activation {
-            Activation::Silu => ys.f_silu(),
-            Activation::Linear => Ok(ys),
-        }
+        self.activation.forward(ys)
     }
 }
 
-/// Squeeze-and-excitation (Hu et al.; torchvision `SqueezeExcitation` with SiLU and sigmoid):
-/// global average pool, `fc1` 1×1 conv to `squeeze` channels, SiLU, `fc2` back, sigmoid, scale.
+/// Squeeze-and-excitation (Hu et al.; torchvision `SqueezeExcitation` with the network's
+/// activation and sigmoid): global average pool, `fc1` 1×1 conv to `squeeze` channels, the
+/// activation (SiLU in EfficientNet), `fc2` back, sigmoid, scale.
 #[derive(Debug)]
 pub struct SqueezeExcite {
     fc1: Conv2d,
     fc2: Conv2d,
+    activation: Activation,
 }
 
 impl SqueezeExcite {
-    pub fn new(p: &Path, channels: u32, squeeze: u32) -> TResult<Self> {
+    pub fn new(p: &Path, channels: u32, squeeze: u32, activation: Activation) -> TResult<Self> {
         Ok(SqueezeExcite {
             fc1: Conv2d::new(&(p / "fc1"), ConvShape::pointwise(channels, squeeze), Bias::With)?,
             fc2: Conv2d::new(&(p / "fc2"), ConvShape::pointwise(squeeze, channels), Bias::With)?,
+            activation,
         })
     }
 
     pub fn forward(&self, xs: &Tensor) -> TResult<Tensor> {
         let scale = xs.f_mean_dim(&[2i64, 3][..], true, None::<Kind>)?;
-        let scale = self.fc1.forward(&scale)?.f_silu()?;
+        let scale = self.activation.forward(self.fc1.forward(&scale)?)?;
         let scale = self.fc2.forward(&scale)?.f_sigmoid()?;
         xs.f_mul(&scale)
     }
@@ -247,19 +284,25 @@ enum LayerShortcut {
         stride: i64,
         project: Option<ConvNormAct>,
     },
+    /// A strided 1×1 conv + BN (ResNet's `downsample`).
+    Projection(ConvNormAct),
 }
 
 /// A layer's main branch, its parts named as timm names them (`conv_pw`, `conv_dw`, `se`,
-/// `conv_pwl`). Which parts a layer has depends on its op:
+/// `conv_pwl`). Which parts a layer has depends on its op (the activation is the network's):
 ///
-/// | op                  | `expand` | `spatial`      | `squeeze_excite` | `project`      |
-/// |---------------------|----------|----------------|------------------|----------------|
-/// | MBConv              | if e > 1 | depthwise k×k  | if se > 0        | 1×1, linear    |
-/// | depthwise-separable | –        | depthwise k×k  | if se > 0        | 1×1, SiLU      |
-/// | regular conv        | –        | full k×k       | if se > 0        | –              |
+/// | op                  | `expand`     | `spatial`          | `squeeze_excite` | `project`          |
+/// |---------------------|--------------|--------------------|------------------|--------------------|
+/// | MBConv              | if e > 1     | depthwise k×k      | if se > 0        | 1×1, linear        |
+/// | depthwise-separable | –            | depthwise k×k      | if se > 0        | 1×1, activation    |
+/// | regular conv        | –            | full k×k           | if se > 0        | –                  |
+/// | basic               | –            | full k×k (`conv1`) | –                | k×k, linear (`conv2`) |
+/// | bottleneck          | 1×1 (`conv1`)| full k×k (`conv2`) | –                | 1×1, linear (`conv3`) |
 ///
 /// Variable paths number the parts present in this order (`block.0`, `block.1`, …), as
-/// torchvision's `nn.Sequential` does, so a B0 loads into torchvision's `efficientnet_b0`.
+/// torchvision's `nn.Sequential` does, so a B0 loads into torchvision's `efficientnet_b0`; the
+/// residual blocks' parts are `conv1`/`bn1`, `conv2`/`bn2`, `conv3`/`bn3` directly under the
+/// layer, as torchvision's `BasicBlock` and `Bottleneck` name them.
 #[derive(Debug)]
 struct Branch {
     /// 1×1 expansion to the hidden width (timm `conv_pw`).
@@ -288,9 +331,14 @@ impl<'a> PartPaths<'a> {
     }
 
     /// Squeeze-and-excitation over `channels` down to `squeeze` when the block has it.
-    fn squeeze_excite(&mut self, squeeze: Option<u32>, channels: u32) -> TResult<Option<SqueezeExcite>> {
+    fn squeeze_excite(
+        &mut self,
+        squeeze: Option<u32>,
+        channels: u32,
+        activation: Activation,
+    ) -> TResult<Option<SqueezeExcite>> {
         match squeeze {
-            Some(squeeze) => Ok(Some(SqueezeExcite::new(&self.next(), channels, squeeze)?)),
+            Some(squeeze) => Ok(Some(SqueezeExcite::new(&self.next(), channels, squeeze, activation)?)),
             None => Ok(None),
         }
     }
@@ -300,40 +348,62 @@ impl<'a> PartPaths<'a> {
     }
 }
 
+/// What every layer of a network shares: batch-norm settings and the activation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerStyle {
+    pub norm: NormConfig,
+    pub activation: Activation,
+}
+
 impl Branch {
-    /// The branch of layer `layer` of `block` under `body` (`….block`).
-    fn new(body: Path<'_>, block: &BlockSpec, layer: u32, norm: NormConfig) -> TResult<Self> {
-        let mut parts = PartPaths { body, next: 0 };
+    /// The branch of layer `layer` of `block` at `p` (the layer's path: the MnasNet operators'
+    /// parts go under `p.block`, the residual blocks' directly under `p`).
+    fn new(p: &Path<'_>, block: &BlockSpec, layer: u32, style: LayerStyle) -> TResult<Self> {
+        let mut parts = PartPaths { body: p / "block", next: 0 };
+        let LayerStyle { norm, activation: act } = style;
         let (c_in, c_out) = block.layer_channels(layer);
         let (k, stride) = (block.kernel, block.layer_stride(layer));
         // The squeeze width comes from the layer's input channels (MnasNet, torchvision).
         let squeeze = block.se_channels(c_in);
+        // torchvision's ResNet names: `conv{i}` and `bn{i}` side by side.
+        let resnet_conv = |i: u32, shape: ConvShape, activation: Activation| {
+            ConvNormAct::named(&(p / format!("conv{i}")), &(p / format!("bn{i}")), shape, activation, norm)
+        };
         match block.op {
             Op::MBConv => {
                 let hidden = block.hidden_channels(c_in);
                 let expand = if hidden != c_in {
-                    Some(parts.conv(ConvShape::pointwise(c_in, hidden), Activation::Silu, norm)?)
+                    Some(parts.conv(ConvShape::pointwise(c_in, hidden), act, norm)?)
                 } else {
                     None
                 };
-                let spatial =
-                    parts.conv(ConvShape::depthwise(hidden, k).stride(stride), Activation::Silu, norm)?;
-                let squeeze_excite = parts.squeeze_excite(squeeze, hidden)?;
+                let spatial = parts.conv(ConvShape::depthwise(hidden, k).stride(stride), act, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, hidden, act)?;
                 let project = parts.conv(ConvShape::pointwise(hidden, c_out), Activation::Linear, norm)?;
                 Ok(Branch { expand, spatial, squeeze_excite, project: Some(project) })
             }
             Op::DepthwiseSeparable => {
-                let spatial =
-                    parts.conv(ConvShape::depthwise(c_in, k).stride(stride), Activation::Silu, norm)?;
-                let squeeze_excite = parts.squeeze_excite(squeeze, c_in)?;
-                let project = parts.conv(ConvShape::pointwise(c_in, c_out), Activation::Silu, norm)?;
+                let spatial = parts.conv(ConvShape::depthwise(c_in, k).stride(stride), act, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, c_in, act)?;
+                let project = parts.conv(ConvShape::pointwise(c_in, c_out), act, norm)?;
                 Ok(Branch { expand: None, spatial, squeeze_excite, project: Some(project) })
             }
             Op::Conv => {
-                let spatial =
-                    parts.conv(ConvShape::new(c_in, c_out, k).stride(stride), Activation::Silu, norm)?;
-                let squeeze_excite = parts.squeeze_excite(squeeze, c_out)?;
+                let spatial = parts.conv(ConvShape::new(c_in, c_out, k).stride(stride), act, norm)?;
+                let squeeze_excite = parts.squeeze_excite(squeeze, c_out, act)?;
                 Ok(Branch { expand: None, spatial, squeeze_excite, project: None })
+            }
+            Op::Basic => {
+                let spatial = resnet_conv(1, ConvShape::new(c_in, c_out, k).stride(stride), act)?;
+                let project = resnet_conv(2, ConvShape::new(c_out, c_out, k), Activation::Linear)?;
+                Ok(Branch { expand: None, spatial, squeeze_excite: None, project: Some(project) })
+            }
+            Op::Bottleneck => {
+                let width = block.hidden_channels(c_in);
+                let expand = resnet_conv(1, ConvShape::pointwise(c_in, width), act)?;
+                let spatial = resnet_conv(2, ConvShape::new(width, width, k).stride(stride), act)?;
+                let project = resnet_conv(3, ConvShape::pointwise(width, c_out), Activation::Linear)?;
+                Ok(Branch { expand: Some(expand), spatial, squeeze_excite: None, project: Some(project) })
             }
         }
     }
@@ -358,42 +428,59 @@ impl Branch {
     }
 }
 
-/// One layer of a block: the main branch (`p.block.N`) and its shortcut (`p.shortcut` when it
-/// has parameters). With a shortcut, the branch is dropped per sample with probability
-/// `drop_rate` while training (stochastic depth, "row" mode, scaled by 1 / (1 − p)).
+/// One layer of a block: the main branch (`p.block.N`, or `p.conv1` … for residual blocks)
+/// and its shortcut (`p.shortcut` for a pooling one with parameters, `p.downsample` for ResNet's
+/// projection). With a shortcut, the branch is dropped per sample with probability
+/// `drop_rate` while training (stochastic depth, "row" mode, scaled by 1 / (1 − p)). Residual
+/// blocks apply the activation after the addition (`after_add`).
 #[derive(Debug)]
 pub struct Layer {
     branch: Branch,
     shortcut: LayerShortcut,
     drop_rate: f64,
+    after_add: Activation,
 }
 
 impl Layer {
     /// Layer `layer` (0-based) of `block` at `p`, with its stochastic-depth rate.
-    pub fn new(p: &Path, block: &BlockSpec, layer: u32, drop_rate: f64, norm: NormConfig) -> TResult<Self> {
-        let branch = Branch::new(p / "block", block, layer, norm)?;
+    pub fn new(p: &Path, block: &BlockSpec, layer: u32, drop_rate: f64, style: LayerStyle) -> TResult<Self> {
+        let branch = Branch::new(p, block, layer, style)?;
         let (c_in, c_out) = block.layer_channels(layer);
+        let stride = block.layer_stride(layer);
         let shortcut = match block.layer_shortcut(layer) {
             Shortcut::None => LayerShortcut::None,
             Shortcut::Identity => LayerShortcut::Identity,
             Shortcut::Pool { project } => LayerShortcut::Pool {
-                stride: i64::from(block.layer_stride(layer)),
+                stride: i64::from(stride),
                 project: if project {
                     let shape = ConvShape::pointwise(c_in, c_out);
-                    Some(ConvNormAct::new(&(p / "shortcut"), shape, Activation::Linear, norm)?)
+                    Some(ConvNormAct::new(&(p / "shortcut"), shape, Activation::Linear, style.norm)?)
                 } else {
                     None
                 },
             },
+            Shortcut::Projection => {
+                let shape = ConvShape::pointwise(c_in, c_out).stride(stride);
+                LayerShortcut::Projection(ConvNormAct::new(
+                    &(p / "downsample"),
+                    shape,
+                    Activation::Linear,
+                    style.norm,
+                )?)
+            }
         };
-        Ok(Layer { branch, shortcut, drop_rate })
+        let after_add = if block.op.is_residual() { style.activation } else { Activation::Linear };
+        Ok(Layer { branch, shortcut, drop_rate, after_add })
     }
 
     /// Every batch norm of the layer.
     pub fn norms(&self) -> Vec<&BatchNorm> {
         let mut norms: Vec<&BatchNorm> = self.branch.convolutions().map(ConvNormAct::norm).collect();
-        if let LayerShortcut::Pool { project: Some(c), .. } = &self.shortcut {
-            norms.push(c.norm());
+        match &self.shortcut {
+            LayerShortcut::Pool { project: Some(c), .. } | LayerShortcut::Projection(c) => {
+                norms.push(c.norm())
+            }
+            LayerShortcut::Pool { project: None, .. } | LayerShortcut::Identity | LayerShortcut::None => {}
         }
         norms
     }
@@ -402,8 +489,9 @@ impl Layer {
     pub fn forward(&self, xs: &Tensor, train: bool, stochastic: bool) -> TResult<Tensor> {
         let ys = self.branch.forward(xs, train)?;
         let shortcut = match &self.shortcut {
-            LayerShortcut::None => return Ok(ys),
+            LayerShortcut::None => return self.after_add.forward(ys),
             LayerShortcut::Identity => xs.shallow_clone(),
+            LayerShortcut::Projection(conv) => conv.forward(xs, train)?,
             LayerShortcut::Pool { stride, project } => {
                 let pooled = if *stride > 1 {
                     xs.f_avg_pool2d([*stride], [*stride], [0], true, true, None::<i64>)?
@@ -417,7 +505,7 @@ impl Layer {
             }
         };
         let ys = if stochastic && self.drop_rate > 0.0 { drop_path(&ys, self.drop_rate)? } else { ys };
-        ys.f_add(&shortcut)
+        self.after_add.forward(ys.f_add(&shortcut)?)
     }
 }
 

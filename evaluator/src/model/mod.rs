@@ -16,6 +16,13 @@
 //! `torchvision.models.efficientnet_b0(num_classes=…)` with `load_state_dict(..., strict=True)`
 //! (see [`checkpoint`] and docs/BENCHMARKS.md for how to read the safetensors file in Python).
 //! torchvision's BN defaults differ (eps 1e-5, momentum 0.1); ours follow the TF reference.
+//!
+//! A network made only of residual blocks (basic, bottleneck) takes torchvision's ResNet names
+//! instead: `conv1`/`bn1` (stem), `layer{s}.{l}.conv1`/`bn1`/… with `layer{s}.{l}.downsample.0`/`.1`
+//! for a projection shortcut, `fc.weight`/`.bias`, and `head.0`/`.1` for a head convolution,
+//! which torchvision's ResNet lacks. The ResNet presets then load into
+//! `torchvision.models.resnet18/34/50(num_classes=…)` with `strict=True` (ResNet's stem is the
+//! 7×7 convolution and 3×3 max-pool of He et al., 2016, Table 1; the max-pool has no weights).
 
 pub mod blocks;
 pub mod checkpoint;
@@ -24,7 +31,7 @@ use effnas_space::ArchSpec;
 use tch::{nn, nn::ModuleT, Device, Kind, TchError, Tensor};
 
 pub use blocks::NormConfig;
-use blocks::{Activation, ConvNormAct, ConvShape, Layer};
+use blocks::{Activation, ConvNormAct, ConvShape, Layer, LayerStyle};
 
 use crate::error::Result;
 
@@ -49,12 +56,34 @@ impl Precision {
     }
 }
 
+/// Which reference checkpoint's variable names a network takes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// torchvision's EfficientNet and MobileNetV2: `features.{i}…`, `classifier.1`.
+    EfficientNet,
+    /// torchvision's ResNet: `conv1`, `bn1`, `layer{s}.{l}…`, `fc`.
+    ResNet,
+}
+
+impl Naming {
+    /// ResNet's names for a network whose blocks are all residual blocks, EfficientNet's otherwise.
+    pub fn of(arch: &ArchSpec) -> Self {
+        if arch.blocks.iter().all(|b| b.op.is_residual()) {
+            Naming::ResNet
+        } else {
+            Naming::EfficientNet
+        }
+    }
+}
+
 /// The built network: layers holding tensors that live in a `VarStore`.
 #[derive(Debug)]
 pub struct Network {
     stem: ConvNormAct,
+    /// ResNet's 3×3 stride-2 max-pool after the stem.
+    stem_max_pool: bool,
     layers: Vec<Layer>,
-    head: ConvNormAct,
+    head: Option<ConvNormAct>,
     classifier_weight: Tensor,
     classifier_bias: Tensor,
     dropout: f64,
@@ -70,30 +99,52 @@ impl Network {
     /// Builds `arch` with explicit batch-norm settings.
     pub fn with_norm(root: &nn::Path, arch: &ArchSpec, norm: NormConfig) -> Result<Self> {
         arch.validate()?;
+        let naming = Naming::of(arch);
+        let style = LayerStyle { norm, activation: Activation::from(arch.activation) };
         let features = root / "features";
-        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, 3).stride(2);
-        let stem = ConvNormAct::new(&(&features / 0), stem_shape, Activation::Silu, norm)?;
+        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, arch.stem_kernel).stride(2);
+        let stem = match naming {
+            Naming::EfficientNet => ConvNormAct::new(&(&features / 0), stem_shape, style.activation, norm)?,
+            Naming::ResNet => {
+                ConvNormAct::named(&(root / "conv1"), &(root / "bn1"), stem_shape, style.activation, norm)?
+            }
+        };
         let total = f64::from(arch.num_layers());
         let mut layers = Vec::with_capacity(arch.num_layers() as usize);
         let mut index = 0u32;
         for (b, block) in arch.blocks.iter().enumerate() {
-            let stage = &features / (b + 1);
+            let stage = match naming {
+                Naming::EfficientNet => &features / (b + 1),
+                Naming::ResNet => root / format!("layer{}", b + 1),
+            };
             for l in 0..block.repeats {
                 let rate = arch.drop_connect * f64::from(index) / total;
-                layers.push(Layer::new(&(&stage / l), block, l, rate, norm)?);
+                layers.push(Layer::new(&(&stage / l), block, l, rate, style)?);
                 index += 1;
             }
         }
-        let head_path = &features / (arch.blocks.len() + 1);
-        let head_shape = ConvShape::pointwise(arch.last_block_channels(), arch.head_channels);
-        let head = ConvNormAct::new(&head_path, head_shape, Activation::Silu, norm)?;
-        let classifier = root / "classifier" / 1;
-        let (features_in, classes) = (i64::from(arch.head_channels), i64::from(arch.num_classes));
+        let head = match arch.head_channels {
+            Some(channels) => {
+                let path = match naming {
+                    Naming::EfficientNet => &features / (arch.blocks.len() + 1),
+                    Naming::ResNet => root / "head",
+                };
+                let shape = ConvShape::pointwise(arch.last_block_channels(), channels);
+                Some(ConvNormAct::new(&path, shape, style.activation, norm)?)
+            }
+            None => None,
+        };
+        let classifier = match naming {
+            Naming::EfficientNet => root / "classifier" / 1,
+            Naming::ResNet => root / "fc",
+        };
+        let (features_in, classes) = (i64::from(arch.classifier_channels()), i64::from(arch.num_classes));
         let range = 1.0 / (classes as f64).sqrt();
         let classifier_weight = classifier.f_uniform("weight", &[classes, features_in], -range, range)?;
         let classifier_bias = classifier.f_zeros("bias", &[classes])?;
         Ok(Network {
             stem,
+            stem_max_pool: arch.stem_max_pool,
             layers,
             head,
             classifier_weight,
@@ -122,7 +173,9 @@ impl Network {
         for layer in &self.layers {
             norms.extend(layer.norms());
         }
-        norms.push(self.head.norm());
+        if let Some(head) = &self.head {
+            norms.push(head.norm());
+        }
         norms
     }
 
@@ -163,10 +216,16 @@ impl Network {
         let kind = self.precision.kind();
         let xs = if xs.kind() == kind { xs.shallow_clone() } else { xs.f_to_kind(kind)? };
         let mut ys = self.stem.forward(&xs, train)?;
+        if self.stem_max_pool {
+            // 3×3, stride 2, padding 1 (torchvision's ResNet).
+            ys = ys.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
+        }
         for layer in &self.layers {
             ys = layer.forward(&ys, train, stochastic)?;
         }
-        let ys = self.head.forward(&ys, train)?;
+        if let Some(head) = &self.head {
+            ys = head.forward(&ys, train)?;
+        }
         let ys = ys.f_mean_dim(&[2i64, 3][..], false, None::<Kind>)?;
         let ys = if kind == Kind::Float { ys } else { ys.f_to_kind(Kind::Float)? };
         let ys = ys.f_dropout(self.dropout, stochastic)?;
