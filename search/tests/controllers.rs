@@ -157,3 +157,47 @@ fn a_checkpoint_from_another_space_is_refused() {
         .expect("controller");
     assert!(evolution.restore(&serde_json::json!({"nonsense": true})).is_err());
 }
+
+/// A promotion of a multi-fidelity search (`rung` > 0) is not a new proposal: evolution gives the
+/// member it repeats the higher rung's reward and grows by nothing; the RL controller keeps one
+/// baseline per rung, so a promoted result is judged against results of its own rung.
+#[test]
+fn promoted_results_update_what_they_repeat() {
+    single_threaded();
+    let space = SearchSpace::default_space();
+    let config = EvolutionConfig { population: 8, sample_size: 2 };
+    let mut evolution = Strategy::Evolution(config).build(&space, 1).expect("evolution");
+    let proposals = evolution.propose(3).expect("propose");
+    let observe = |tokens: &Vec<usize>, reward, rung| Observation {
+        tokens: tokens.clone(),
+        reward: Some(reward),
+        rung,
+    };
+    let first: Vec<Observation> = proposals.iter().map(|t| observe(t, 0.5, 0)).collect();
+    evolution.observe(&first).expect("observe");
+    evolution.observe(&[observe(&proposals[1], 0.9, 1)]).expect("observe a promotion");
+    let state = evolution.state().expect("state");
+    let population = state["population"].as_array().expect("population");
+    assert_eq!(population.len(), 3, "a promotion adds no member");
+    let promoted = population.iter().find(|m| m[0] == serde_json::json!(proposals[1])).expect("member");
+    assert_eq!(promoted[1], 0.9);
+
+    let rl_config = RlConfig { batch_size: 4, ..RlConfig::default() };
+    let mut rl = Strategy::Rl(rl_config).build(&space, 1).expect("rl");
+    let proposals = rl.propose(2).expect("propose");
+    let batch = vec![
+        observe(&proposals[0], 0.4, 0),
+        observe(&proposals[1], 0.5, 0),
+        observe(&proposals[0], 0.8, 1),
+        observe(&proposals[1], 0.9, 1),
+    ];
+    rl.observe(&batch).expect("an update with two rungs");
+    let state = rl.state().expect("state");
+    assert!(
+        (state["baseline"].as_f64().expect("rung-0 baseline") - 0.45).abs() < 1e-12,
+        "{}",
+        state["baseline"]
+    );
+    let higher = state["rung_baselines"][0].as_f64().expect("rung-1 baseline");
+    assert!((higher - 0.85).abs() < 1e-12, "{higher}");
+}
