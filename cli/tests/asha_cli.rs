@@ -3,13 +3,11 @@
 //! rung; Ctrl-C and `--resume` promote nothing twice.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{effnas, json, with_tiny_proxy};
+use common::{interrupt_when, json, run_one_trials, with_tiny_proxy};
 
 fn export(db: &str) -> Vec<Value> {
     json(&["export", "--db", db, "--run", "1", "--format", "json"]).as_array().cloned().expect("a list")
@@ -102,25 +100,8 @@ fn ctrl_c_and_resume_of_an_asha_search_promote_nothing_twice() {
         "--strategy",
         "random",
     ]);
-    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("search starts");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let out = effnas(&["trials", "--db", db, "--run", "1", "--json", "--state", "complete"]);
-        let done = serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().map(Vec::len));
-        if done.unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
-    let out = child.wait_with_output().expect("exits");
+    let out =
+        interrupt_when(&args, || run_one_trials(db).iter().filter(|t| t["state"] == "complete").count() >= 3);
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
 
     let resumed = json(&["search", "--db", db, "--resume", "1", "--json"]);

@@ -3,35 +3,16 @@
 //! report, the plot, reuse of the reference by a second run, Ctrl-C and `--resume`, and the
 //! refusals. No test asserts a correlation's value: on proxies this small it is noise.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
 mod common;
-use common::{effnas, fails_naming, json};
+use common::{fails_naming, interrupt_when, json, run_one_trials, TINY_PROXY};
 
-/// Cheap: 128 images, 1 epoch at 16 px. Reference: 256 images.
-const TINY: [&str; 14] = [
-    "--width",
-    "0.25",
-    "--depth",
-    "0.5",
-    "--train-images",
-    "128",
-    "--validation-images",
-    "64",
-    "--epochs",
-    "1",
-    "--resolution",
-    "16",
-    "--reference-train-images",
-    "256",
-];
-
+/// The tiny proxy as the cheap setting (128 images, 1 epoch at 16 px); the reference trains on
+/// 256 images.
 fn fidelity<'a>(db: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["fidelity", "--db", db, "--reference-epochs", "1"];
-    args.extend(TINY);
+    let mut args = vec!["fidelity", "--db", db, "--reference-epochs", "1", "--reference-train-images", "256"];
+    args.extend(TINY_PROXY);
     args.extend(extra);
     args
 }
@@ -100,35 +81,14 @@ fn a_tiny_fidelity_run_trains_every_setting_reports_and_shares_its_reference() {
     assert!(text.contains("cheap accuracy (first seed) vs reference"), "{text}");
 }
 
-/// Complete trials of run 1, read while the run goes on.
-fn complete(db: &str) -> usize {
-    let out = effnas(&["trials", "--db", db, "--run", "1", "--json"]);
-    serde_json::from_slice::<Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().map(|a| a.iter().filter(|t| t["state"] == "complete").count()))
-        .unwrap_or(0)
-}
-
 #[test]
 fn ctrl_c_interrupts_a_fidelity_run_and_resume_finishes_it_with_every_trial_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");
     let db = db.to_str().expect("path");
     let args = fidelity(db, &["--samples", "4", "--workers", "1"]);
-    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fidelity starts");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while complete(db) < 2 {
-        assert!(Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
-    let out = child.wait_with_output().expect("exits");
+    let complete = || run_one_trials(db).iter().filter(|t| t["state"] == "complete").count();
+    let out = interrupt_when(&args, || complete() >= 2);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("--resume 1"), "{stdout}");

@@ -3,13 +3,10 @@
 //! `pareto` and `export` show it; an interrupted finalist stage resumes without training anything
 //! twice.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
 mod common;
-use common::{effnas, json, stdout_of, with_tiny_proxy};
+use common::{interrupt_when, json, run_one_trials, stdout_of, with_tiny_proxy};
 
 fn export(db: &str, run: &str) -> Vec<Value> {
     json(&["export", "--db", db, "--run", run, "--format", "json"]).as_array().cloned().expect("a list")
@@ -141,28 +138,8 @@ fn ctrl_c_in_the_finalist_stage_resumes_into_it_and_trains_nothing_twice() {
         "--strategy",
         "random",
     ]);
-    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("search starts");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let out = effnas(&["trials", "--db", db, "--run", "1", "--json"]);
-        let started = serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().map(|a| a.iter().any(|t| t["setting"] != 0)))
-            .unwrap_or(false);
-        if started {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the finalist stage never started");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
-    let out = child.wait_with_output().expect("exits");
+    // Interrupted as soon as the first finalist training is queued.
+    let out = interrupt_when(&args, || run_one_trials(db).iter().any(|t| t["setting"] != 0));
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
 
     let resumed = json(&["search", "--db", db, "--resume", "1", "--json"]);

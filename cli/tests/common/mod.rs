@@ -54,3 +54,29 @@ pub fn fails_naming(args: &[&str], needle: &str) {
     assert!(stderr.contains(needle), "{args:?}: {stderr:?} should name {needle:?}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Starts `effnas` with `args`, waits until `ready()` holds (asked every 200 ms, for at most 300
+/// s), interrupts it as Ctrl-C would (SIGINT to the process alone) and returns what it printed.
+pub fn interrupt_when(args: &[&str], mut ready: impl FnMut() -> bool) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("effnas starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{args:?}: what the test waits for never happened");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    child.wait_with_output().expect("effnas ends")
+}
+
+/// The trials of run 1 in `db` as `effnas trials --json` lists them; empty while it cannot (the
+/// database not made yet).
+pub fn run_one_trials(db: &str) -> Vec<Value> {
+    let out = effnas(&["trials", "--db", db, "--run", "1", "--json"]);
+    serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
+}
