@@ -156,8 +156,7 @@ async fn an_unreachable_server_and_a_wrong_password_are_typed_errors_without_the
     }
 
     let server = common::postgres_server();
-    let wrong = server.replacen("://", "://", 1);
-    let wrong = match wrong.split_once('@') {
+    let wrong = match server.split_once('@') {
         Some((userinfo, rest)) => {
             let user = userinfo.rsplit_once(':').map_or(userinfo, |(user, _)| user);
             format!("{user}:not-the-password@{rest}")
