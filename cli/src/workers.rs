@@ -54,7 +54,7 @@ pub fn evaluator(
         );
         return Ok((Box::new(watcher), None));
     }
-    let spawn = Spawn { db: store.store().location(), run, count: slots, threads, lease, devices };
+    let spawn = Spawn { db: store.store().target(), run, count: slots, threads, lease, devices };
     let local = LocalWorkers::start(&spawn)?;
     let watched = Arc::clone(&local);
     let watcher = watcher.with_health_check(move || {
@@ -86,6 +86,8 @@ pub fn with_workers<T>(
 
 /// What to start.
 pub struct Spawn<'a> {
+    /// The database as given (a PostgreSQL URL with its password): passed to the workers in
+    /// `EFFNAS_DB`, so that it is not on their command lines for every user to read.
     pub db: &'a str,
     pub run: RunId,
     pub count: usize,
@@ -124,7 +126,7 @@ impl LocalWorkers {
             spawn.devices.map(|d| d.split(',').map(str::trim).collect()).unwrap_or_default();
         for slot in 0..spawn.count {
             let mut command = Command::new(&exe);
-            command.args(["worker", "--db", spawn.db, "--run", &spawn.run.to_string()]);
+            command.args(["worker", "--run", &spawn.run.to_string()]).env("EFFNAS_DB", spawn.db);
             if devices.len() > 1 {
                 command.args(["--device", devices[slot % devices.len()]]);
             }

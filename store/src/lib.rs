@@ -74,6 +74,7 @@ macro_rules! on_conn {
 
 mod blocking;
 mod claims;
+mod copy;
 mod error;
 mod extras;
 mod lease;
@@ -92,6 +93,7 @@ use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 
 pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_ENV, RETRY_ENV};
+pub use copy::{copied_columns, CopiedRun, CopyOptions, CopyReport};
 pub use error::{Result, StoreError};
 pub use lease::{host_name, RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{

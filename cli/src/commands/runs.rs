@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let rows: Vec<_> = runs.iter().map(run_json).collect();
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else if runs.is_empty() {
-        outln!("no runs in {}", args.db.db)?;
+        outln!("no runs in {}", effnas_store::Store::redacted(&args.db.db))?;
     } else {
         let mut table = Table::new([
             "id",

@@ -286,7 +286,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         out!("{}", render(&report, prepared.device))?;
         if let Some((run, trial)) = recorded {
-            outln!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default())?;
+            let db = effnas_store::Store::redacted(args.db.as_deref().unwrap_or_default());
+            outln!("recorded as trial {trial} of run {run} in {db}")?;
         }
         if let Some(dir) = &args.save {
             outln!("saved to {}", dir.display())?;
