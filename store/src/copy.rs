@@ -319,7 +319,7 @@ impl IdMap {
 /// and set by [`link_trials`] once every trial exists; own ids are left out when renumbering.
 async fn insert_rows(conn: Conn<'_>, table: &Table, rows: &Rows, ids: &mut IdMap) -> sqlx::Result<Vec<i64>> {
     let own = table.columns.iter().position(|c| c.refers == Refers::OwnId);
-    let inserted: Vec<usize> = (0..table.columns.len()).filter(|&i| !(Some(i) == own && !ids.keep)).collect();
+    let inserted: Vec<usize> = (0..table.columns.len()).filter(|&i| Some(i) != own || ids.keep).collect();
     let names: Vec<&str> = inserted.iter().map(|&i| table.columns[i].name).collect();
     let mut new_ids = Vec::with_capacity(rows.len());
     on_conn!(conn, c => {
