@@ -24,7 +24,7 @@ pub struct Args {
 /// The database flag every query command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArg {
-    /// The experiment database: an SQLite file path or an sqlite:// URL.
+    /// The experiment database: an SQLite file path, an sqlite:// URL or a postgres:// URL.
     #[arg(long, value_name = "DB", env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
 }

@@ -139,7 +139,8 @@ pub struct Args {
     /// result (result.json) into this folder.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Record the result in this experiment database (SQLite file, created if missing): a trial
+    /// Record the result in this experiment database (an SQLite file, created if missing, or a
+    /// postgres:// URL): a trial
     /// of a new run of kind `manual` named after this command line.
     #[arg(long)]
     pub db: Option<String>,
