@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{BlockingStore, StoreError, Trial, TrialId, TrialState, MAX_ATTEMPTS};
+use effnas_store::{BlockingStore, Trial, TrialId, TrialState, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome, Recorded, TrialFailure};
 use crate::orchestrator::Result;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
 use effnas_store::{
-    BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, StoreError, MAX_ATTEMPTS,
+    BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, MAX_ATTEMPTS,
 };
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome};

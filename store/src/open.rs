@@ -153,6 +153,16 @@ pub(crate) fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// A URL as the store's messages name it: redacted, and cut at 120 characters (a hostile
+/// 100,000-character URL must not make every message that long).
+fn shown_url(url: &str) -> String {
+    let redacted = redact(url);
+    match redacted.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &redacted[..cut]),
+        None => redacted,
+    }
+}
+
 /// User input as a message echoes it: quoted, and cut at 80 characters.
 fn clip(text: &str) -> String {
     effnas_space::error::Echo(text).to_string()
@@ -284,9 +294,14 @@ impl Store {
         })
     }
 
-    /// A target as messages may show it: a password in a URL replaced by `***`.
+    /// A target as messages may show it: a password in a URL replaced by `***`, and a URL cut
+    /// at 120 characters.
     pub fn redacted(target: &str) -> String {
-        redact(target)
+        if target.contains("://") {
+            shown_url(target)
+        } else {
+            target.to_owned()
+        }
     }
 
     /// Opens (creating if missing) the database at `target`, a file path or an `sqlite://`
@@ -411,19 +426,23 @@ impl Store {
     /// then created or upgraded like an SQLite file's. A server that is down fails here as
     /// [`StoreError::Unreachable`], which [`crate::BlockingStore::open`] retries.
     async fn connect_postgres(target: &str, url: &str, options: &OpenOptions) -> Result<Store> {
-        let location: Arc<str> = redact(url).into();
+        let location: Arc<str> = shown_url(url).into();
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::invalid("database URL", format!("{location}: {e}")))?
             .application_name("effnas");
+        let pg_error = |e| StoreError::from_sqlx(Backend::Postgres, &location, e);
+        // One connection first, outside the pool: the pool retries a refused connection until
+        // its timeout and then says only that it timed out, where this says why (refused, no
+        // such database, wrong password) at once.
+        let probe = sqlx::ConnectOptions::connect(&connect).await.map_err(pg_error)?;
+        sqlx::Connection::close(probe).await.map_err(pg_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
             .idle_timeout(Some(Duration::from_secs(600)))
             // A connection that the server dropped (a restart) is found out before it is used.
             .test_before_acquire(true)
-            .connect_with(connect)
-            .await
-            .map_err(|e| StoreError::from_sqlx(Backend::Postgres, &location, e))?;
+            .connect_lazy_with(connect);
         Ok(Store { pool: Pool::Postgres(pool), location, target: target.into(), read_only: false })
     }
 
