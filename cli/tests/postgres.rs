@@ -163,8 +163,14 @@ fn assert_exactly_once(all: &[Value], n: usize) {
 #[test]
 fn worker_processes_on_postgres_complete_every_trial_exactly_once() {
     let db = PgDb::new();
+    // The workers first, serving any run, so all three are up when trials arrive (an oracle
+    // trial takes microseconds: a worker that started late could find the queue empty).
+    let workers: Vec<Child> = (0..3)
+        .map(|_| {
+            start(&db.url, &["worker", "--lease", "30", "--idle-exit", "10", "--json", "--threads", "1"])
+        })
+        .collect();
     let search = external_search(&db.url, "60", &["--evaluator", "oracle", "--workers", "3"]);
-    let workers: Vec<Child> = (0..3).map(|_| worker(&db.url, "30", "3")).collect();
     let out = finish(search);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summaries: Vec<Value> = workers.into_iter().map(|w| ok(&finish(w))).collect();
@@ -320,9 +326,16 @@ fn a_run_started_on_sqlite_is_copied_to_postgres_resumed_there_and_copied_back()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Interrupted once the first trial is complete.
+    // Interrupted once the first trial is complete (the file may not exist yet).
     let started = Instant::now();
-    while !trials(&file).iter().any(|t| t["state"] == "complete") {
+    let complete = || {
+        let out = run(&file, &["trials", "--run", "1", "--state", "complete", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| !a.is_empty()))
+            .unwrap_or(false)
+    };
+    while !complete() {
         assert!(started.elapsed() < Duration::from_secs(120), "no trial completed");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -438,7 +438,10 @@ fn wrong_databases_get_one_line_errors_and_nothing_is_created() {
     fails_naming(&["trials", "--db", text.to_str().unwrap()], "not an SQLite database");
 
     // A PostgreSQL server that is not there (nothing listens on port 1): one line, no password.
-    fails_naming(&["runs", "--db", "postgres://effnas:hunter2@127.0.0.1:1/effnas"], "effnas:***@127.0.0.1:1/effnas: cannot reach the database server");
+    fails_naming(
+        &["runs", "--db", "postgres://effnas:hunter2@127.0.0.1:1/effnas"],
+        "effnas:***@127.0.0.1:1/effnas: cannot reach the database server",
+    );
     fails_naming(&["trials", "--db", "x.db", "--min-accuracy", "90"], "percentage");
     fails_naming(&["trials", "--db", "x.db", "--max-flops", "lots"], "lots");
 

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{
-    BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, MAX_ATTEMPTS,
-};
+use effnas_store::{BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome};
 use crate::orchestrator::{trial_metrics, Result, SearchError};
