@@ -48,10 +48,15 @@ pub fn evaluator(
     let lease = Duration::from_secs_f64(args.lease);
     let watcher = StoreWorkers::new(store.clone(), slots, lease);
     if args.external_workers {
-        eprintln!(
-            "waiting for workers: start them with `effnas worker --db {} --run {run}`",
-            store.store().location()
-        );
+        let location = store.store().location();
+        if store.store().backend() == effnas_store::Backend::Postgres {
+            // The location hides the password: say where the real URL goes.
+            eprintln!(
+                "waiting for workers: start them with `effnas worker --run {run}`, EFFNAS_DB set to {location} (with its password)"
+            );
+        } else {
+            eprintln!("waiting for workers: start them with `effnas worker --db {location} --run {run}`");
+        }
         return Ok((Box::new(watcher), None));
     }
     let spawn = Spawn { db: store.store().target(), run, count: slots, threads, lease, devices };
