@@ -198,3 +198,33 @@ fn password_of(url: &str) -> String {
     let userinfo = url.split_once("://").unwrap().1.split_once('@').unwrap().0;
     userinfo.split_once(':').map(|(_, p)| p.to_owned()).unwrap_or_default()
 }
+
+/// A claim skips the rows other transactions hold locked (`FOR UPDATE SKIP LOCKED`) instead of
+/// waiting for them: with the oldest pending trial locked by another client, a claim gets the
+/// next one, and the locked one is still there to claim once it is let go.
+#[tokio::test]
+async fn a_claim_skips_a_trial_another_transaction_holds_locked() {
+    let db = TempDb::postgres().await;
+    let store = db.open().await;
+    let run = search_run(&store, "skip").await;
+    let ids = store.insert_trials(run, &[trial(1), trial(2)]).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut locked = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM trials WHERE id = $1 FOR UPDATE")
+        .bind(ids[0].0)
+        .execute(&mut *locked)
+        .await
+        .unwrap();
+    // Bounded so that a claim that waits on the lock fails the test rather than hanging it.
+    let lease = std::time::Duration::from_secs(60);
+    let claimed =
+        tokio::time::timeout(std::time::Duration::from_secs(60), store.claim_next(Some(run), "w", lease))
+            .await
+            .expect("the claim waited on the locked row")
+            .unwrap()
+            .expect("the next trial");
+    assert_eq!(claimed.id, ids[1]);
+    locked.rollback().await.unwrap();
+    let next = store.claim_next(Some(run), "w", lease).await.unwrap().expect("the first trial, now free");
+    assert_eq!(next.id, ids[0]);
+}
