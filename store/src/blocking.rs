@@ -35,7 +35,7 @@ use crate::Store;
 /// a transaction but before its answer arrived. The call is then run again; the queue's
 /// writes are safe to repeat (a claim made twice leaves one trial under a lease that no one
 /// extends, which expires and is requeued; a result or failure sent twice is fenced the second
-/// time), and a search that queues trials counts what its run holds when it resumes.
+/// time), but a batch of queued trials would be queued twice.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub total: Duration,
