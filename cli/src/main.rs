@@ -55,6 +55,8 @@ enum Command {
     Worker(commands::worker::Args),
     /// Plot a run: reward over trials with the best so far, accuracy vs multiply-adds with the Pareto front.
     Plot(commands::plot::Args),
+    /// Manage databases: copy runs between SQLite and PostgreSQL.
+    Db(commands::db::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Worker(args) => commands::worker::run(args),
+        Command::Db(args) => commands::db::run(args),
     };
     match result {
         Ok(code) => code,

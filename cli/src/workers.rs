@@ -48,13 +48,18 @@ pub fn evaluator(
     let lease = Duration::from_secs_f64(args.lease);
     let watcher = StoreWorkers::new(store.clone(), slots, lease);
     if args.external_workers {
-        eprintln!(
-            "waiting for workers: start them with `effnas worker --db {} --run {run}`",
-            store.store().location()
-        );
+        let location = store.store().location();
+        if store.store().backend() == effnas_store::Backend::Postgres {
+            // The location hides the password: say where the real URL goes.
+            eprintln!(
+                "waiting for workers: start them with `effnas worker --run {run}`, EFFNAS_DB set to {location} (with its password)"
+            );
+        } else {
+            eprintln!("waiting for workers: start them with `effnas worker --db {location} --run {run}`");
+        }
         return Ok((Box::new(watcher), None));
     }
-    let spawn = Spawn { db: store.store().location(), run, count: slots, threads, lease, devices };
+    let spawn = Spawn { db: store.store().target(), run, count: slots, threads, lease, devices };
     let local = LocalWorkers::start(&spawn)?;
     let watched = Arc::clone(&local);
     let watcher = watcher.with_health_check(move || {
@@ -86,6 +91,8 @@ pub fn with_workers<T>(
 
 /// What to start.
 pub struct Spawn<'a> {
+    /// The database as given (a PostgreSQL URL with its password): passed to the workers in
+    /// `EFFNAS_DB`, so that it is not on their command lines for every user to read.
     pub db: &'a str,
     pub run: RunId,
     pub count: usize,
@@ -124,7 +131,7 @@ impl LocalWorkers {
             spawn.devices.map(|d| d.split(',').map(str::trim).collect()).unwrap_or_default();
         for slot in 0..spawn.count {
             let mut command = Command::new(&exe);
-            command.args(["worker", "--db", spawn.db, "--run", &spawn.run.to_string()]);
+            command.args(["worker", "--run", &spawn.run.to_string()]).env("EFFNAS_DB", spawn.db);
             if devices.len() > 1 {
                 command.args(["--device", devices[slot % devices.len()]]);
             }

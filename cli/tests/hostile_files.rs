@@ -220,7 +220,7 @@ fn echoed_input_is_cut_short() {
     let mut cases = cases;
     cases.push(vec!["trials", "--db", f.db(), "--run", &huge_name]);
     // Quoted once, not once per layer.
-    fails_naming(&["runs", "--db", "postgres://x"], "unsupported database \"postgres://x\": give");
+    fails_naming(&["runs", "--db", "mysql://x"], "unsupported database \"mysql://x\": give");
     for args in &cases {
         let out = effnas(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -437,7 +437,11 @@ fn wrong_databases_get_one_line_errors_and_nothing_is_created() {
     std::fs::write(&text, "not a database at all\n").unwrap();
     fails_naming(&["trials", "--db", text.to_str().unwrap()], "not an SQLite database");
 
-    fails_naming(&["runs", "--db", "postgres://localhost/effnas"], "PostgreSQL");
+    // A PostgreSQL server that is not there (nothing listens on port 1): one line, no password.
+    fails_naming(
+        &["runs", "--db", "postgres://effnas:hunter2@127.0.0.1:1/effnas"],
+        "effnas:***@127.0.0.1:1/effnas: cannot reach the database server",
+    );
     fails_naming(&["trials", "--db", "x.db", "--min-accuracy", "90"], "percentage");
     fails_naming(&["trials", "--db", "x.db", "--max-flops", "lots"], "lots");
 

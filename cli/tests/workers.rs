@@ -99,8 +99,17 @@ fn worker_processes_complete_every_trial_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("shared.db");
     let db = db.to_str().expect("path");
+    // The workers first, serving any run, so all three are up when trials arrive (an oracle
+    // trial takes microseconds: on a busy machine a worker that started late found the queue
+    // already drained by the first). An empty file is a database to be created, which a worker
+    // (that never creates one) may open.
+    std::fs::write(db, b"").expect("empty database file");
+    let workers: Vec<Child> = (0..3)
+        .map(|_| {
+            start(&["worker", "--db", db, "--lease", "30", "--idle-exit", "10", "--json", "--threads", "1"])
+        })
+        .collect();
     let search = external_search(db, "60", &["--evaluator", "oracle", "--workers", "3"]);
-    let workers: Vec<Child> = (0..3).map(|_| worker(db, "30", "3")).collect();
     let out = finish(search);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summaries: Vec<Value> = workers.into_iter().map(|w| summary(&finish(w))).collect();

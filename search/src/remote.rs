@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{BlockingStore, StoreError, Trial, TrialId, TrialState, MAX_ATTEMPTS};
+use effnas_store::{BlockingStore, Trial, TrialId, TrialState, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome, Recorded, TrialFailure};
 use crate::orchestrator::Result;
@@ -65,7 +65,7 @@ impl StoreWorkers {
             // Every worker sweeps too: a sweep that meets a locked database waits for the next.
             match self.store.requeue_expired(MAX_ATTEMPTS) {
                 Ok(_) => {}
-                Err(error @ StoreError::StillLocked { .. }) => tracing::warn!(%error, "sweep skipped"),
+                Err(error) if error.is_unavailable() => tracing::warn!(%error, "sweep skipped"),
                 Err(error) => return Err(error.into()),
             }
             self.next_sweep = Instant::now() + self.sweep_every;

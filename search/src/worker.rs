@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{
-    BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, StoreError, MAX_ATTEMPTS,
-};
+use effnas_store::{BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome};
 use crate::orchestrator::{trial_metrics, Result, SearchError};
@@ -146,16 +144,17 @@ fn count(summary: &mut WorkerSummary, outcome: Written, fenced: Fenced) {
     }
 }
 
-/// Runs a store call, waiting out a database that stays locked past the store's own retry (a
-/// long backup, a `sqlite3` shell left in a transaction): a worker has nothing better to do, and
+/// Runs a store call, waiting out a database that stays locked or unreachable past the store's
+/// own retry (a long backup, a `sqlite3` shell left in a transaction, a PostgreSQL server down
+/// for maintenance): a worker has nothing better to do, and
 /// its lease only lapses, which fencing makes harmless. `None` when `stop` was raised meanwhile.
 fn patiently<T>(stop: &AtomicBool, mut call: impl FnMut() -> effnas_store::Result<T>) -> Result<Option<T>> {
     let mut wait = Duration::from_millis(200);
     loop {
         match call() {
             Ok(value) => return Ok(Some(value)),
-            Err(error @ (StoreError::StillLocked { .. } | StoreError::Locked { .. })) => {
-                tracing::warn!(%error, "the database stays locked; the worker waits");
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "the database stays locked or unreachable; the worker waits");
                 pause(wait, stop);
                 if stop.load(Ordering::SeqCst) {
                     return Ok(None);

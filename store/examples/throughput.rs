@@ -1,8 +1,9 @@
-//! How fast the store queues, claims and finishes trials on an SQLite file, with several
-//! workers (threads with their own connections) at once. A search's proxy trainings take
-//! seconds to minutes each, so the store needs to sustain far less than this.
+//! How fast the store queues, claims and finishes trials, with several workers (threads with
+//! their own connections) at once: on a new SQLite file, or on the PostgreSQL database given as
+//! the third argument (it must hold no runs, or the read-back counts them too). A search's proxy
+//! trainings take seconds to minutes each, so the store needs to sustain far less than this.
 //!
-//! `cargo run --release -p effnas-store --example throughput [TRIALS] [WORKERS]`
+//! `cargo run --release -p effnas-store --example throughput [TRIALS] [WORKERS] [postgres://…]`
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trials: usize = args.next().map_or(Ok(2000), |a| a.parse())?;
     let workers: usize = args.next().map_or(Ok(4), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
-    let url = dir.path().join("throughput.db").display().to_string();
+    let url = match args.next() {
+        Some(url) => url,
+        None => dir.path().join("throughput.db").display().to_string(),
+    };
     let store = BlockingStore::open(&url)?;
+    println!("{} ({})", store.store().location(), store.store().backend());
 
     let run = queue(&store, &distinct_trials(trials)?)?;
     let started = Instant::now();

@@ -17,13 +17,25 @@ use crate::model::{
 use crate::open::OpenOptions;
 use crate::Store;
 
-/// How long [`BlockingStore`] calls keep retrying while the database is locked by another
-/// process (a `sqlite3` shell in a transaction, a backup, another search's long write).
+/// How long [`BlockingStore`] calls keep retrying while the database cannot be used for a while:
+/// locked by another process (a `sqlite3` shell in a transaction, a backup, another search's
+/// long write; on PostgreSQL a deadlock or serialization failure, which rolled the transaction
+/// back), or a PostgreSQL server that cannot be reached (restarting, a network cut, out of
+/// connection slots).
 ///
-/// Each attempt waits up to the connection's busy timeout inside SQLite; on
-/// [`StoreError::Locked`] the whole call (one transaction or statement, which did not commit)
-/// is tried again after a pause that doubles from `first_pause` up to `max_pause`, until `total`
-/// has passed since the first attempt. Then the call fails with [`StoreError::StillLocked`].
+/// Each attempt waits up to the connection's busy timeout inside SQLite (a PostgreSQL
+/// connection attempt up to 5 s); on [`StoreError::Locked`] or [`StoreError::Unreachable`] the
+/// whole call (one transaction or statement, which did not commit) is tried again after a pause
+/// that doubles from `first_pause` up to `max_pause`, until `total` has passed since the first
+/// attempt. Then the call fails with [`StoreError::StillLocked`] or
+/// [`StoreError::StillUnreachable`]. A connection pool replaces the connections the server
+/// dropped, so a restarted server is simply used again.
+///
+/// The one case where a retried call may repeat work: the server goes away after it committed
+/// a transaction but before its answer arrived. The call is then run again; the queue's
+/// writes are safe to repeat (a claim made twice leaves one trial under a lease that no one
+/// extends, which expires and is requeued; a result or failure sent twice is fenced the second
+/// time), but a batch of queued trials would be queued twice.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub total: Duration,
@@ -33,7 +45,8 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     /// Five minutes: a search should outlast any interactive session that holds the lock by
-    /// accident, and still stop (marked interrupted) rather than hang forever.
+    /// accident, and a database server's restart, and still stop (marked interrupted) rather
+    /// than hang forever.
     fn default() -> Self {
         RetryPolicy {
             total: Duration::from_secs(300),
@@ -43,8 +56,8 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Environment variable: seconds [`BlockingStore`] calls retry on a locked database (default
-/// 300).
+/// Environment variable: seconds [`BlockingStore`] calls retry on a locked or unreachable
+/// database (default 300).
 pub const RETRY_ENV: &str = "EFFNAS_DB_RETRY";
 /// Environment variable: seconds one SQLite statement waits for a lock before the retry
 /// starts (default: [`OpenOptions`]' busy timeout, 10).
@@ -73,8 +86,9 @@ impl RetryPolicy {
         Ok(policy)
     }
 
-    /// Runs `op` until it does not fail with [`StoreError::Locked`], pausing between attempts,
-    /// for at most `total`.
+    /// Runs `op` until it does not fail with [`StoreError::Locked`] or
+    /// [`StoreError::Unreachable`] ([`StoreError::is_transient`]), pausing between attempts, for
+    /// at most `total`.
     pub async fn run<T, Fut>(&self, location: &str, mut op: impl FnMut() -> Fut) -> Result<T>
     where
         Fut: Future<Output = Result<T>>,
@@ -83,25 +97,22 @@ impl RetryPolicy {
         let mut pause = self.first_pause;
         loop {
             match op().await {
-                Err(StoreError::Locked { .. }) => {
+                Err(error) if error.is_transient() => {
                     let waited = started.elapsed();
                     if waited >= self.total {
-                        return Err(StoreError::StillLocked {
-                            location: location.to_owned(),
-                            waited_secs: waited.as_secs_f64(),
+                        let (location, waited_secs) = (location.to_owned(), waited.as_secs_f64());
+                        return Err(match error {
+                            StoreError::Unreachable { reason, .. } => {
+                                StoreError::StillUnreachable { location, waited_secs, reason }
+                            }
+                            _ => StoreError::StillLocked { location, waited_secs },
                         });
                     }
                     // Once per call at warn level: minutes of retries should not flood the log.
                     if pause == self.first_pause {
-                        tracing::warn!(
-                            retry_s = self.total.as_secs_f64(),
-                            "the database is locked by another process; retrying"
-                        );
+                        tracing::warn!(retry_s = self.total.as_secs_f64(), %error, "retrying");
                     } else {
-                        tracing::debug!(
-                            waited_s = waited.as_secs_f64(),
-                            "the database is still locked; retrying"
-                        );
+                        tracing::debug!(waited_s = waited.as_secs_f64(), %error, "still unavailable; retrying");
                     }
                     tokio::time::sleep(pause.min(self.total - waited)).await;
                     pause = (pause * 2).min(self.max_pause);

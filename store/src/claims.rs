@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use tracing::instrument;
 
 use crate::model::{
@@ -41,7 +41,8 @@ use crate::trials::{
 };
 use crate::{time, Result, Store};
 
-/// At most this many ids in one `IN (…)` list (SQLite's parameter limit was 999 before 3.32).
+/// At most this many ids in one `IN (…)` list (SQLite's parameter limit was 999 before 3.32;
+/// PostgreSQL's is 65,535).
 const IDS_PER_QUERY: usize = 500;
 
 /// Logs a write that the fence refused.
@@ -90,18 +91,22 @@ impl Store {
     pub async fn extend_lease(&self, claim: Claim, lease: Duration) -> Result<bool> {
         let now = time::now_millis();
         let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let done = sqlx::query(
-            "UPDATE trials SET heartbeat_at = $1, lease_until = $2
-             WHERE id = $3 AND attempts = $4 AND state = 'running'",
-        )
-        .bind(time::format_millis(now))
-        .bind(time::format_millis(now.saturating_add(lease)))
-        .bind(claim.trial.0)
-        .bind(i64::from(claim.attempt))
-        .execute(&self.pool)
-        .await
+        let (heartbeat, until) = (time::format_millis(now), time::format_millis(now.saturating_add(lease)));
+        let rows = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE trials SET heartbeat_at = $1, lease_until = $2
+                 WHERE id = $3 AND attempts = $4 AND state = 'running'",
+            )
+            .bind(&heartbeat)
+            .bind(&until)
+            .bind(claim.trial.0)
+            .bind(i64::from(claim.attempt))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })
         .map_err(|e| self.db_error(e))?;
-        Ok(fenced(done.rows_affected(), claim, "lease extension").is_written())
+        Ok(fenced(rows, claim, "lease extension").is_written())
     }
 
     /// Records (or replaces) one epoch of the curve of `claim` as it trains (non-finite values
@@ -110,8 +115,8 @@ impl Store {
     /// cannot mix its epochs into a newer attempt's curve.
     #[instrument(skip_all, fields(trial = %claim.trial, attempt = claim.attempt, epoch = epoch.epoch), err(level = "debug"))]
     pub async fn record_claim_epoch(&self, claim: Claim, epoch: &EpochMetrics) -> Result<Fenced> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let written = upsert_epoch(&mut conn, claim.trial.0, Some(claim.attempt), epoch)
+        let mut conn = self.acquire().await?;
+        let written = upsert_epoch(conn.conn(), claim.trial.0, Some(claim.attempt), epoch)
             .await
             .map_err(|e| self.db_error(e))?;
         Ok(fenced(written, claim, "epoch"))
@@ -132,7 +137,7 @@ impl Store {
         let checked = check_metrics(metrics)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let updated = write_metrics(&mut tx, claim.trial.0, Some(claim.attempt), metrics, &checked, &now)
+        let updated = write_metrics(tx.conn(), claim.trial.0, Some(claim.attempt), metrics, &checked, &now)
             .await
             .map_err(|e| self.db_error(e))?;
         if updated == 0 {
@@ -140,7 +145,7 @@ impl Store {
             return Ok(superseded(claim, "result"));
         }
         for epoch in epochs {
-            upsert_epoch(&mut tx, claim.trial.0, None, epoch).await.map_err(|e| self.db_error(e))?;
+            upsert_epoch(tx.conn(), claim.trial.0, None, epoch).await.map_err(|e| self.db_error(e))?;
         }
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(Fenced::Written)
@@ -151,10 +156,11 @@ impl Store {
     /// attempt: then nothing is written.
     #[instrument(skip_all, fields(trial = %claim.trial, attempt = claim.attempt, kind = %kind), err(level = "debug"))]
     pub async fn fail_claim(&self, claim: Claim, kind: FailureKind, message: &str) -> Result<Fenced> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = mark_failed(&mut conn, claim.trial.0, Some(claim.attempt), kind, message, &time::now())
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let mut conn = self.acquire().await?;
+        let updated =
+            mark_failed(conn.conn(), claim.trial.0, Some(claim.attempt), kind, message, &time::now())
+                .await
+                .map_err(|e| self.db_error(e))?;
         Ok(fenced(updated, claim, "failure"))
     }
 
@@ -167,16 +173,20 @@ impl Store {
     /// number: a worker must not use `claim` for anything after releasing it.
     #[instrument(skip_all, fields(trial = %claim.trial, attempt = claim.attempt), err(level = "debug"))]
     pub async fn release_claim(&self, claim: Claim) -> Result<Fenced> {
-        let done = sqlx::query(
-            "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0)
-             WHERE id = $1 AND attempts = $2 AND state = 'running'",
-        )
-        .bind(claim.trial.0)
-        .bind(i64::from(claim.attempt))
-        .execute(&self.pool)
-        .await
+        let rows = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL,
+                        attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+                 WHERE id = $1 AND attempts = $2 AND state = 'running'",
+            )
+            .bind(claim.trial.0)
+            .bind(i64::from(claim.attempt))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })
         .map_err(|e| self.db_error(e))?;
-        Ok(fenced(done.rows_affected(), claim, "release"))
+        Ok(fenced(rows, claim, "release"))
     }
 
     /// Takes back, across all runs, the running trials whose lease has passed (their worker
@@ -193,7 +203,7 @@ impl Store {
              it may be killing its worker, e.g. by running out of memory"
         );
         let mut tx = self.begin_write().await?;
-        let taken = take_back(&mut tx, Orphans::LeaseEndedBefore(&now), max_attempts, &message, &now)
+        let taken = take_back(tx.conn(), Orphans::LeaseEndedBefore(&now), max_attempts, &message, &now)
             .await
             .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
@@ -215,15 +225,16 @@ impl Store {
         ids.dedup();
         let mut trials = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_QUERY) {
-            let mut query: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id IN ("));
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            query.push(") ORDER BY id");
-            let rows: Vec<TrialRow> =
-                query.build_query_as().fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+            let rows: Vec<TrialRow> = on_pool!(self, pool => {
+                let mut query = QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id IN ("));
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                query.push(") ORDER BY id");
+                query.build_query_as().fetch_all(pool).await
+            })
+            .map_err(|e| self.db_error(e))?;
             for row in rows {
                 trials.push(row.into_trial()?);
             }

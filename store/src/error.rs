@@ -52,10 +52,19 @@ pub enum StoreError {
     RunNameAmbiguous { name: String, ids: String },
 
     #[error(
-        "unsupported database {}: give a file path or an sqlite:// URL (PostgreSQL is not supported yet)",
+        "unsupported database {}: give a file path, an sqlite:// URL or a postgres:// URL",
         Echo(.0)
     )]
     UnsupportedUrl(String),
+
+    /// The PostgreSQL server cannot be reached or dropped the connection: refused, reset, shut
+    /// down, restarting, or out of connection slots. [`crate::RetryPolicy`] retries it.
+    #[error("{location}: cannot reach the database server: {reason}")]
+    Unreachable { location: String, reason: String },
+
+    /// [`StoreError::Unreachable`] on every retry for `waited_secs` (see [`crate::RetryPolicy`]).
+    #[error("{location}: the database server stayed unreachable for {waited_secs:.0} s of retries (set EFFNAS_DB_RETRY to wait longer): {reason}")]
+    StillUnreachable { location: String, waited_secs: f64, reason: String },
 
     #[error("no run with id or name {} (list them with `effnas runs`)", Echo(.0))]
     RunNotFound(String),
@@ -91,8 +100,71 @@ impl StoreError {
         StoreError::Corrupt { what: what.into(), reason: reason.to_string() }
     }
 
-    /// Turns a driver error into the most specific variant, by SQLite's primary result code.
-    pub(crate) fn from_sqlx(location: &str, source: sqlx::Error) -> Self {
+    /// Whether waiting and trying the same call again may succeed: another process holds the
+    /// lock, or the server is away for a while. Every store call is one transaction, which did
+    /// not commit when it failed so (see [`crate::RetryPolicy`] for the one exception).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Locked { .. } | StoreError::Unreachable { .. })
+    }
+
+    /// Transient, or the end of retrying something transient ([`StoreError::StillLocked`],
+    /// [`StoreError::StillUnreachable`]): the database is there but not usable now, as opposed
+    /// to an error in what was asked. A worker keeps waiting on these.
+    pub fn is_unavailable(&self) -> bool {
+        self.is_transient()
+            || matches!(self, StoreError::StillLocked { .. } | StoreError::StillUnreachable { .. })
+    }
+
+    /// Turns a driver error into the most specific variant.
+    pub(crate) fn from_sqlx(backend: crate::Backend, location: &str, source: sqlx::Error) -> Self {
+        match backend {
+            crate::Backend::Sqlite => StoreError::from_sqlite(location, source),
+            crate::Backend::Postgres => StoreError::from_postgres(location, source),
+        }
+    }
+
+    /// By PostgreSQL's SQLSTATE (its class, the first two characters, where the class says
+    /// enough), or by the kind of a failure below the protocol (a refused or reset connection).
+    fn from_postgres(location: &str, source: sqlx::Error) -> Self {
+        let location = location.to_owned();
+        let unreachable = |reason: String| StoreError::Unreachable { location: location.clone(), reason };
+        match &source {
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let message = db.message().to_owned();
+                match code.as_str() {
+                    // serialization_failure, deadlock_detected, lock_not_available: the
+                    // transaction was rolled back and may simply be run again.
+                    "40001" | "40P01" | "55P03" => StoreError::Locked { location },
+                    // too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now
+                    // (starting up or shutting down), and class 08 (connection exceptions).
+                    "53300" | "57P01" | "57P02" | "57P03" => unreachable(message),
+                    c if c.starts_with("08") => unreachable(message),
+                    // invalid_authorization_specification, invalid_password,
+                    // invalid_catalog_name (no such database), insufficient_privilege
+                    "28000" | "28P01" | "3D000" | "42501" => StoreError::Open { location, reason: message },
+                    // read_only_sql_transaction (a hot standby)
+                    "25006" => StoreError::ReadOnly { location, reason: message },
+                    _ => StoreError::Database { location, cause: source },
+                }
+            }
+            sqlx::Error::Io(error) => unreachable(error.to_string()),
+            sqlx::Error::PoolTimedOut => {
+                unreachable("no connection could be made before the pool's timeout".to_owned())
+            }
+            sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => unreachable(source.to_string()),
+            sqlx::Error::Tls(error) => StoreError::Open { location, reason: format!("TLS: {error}") },
+            sqlx::Error::Configuration(error) => {
+                StoreError::InvalidValue { field: "database URL".into(), reason: error.to_string() }
+            }
+            // A connection cut in the middle of a message reads as a protocol error.
+            sqlx::Error::Protocol(message) => unreachable(message.clone()),
+            _ => StoreError::Database { location, cause: source },
+        }
+    }
+
+    /// By SQLite's primary result code.
+    fn from_sqlite(location: &str, source: sqlx::Error) -> Self {
         let location = location.to_owned();
         let primary_code = match &source {
             sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff),
@@ -116,13 +188,21 @@ impl StoreError {
     }
 }
 
-/// A driver error in one line: SQLite's own message and result code, or sqlx's text.
+/// A driver error in one line: the database's own message and code (SQLite's result code,
+/// PostgreSQL's SQLSTATE), or sqlx's text.
 pub(crate) fn driver_message(error: &sqlx::Error) -> String {
     match error {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} (SQLite code {code})", db.message()),
-            None => db.message().to_owned(),
-        },
+        sqlx::Error::Database(db) => {
+            let system = if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                "SQLSTATE"
+            } else {
+                "SQLite code"
+            };
+            match db.code() {
+                Some(code) => format!("{} ({system} {code})", db.message()),
+                None => db.message().to_owned(),
+            }
+        }
         other => other.to_string(),
     }
 }

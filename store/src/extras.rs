@@ -74,29 +74,34 @@ impl Store {
     ) -> Result<()> {
         let state = serde_json::to_string(state)
             .map_err(|e| StoreError::invalid("checkpoint state", e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO controller_checkpoints (run_id, step, state, blob, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (run_id, step) DO UPDATE SET state = excluded.state, blob = excluded.blob, created_at = excluded.created_at",
-        )
-        .bind(run.0)
-        .bind(step)
-        .bind(state)
-        .bind(blob)
-        .bind(time::now())
-        .execute(&self.pool)
-        .await
+        let now = time::now();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO controller_checkpoints (run_id, step, state, blob, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, step) DO UPDATE SET state = excluded.state, blob = excluded.blob, created_at = excluded.created_at",
+            )
+            .bind(run.0)
+            .bind(step)
+            .bind(&state)
+            .bind(blob)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map(drop)
+        })
         .map_err(|e| self.run_error(run, e))?;
         Ok(())
     }
 
     /// The checkpoint with the highest step of a run, if any.
     pub async fn latest_checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
-        let row: Option<CheckpointRow> =
+        let row: Option<CheckpointRow> = on_pool!(self, pool => {
             sqlx::query_as("SELECT step, state, blob, created_at FROM controller_checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1")
                 .bind(run.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(pool)
                 .await
-                .map_err(|e| self.db_error(e))?;
+        })
+        .map_err(|e| self.db_error(e))?;
         row.map(|r| {
             Ok(Checkpoint {
                 run_id: run,
@@ -119,34 +124,39 @@ impl Store {
             check_finite(field, value)?;
         }
         let flops_factor = point.alpha * point.beta * point.beta * point.gamma * point.gamma;
-        sqlx::query_scalar(
-            "INSERT INTO compound_points (run_id, alpha, beta, gamma, phi, flops_factor, trial_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(run.0)
-        .bind(point.alpha)
-        .bind(point.beta)
-        .bind(point.gamma)
-        .bind(point.phi)
-        .bind(flops_factor)
-        .bind(point.trial_id.map(|t| t.0))
-        .bind(time::now())
-        .fetch_one(&self.pool)
-        .await
+        let now = time::now();
+        on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO compound_points (run_id, alpha, beta, gamma, phi, flops_factor, trial_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(run.0)
+            .bind(point.alpha)
+            .bind(point.beta)
+            .bind(point.gamma)
+            .bind(point.phi)
+            .bind(flops_factor)
+            .bind(point.trial_id.map(|t| t.0))
+            .bind(&now)
+            .fetch_one(pool)
+            .await
+        })
         .map_err(|e| self.run_error(run, e))
     }
 
     /// The compound grid of a run with each point's trial result, in insertion order.
     pub async fn compound_points(&self, run: RunId) -> Result<Vec<CompoundPoint>> {
-        let rows: Vec<CompoundRow> = sqlx::query_as(
-            "SELECT c.id, c.run_id, c.alpha, c.beta, c.gamma, c.phi, c.flops_factor, c.trial_id,
-                    t.state AS trial_state, t.accuracy, t.reward, t.params, t.flops, c.created_at
-             FROM compound_points c LEFT JOIN trials t ON t.id = c.trial_id
-             WHERE c.run_id = $1 ORDER BY c.id",
-        )
-        .bind(run.0)
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<CompoundRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT c.id, c.run_id, c.alpha, c.beta, c.gamma, c.phi, c.flops_factor, c.trial_id,
+                        t.state AS trial_state, t.accuracy, t.reward, t.params, t.flops, c.created_at
+                 FROM compound_points c LEFT JOIN trials t ON t.id = c.trial_id
+                 WHERE c.run_id = $1 ORDER BY c.id",
+            )
+            .bind(run.0)
+            .fetch_all(pool)
+            .await
+        })
         .map_err(|e| self.db_error(e))?;
         rows.into_iter()
             .map(|r| {
@@ -190,40 +200,47 @@ impl Store {
         let arch_json = serde_json::to_string(&model.arch)
             .map_err(|e| StoreError::invalid("architecture", e.to_string()))?;
         let cost = effnas_space::cost(&model.arch);
-        sqlx::query_scalar(
-            "INSERT INTO scaled_models (run_id, name, phi, width, depth, resolution_multiplier, resolution, dropout,
-                                        arch, arch_hash, blocks, params, flops, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-        )
-        .bind(run.0)
-        .bind(&model.name)
-        .bind(model.phi)
-        .bind(model.width)
-        .bind(model.depth)
-        .bind(model.resolution_multiplier)
-        .bind(i64::from(model.arch.resolution))
-        .bind(model.arch.dropout)
-        .bind(arch_json)
-        .bind(effnas_space::arch_hash(&model.arch))
-        .bind(model.arch.block_strings().join(","))
-        .bind(to_sql_int("params", cost.params)?)
-        .bind(to_sql_int("flops", cost.macs)?)
-        .bind(time::now())
-        .fetch_one(&self.pool)
-        .await
+        let (params, flops) = (to_sql_int("params", cost.params)?, to_sql_int("flops", cost.macs)?);
+        let (hash, blocks, now) =
+            (effnas_space::arch_hash(&model.arch), model.arch.block_strings().join(","), time::now());
+        on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO scaled_models (run_id, name, phi, width, depth, resolution_multiplier, resolution, dropout,
+                                            arch, arch_hash, blocks, params, flops, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+            )
+            .bind(run.0)
+            .bind(&model.name)
+            .bind(model.phi)
+            .bind(model.width)
+            .bind(model.depth)
+            .bind(model.resolution_multiplier)
+            .bind(i64::from(model.arch.resolution))
+            .bind(model.arch.dropout)
+            .bind(&arch_json)
+            .bind(&hash)
+            .bind(&blocks)
+            .bind(params)
+            .bind(flops)
+            .bind(&now)
+            .fetch_one(pool)
+            .await
+        })
         .map_err(|e| self.run_error(run, e))
     }
 
     /// The scaled models of a run, in insertion order.
     pub async fn scaled_models(&self, run: RunId) -> Result<Vec<ScaledModel>> {
-        let rows: Vec<ScaledRow> = sqlx::query_as(
-            "SELECT id, run_id, name, phi, width, depth, resolution_multiplier, resolution, dropout, arch, arch_hash, blocks,
-                    params, flops, created_at
-             FROM scaled_models WHERE run_id = $1 ORDER BY id",
-        )
-        .bind(run.0)
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<ScaledRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, run_id, name, phi, width, depth, resolution_multiplier, resolution, dropout, arch, arch_hash, blocks,
+                        params, flops, created_at
+                 FROM scaled_models WHERE run_id = $1 ORDER BY id",
+            )
+            .bind(run.0)
+            .fetch_all(pool)
+            .await
+        })
         .map_err(|e| self.db_error(e))?;
         rows.into_iter()
             .map(|r| {

@@ -1,10 +1,15 @@
 //! The effnas experiment database: every run, trial, training curve, controller checkpoint,
 //! compound-scaling grid point and scaled model, in one SQL database that outlives the run.
 //!
-//! One [`Store`] owns a sqlx connection pool. SQLite is the default (a file next to the
-//! user's work, in WAL mode so that several worker processes share it); the queries use
-//! only portable SQL (`$n` parameters, `RETURNING`, `ON CONFLICT`) so that a PostgreSQL
-//! backend can be added behind the same methods. The schema is documented table by table in
+//! One [`Store`] owns a sqlx connection pool of one of two backends ([`Backend`]): SQLite, the
+//! default (a file next to the user's work, in WAL mode so that several worker processes on one
+//! machine share it), or PostgreSQL (`postgres://…`, for workers on many machines). There is one
+//! query layer: every statement is written once, in the SQL both understand (`$n` parameters,
+//! `RETURNING`, `ON CONFLICT`), and compiled for each driver (the `on_pool!` dispatch of `lib.rs`), so
+//! the backends cannot drift apart. What differs is isolated in few places: connecting and the
+//! schema checks (`open.rs`), the migrations (`migrations/sqlite`, `migrations/postgres`, the
+//! same versions), the claim's `FOR UPDATE SKIP LOCKED` and row locks (PostgreSQL only: SQLite
+//! serializes writers), and errors (`error.rs`). The schema is documented table by table in
 //! `store/SCHEMA.md`.
 //!
 //! # Trial life cycle
@@ -42,11 +47,34 @@
 //!
 //! # A busy database
 //! The store is async; worker threads outside an async runtime use [`BlockingStore`], whose
-//! calls retry for minutes while another process holds the database locked ([`RetryPolicy`]),
-//! so that a long `sqlite3` session or backup does not kill a search.
+//! calls retry for minutes while another process holds the database locked, or while the
+//! PostgreSQL server cannot be reached (restarting, a network cut) ([`RetryPolicy`]), so that a
+//! long `sqlite3` session, a backup or a server restart does not kill a search.
+
+/// Runs `$body` once per backend with `$db` bound to that backend's pool: the statement and its
+/// binds are written once and compiled for each driver.
+macro_rules! on_pool {
+    ($store:expr, $db:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($db) => $body,
+            $crate::Pool::Postgres($db) => $body,
+        }
+    };
+}
+
+/// [`on_pool!`] for a connection ([`Conn`]): `$c` is the backend's `&mut` connection.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::Conn::Sqlite($c) => $body,
+            $crate::Conn::Postgres($c) => $body,
+        }
+    };
+}
 
 mod blocking;
 mod claims;
+mod copy;
 mod error;
 mod extras;
 mod lease;
@@ -60,9 +88,12 @@ mod trials;
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 
 pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_ENV, RETRY_ENV};
+pub use copy::{copied_columns, CopiedRun, CopyOptions, CopyReport};
 pub use error::{Result, StoreError};
 pub use lease::{host_name, RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{
@@ -70,7 +101,7 @@ pub use model::{
     NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus, ScaledModel,
     Trial, TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
 };
-pub use open::{latest_version, OpenOptions};
+pub use open::{latest_version, latest_versions, OpenOptions};
 pub use pareto::pareto_front;
 
 /// How many times a trial may be claimed before a worker that vanishes with it fails it as
@@ -100,19 +131,120 @@ pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(escaped)
 }
 
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// A file (or memory), through SQLite: one machine.
+    Sqlite,
+    /// A PostgreSQL server (`postgres://…`): workers on many machines.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`, as `effnas db` and JSON output name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pool of either backend; the query layer dispatches on it with [`on_pool!`].
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A connection of either backend, borrowed from a [`Tx`] or a [`PoolConn`]; helpers that run
+/// inside a caller's transaction take it and dispatch with [`on_conn!`].
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// A write transaction of either backend ([`Store::begin_write`]).
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub(crate) async fn rollback(self) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Postgres(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// A connection taken from the pool for a few statements outside a transaction.
+pub(crate) enum PoolConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl PoolConn {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            PoolConn::Sqlite(conn) => Conn::Sqlite(conn),
+            PoolConn::Postgres(conn) => Conn::Postgres(conn),
+        }
+    }
+}
+
 /// The experiment database. Cheap to clone (clones share the pool).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// The path or URL, for messages.
+    pool: Pool,
+    /// The path or URL, for messages: a password in a URL is replaced by `***`.
     location: Arc<str>,
+    /// What the user gave, password included: for other processes to open the same database.
+    target: Arc<str>,
     read_only: bool,
 }
 
 impl Store {
-    /// The path or URL this store was opened from.
+    /// The path or URL this store was opened from, for messages: a password in a PostgreSQL URL
+    /// is shown as `***` (see [`Store::target`] for the whole URL).
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// What this store was opened from, as given, password included: what another process
+    /// (a worker) opens to reach the same database. Pass it through the environment
+    /// (`EFFNAS_DB`), not a command line, where every user of the machine can read it.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Whether the database was opened read-only (see [`OpenOptions::read_only_fallback`]).
@@ -123,44 +255,80 @@ impl Store {
     /// Closes every connection; in WAL mode this also checkpoints and removes the `-wal` and
     /// `-shm` files. Dropping a store without closing is safe too.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, pool => pool.close().await);
     }
 
     /// SQLite's own consistency check (`pragma integrity_check`): `["ok"]` for a sound database,
-    /// otherwise one line per problem found.
+    /// otherwise one line per problem found. PostgreSQL checks its own pages as it reads them and
+    /// has no such statement without extensions: there this only asks the server to answer, and
+    /// gives `["ok"]` when it does.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await.map_err(|e| self.db_error(e))
+        let sql = match self.backend() {
+            Backend::Sqlite => "PRAGMA integrity_check",
+            Backend::Postgres => "SELECT 'ok'::text",
+        };
+        on_pool!(self, pool => sqlx::query_scalar(sql).fetch_all(pool).await).map_err(|e| self.db_error(e))
     }
 
-    /// Runs SQL as another SQLite client (`sqlite3`) would, outside every check of the store:
+    /// Runs SQL as another client (`sqlite3`, `psql`) would, outside every check of the store:
     /// for tests that damage or hand-edit a database. Not for normal use.
     #[doc(hidden)]
     pub async fn execute_unchecked(&self, sql: &str) -> Result<u64> {
-        let done = sqlx::raw_sql(sql).execute(&self.pool).await.map_err(|e| self.db_error(e))?;
-        Ok(done.rows_affected())
+        let done = on_pool!(self, pool => sqlx::raw_sql(sql).execute(pool).await.map(|d| d.rows_affected()));
+        done.map_err(|e| self.db_error(e))
     }
 
-    /// Takes the database's write lock (`BEGIN IMMEDIATE`, which in WAL mode shuts out every
-    /// other writer as `BEGIN EXCLUSIVE` does), calls `locked` once it is held, keeps it for
-    /// `hold`, then lets go: another process's long transaction, for tests of the retry. Not
-    /// for normal use.
+    /// Takes the database's write lock, calls `locked` once it is held, keeps it for `hold`,
+    /// then lets go: another process's long transaction, for tests of the retry. On SQLite
+    /// `BEGIN IMMEDIATE`, which in WAL mode shuts out every other writer as `BEGIN EXCLUSIVE`
+    /// does; on PostgreSQL the tables written by claims and results are locked in `EXCLUSIVE`
+    /// mode (readers go on). Not for normal use.
     #[doc(hidden)]
     pub async fn hold_write_lock(&self, hold: std::time::Duration, locked: impl FnOnce()) -> Result<()> {
-        let tx = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
+        if let Tx::Postgres(tx) = &mut tx {
+            sqlx::query("LOCK TABLE runs, trials, trial_epochs IN EXCLUSIVE MODE")
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| self.db_error(e))?;
+        }
         locked();
         tokio::time::sleep(hold).await;
         tx.rollback().await.map_err(|e| self.db_error(e))
     }
 
     pub(crate) fn db_error(&self, error: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(&self.location, error)
+        StoreError::from_sqlx(self.backend(), &self.location, error)
     }
 
-    /// A transaction that takes the write lock at once. SQLite's default deferred transaction
-    /// would fail with "database is locked", without waiting, when it reads first and another
-    /// process writes before it upgrades.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.db_error(e))
+    /// A transaction that takes the write lock at once on SQLite: its default deferred
+    /// transaction would fail with "database is locked", without waiting, when it reads first
+    /// and another process writes before it upgrades. PostgreSQL locks rows as statements touch
+    /// them; the few statements that read before they write lock what they read (`FOR UPDATE`).
+    pub(crate) async fn begin_write(&self) -> Result<Tx> {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Pool::Postgres(pool) => pool.begin().await.map(Tx::Postgres),
+        }
+        .map_err(|e| self.db_error(e))
+    }
+
+    /// A connection from the pool, for statements that need no transaction.
+    pub(crate) async fn acquire(&self) -> Result<PoolConn> {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.acquire().await.map(PoolConn::Sqlite),
+            Pool::Postgres(pool) => pool.acquire().await.map(PoolConn::Postgres),
+        }
+        .map_err(|e| self.db_error(e))
+    }
+
+    /// `" FOR UPDATE"` on PostgreSQL, to lock the rows a transaction reads before it writes
+    /// them; nothing on SQLite, whose write transaction already excludes every other writer.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
     }
 }
 

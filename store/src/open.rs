@@ -9,13 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migration, MigrationSource, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{Result, StoreError};
-use crate::Store;
+use crate::{Backend, Pool, Store};
 
 /// The schema, one timestamped SQL file per version (see `store/SCHEMA.md`).
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The same schema for PostgreSQL. Its history starts at the version that introduced it (every
+/// table of the SQLite schema of that version in one file); later versions come in pairs, one
+/// file in each folder with the same version number, so that `schema_version` means the same
+/// on both backends.
+pub(crate) static MIGRATOR_POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long taking a PostgreSQL connection may wait (connecting included) before the call fails
+/// as [`StoreError::Unreachable`]; [`crate::RetryPolicy`] then decides whether to try again,
+/// and logs that it does.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The first 16 bytes of every SQLite 3 database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -57,6 +69,8 @@ impl OpenOptions {
 enum Target {
     Memory,
     File(PathBuf, UrlMode),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
 }
 
 /// The `mode` parameter of an `sqlite://` URL, as SQLite itself defines it.
@@ -88,8 +102,11 @@ fn parse_target(text: &str) -> Result<Target> {
         }
         return Ok(Target::File(PathBuf::from(path), url_mode(query)?));
     }
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return Ok(Target::Postgres(trimmed.to_owned()));
+    }
     if trimmed.contains("://") {
-        return Err(StoreError::UnsupportedUrl(text.to_owned()));
+        return Err(StoreError::UnsupportedUrl(redact(text)));
     }
     Ok(Target::File(PathBuf::from(text), UrlMode::Default))
 }
@@ -104,6 +121,45 @@ fn url_mode(query: &str) -> Result<UrlMode> {
             "database URL",
             format!("parameter {} is not supported (only mode=ro, mode=rw or mode=rwc)", clip(other)),
         )),
+    }
+}
+
+/// A database URL as messages show it: the password of `user:password@host` and a `password=`
+/// parameter replaced by `***`. Anything else is shown as given.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// A URL as the store's messages name it: redacted, and cut at 120 characters (a hostile
+/// 100,000-character URL must not make every message that long).
+fn shown_url(url: &str) -> String {
+    let redacted = redact(url);
+    match redacted.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &redacted[..cut]),
+        None => redacted,
     }
 }
 
@@ -226,7 +282,26 @@ impl Store {
     /// Whether this is a private in-memory database, which no other process can open (so no
     /// worker process can share it).
     pub fn is_in_memory(&self) -> bool {
-        matches!(parse_target(self.location()), Ok(Target::Memory))
+        matches!(parse_target(self.target()), Ok(Target::Memory))
+    }
+
+    /// The backend a target names, without opening it: a PostgreSQL URL, or SQLite for a path
+    /// or an `sqlite:` URL. [`StoreError::UnsupportedUrl`] (or an invalid value) otherwise.
+    pub fn backend_of(target: &str) -> Result<Backend> {
+        Ok(match parse_target(target)? {
+            Target::Postgres(_) => Backend::Postgres,
+            Target::Memory | Target::File(..) => Backend::Sqlite,
+        })
+    }
+
+    /// A target as messages may show it: a password in a URL replaced by `***`, and a URL cut
+    /// at 120 characters.
+    pub fn redacted(target: &str) -> String {
+        if target.contains("://") {
+            shown_url(target)
+        } else {
+            target.to_owned()
+        }
     }
 
     /// Opens (creating if missing) the database at `target`, a file path or an `sqlite://`
@@ -243,7 +318,7 @@ impl Store {
     }
 
     /// The file a database target (a path or an `sqlite://` URL) names; `None` for an
-    /// in-memory database or a target that is not a valid database at all.
+    /// in-memory database, a PostgreSQL URL, or a target that is not a valid database at all.
     pub fn path_of(target: &str) -> Option<PathBuf> {
         match parse_target(target) {
             Ok(Target::File(path, _)) => Some(path),
@@ -275,16 +350,26 @@ impl Store {
             }
             return Ok(store);
         }
-        store.migrate(&MIGRATOR).await?;
+        store.migrate(store.migrator()).await?;
         Ok(store)
     }
 
+    /// The migrations of this store's backend.
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend() {
+            Backend::Sqlite => &MIGRATOR,
+            Backend::Postgres => &MIGRATOR_POSTGRES,
+        }
+    }
+
     /// Creates or opens a database migrated only up to `version` (inclusive). For tests of
-    /// schema upgrades; not for normal use.
+    /// schema upgrades; not for normal use. (PostgreSQL's history starts at the version that
+    /// introduced it: below that, nothing is created.)
     #[doc(hidden)]
     pub async fn open_at_schema_version(target: &str, version: i64) -> Result<Store> {
         let store = Store::connect(target, &OpenOptions::default()).await?;
-        let migrations: Vec<Migration> = MIGRATOR.iter().filter(|m| m.version <= version).cloned().collect();
+        let migrations: Vec<Migration> =
+            store.migrator().iter().filter(|m| m.version <= version).cloned().collect();
         let migrator = Migrator::new(Prefix(migrations)).await.map_err(|e| StoreError::Migration {
             location: store.location.to_string(),
             reason: e.to_string(),
@@ -295,6 +380,7 @@ impl Store {
 
     async fn connect(target: &str, options: &OpenOptions) -> Result<Store> {
         let (connect, location, read_only, max_connections) = match parse_target(target)? {
+            Target::Postgres(url) => return Store::connect_postgres(target, &url, options).await,
             Target::Memory => {
                 (SqliteConnectOptions::from_str("sqlite::memory:"), ":memory:".to_owned(), false, 1)
             }
@@ -314,8 +400,9 @@ impl Store {
             }
         };
         let location: Arc<str> = location.into();
+        let sqlite_error = |e| StoreError::from_sqlx(Backend::Sqlite, &location, e);
         let mut connect = connect
-            .map_err(|e| StoreError::from_sqlx(&location, e))?
+            .map_err(sqlite_error)?
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout)
             .synchronous(SqliteSynchronous::Normal);
@@ -331,19 +418,49 @@ impl Store {
             .max_lifetime(None)
             .connect_with(connect)
             .await
-            .map_err(|e| StoreError::from_sqlx(&location, e))?;
-        Ok(Store { pool, location, read_only })
+            .map_err(sqlite_error)?;
+        Ok(Store { pool: Pool::Sqlite(pool), location, target: target.into(), read_only })
+    }
+
+    /// Connects to a PostgreSQL server. The database must exist (`createdb`); the schema is
+    /// then created or upgraded like an SQLite file's. A server that is down fails here as
+    /// [`StoreError::Unreachable`], which [`crate::BlockingStore::open`] retries.
+    async fn connect_postgres(target: &str, url: &str, options: &OpenOptions) -> Result<Store> {
+        let location: Arc<str> = shown_url(url).into();
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::invalid("database URL", format!("{location}: {e}")))?
+            .application_name("effnas");
+        let pg_error = |e| StoreError::from_sqlx(Backend::Postgres, &location, e);
+        // One connection first, outside the pool: the pool retries a refused connection until
+        // its timeout and then says only that it timed out, where this says why (refused, no
+        // such database, wrong password) at once.
+        let probe = sqlx::ConnectOptions::connect(&connect).await.map_err(pg_error)?;
+        sqlx::Connection::close(probe).await.map_err(pg_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+            .idle_timeout(Some(Duration::from_secs(600)))
+            // A connection that the server dropped (a restart) is found out before it is used.
+            .test_before_acquire(true)
+            .connect_lazy_with(connect);
+        Ok(Store { pool: Pool::Postgres(pool), location, target: target.into(), read_only: false })
     }
 
     /// Refuses an SQLite file that holds some other program's tables, so that opening the
     /// wrong file never adds effnas tables to it.
     async fn check_schema_owner(&self) -> Result<()> {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"
+            }
+            // The schema that unqualified names resolve to (`public` unless the URL's
+            // `options=-csearch_path=…` says otherwise).
+            Backend::Postgres => {
+                "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+            }
+        };
+        let tables: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(sql).fetch_all(pool).await)
+            .map_err(|e| self.db_error(e))?;
         let ours = tables.iter().any(|t| t == "_sqlx_migrations");
         if !ours && !tables.is_empty() {
             return Err(StoreError::Open {
@@ -356,20 +473,21 @@ impl Store {
 
     /// The highest schema version applied to this database (0 for a new one).
     pub async fn schema_version(&self) -> Result<i64> {
-        let exists: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
+        let sql = match self.backend() {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)
+            .map_err(|e| self.db_error(e))?;
         if exists == 0 {
             return Ok(0);
         }
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.db_error(e))?;
+        let version: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await
+        })
+        .map_err(|e| self.db_error(e))?;
         Ok(version.unwrap_or(0))
     }
 
@@ -383,7 +501,9 @@ impl Store {
         // others fail on it, then find it applied when they look again.
         let mut attempt = 0;
         loop {
-            match migrator.run(&self.pool).await {
+            // PostgreSQL: sqlx holds an advisory lock while it migrates, so there the others
+            // simply wait for the first.
+            match on_pool!(self, pool => migrator.run(pool).await) {
                 Ok(()) => return Ok(()),
                 Err(error) if attempt < 3 && is_retryable(&error) => {
                     attempt += 1;
@@ -426,9 +546,40 @@ fn is_retryable(error: &MigrateError) -> bool {
     !matches!(error, MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_))
 }
 
-/// The newest schema version this build knows.
+/// The newest schema version this build knows (the same on both backends: a test holds the
+/// migration folders to it).
 pub fn latest_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest schema version of each backend's migrations, for the test that keeps them equal.
+#[doc(hidden)]
+pub fn latest_versions() -> [(Backend, i64); 2] {
+    let latest = |m: &Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
+    [(Backend::Sqlite, latest(&MIGRATOR)), (Backend::Postgres, latest(&MIGRATOR_POSTGRES))]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_urls_are_redacted_and_the_rest_kept() {
+        let cases = [
+            (
+                "postgres://effnas:s3cret@db.example:5432/effnas",
+                "postgres://effnas:***@db.example:5432/effnas",
+            ),
+            ("postgres://effnas@db/effnas", "postgres://effnas@db/effnas"),
+            (
+                "postgresql://u:p%40ss@h/d?password=x&sslmode=require",
+                "postgresql://u:***@h/d?password=***&sslmode=require",
+            ),
+            ("postgres://h", "postgres://h"),
+            ("runs.db", "runs.db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(super::redact(url), shown);
+        }
+    }
 }
 
 /// A fixed list of migrations as a migration source.

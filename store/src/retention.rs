@@ -12,15 +12,17 @@ impl Store {
     /// them all would grow the database by hundreds of megabytes per run.
     #[instrument(skip_all, fields(run = %run, keep), err(level = "debug"))]
     pub async fn prune_checkpoints(&self, run: RunId, keep: i64) -> Result<u64> {
-        let deleted = sqlx::query(
-            "DELETE FROM controller_checkpoints WHERE run_id = $1 AND step NOT IN
-                 (SELECT step FROM controller_checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT $2)",
-        )
-        .bind(run.0)
-        .bind(keep.max(1))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_error(e))?;
-        Ok(deleted.rows_affected())
+        on_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM controller_checkpoints WHERE run_id = $1 AND step NOT IN
+                     (SELECT step FROM controller_checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT $2)",
+            )
+            .bind(run.0)
+            .bind(keep.max(1))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(|e| self.db_error(e))
     }
 }

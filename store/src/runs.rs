@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
 use crate::lease::RunOwner;
 use crate::model::{NewRun, Run, RunId, RunKind, RunNaming, RunStatus};
-use crate::{from_sql_int, time, to_sql_int, Store};
+use crate::{from_sql_int, time, to_sql_int, Conn, Store, Tx};
 
 /// A run with its trial aggregates, as the query returns it.
 #[derive(sqlx::FromRow)]
@@ -89,24 +88,35 @@ impl Store {
         let config = serde_json::to_string(&run.config)
             .map_err(|e| StoreError::invalid("run config", e.to_string()))?;
         // The name check and the insert in one write transaction: two processes creating runs
-        // of one name at once cannot both pass the check.
+        // of one name at once cannot both pass the check. SQLite's write transaction excludes
+        // other writers; on PostgreSQL a lock on `runs` that only run inserts and updates
+        // conflict with does the same (readers go on).
         let mut tx = self.begin_write().await?;
-        let name = free_name(&mut tx, &run.name, run.naming).await.map_err(|e| match e {
+        if let Tx::Postgres(pg) = &mut tx {
+            sqlx::query("LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut **pg)
+                .await
+                .map_err(|e| self.db_error(e))?;
+        }
+        let name = free_name(tx.conn(), &run.name, run.naming).await.map_err(|e| match e {
             NameError::Sql(e) => self.db_error(e),
             NameError::Store(e) => e,
         })?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (name, kind, status, config, seed, code_version, created_at)
-             VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(&name)
-        .bind(run.kind.as_str())
-        .bind(config)
-        .bind(seed)
-        .bind(&run.code_version)
-        .bind(time::now())
-        .fetch_one(&mut *tx)
-        .await
+        let now = time::now();
+        let id: i64 = on_conn!(tx.conn(), c => {
+            sqlx::query_scalar(
+                "INSERT INTO runs (name, kind, status, config, seed, code_version, created_at)
+                 VALUES ($1, $2, 'running', $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&name)
+            .bind(run.kind.as_str())
+            .bind(&config)
+            .bind(seed)
+            .bind(&run.code_version)
+            .bind(&now)
+            .fetch_one(c)
+            .await
+        })
         .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         tracing::debug!(run = id, "created run");
@@ -119,20 +129,24 @@ impl Store {
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn acquire_run(&self, run: RunId, owner: &RunOwner, lease: Duration) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let holder = current_holder(&mut tx, run)
+        let holder = current_holder(tx.conn(), run, self.for_update())
             .await
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| StoreError::RunNotFound(run.to_string()))?;
         if let Some(held) = holder.blocking(run, owner) {
             return Err(held);
         }
-        sqlx::query("UPDATE runs SET owner = $1, lease_until = $2 WHERE id = $3")
-            .bind(owner.as_text())
-            .bind(lease_end(lease))
-            .bind(run.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let (text, until) = (owner.as_text(), lease_end(lease));
+        on_conn!(tx.conn(), c => {
+            sqlx::query("UPDATE runs SET owner = $1, lease_until = $2 WHERE id = $3")
+                .bind(&text)
+                .bind(&until)
+                .bind(run.0)
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         tracing::debug!(run = %run, "holding the run");
         Ok(())
@@ -141,8 +155,8 @@ impl Store {
     /// [`StoreError::RunHeld`] when another live holder has `run`, without taking it: for a
     /// command to refuse before it loads data. [`Store::acquire_run`] decides for good.
     pub async fn check_run_free(&self, run: RunId, owner: &RunOwner) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let holder = current_holder(&mut conn, run).await.map_err(|e| self.db_error(e))?;
+        let mut conn = self.acquire().await?;
+        let holder = current_holder(conn.conn(), run, "").await.map_err(|e| self.db_error(e))?;
         match holder.and_then(|h| h.blocking(run, owner)) {
             Some(held) => Err(held),
             None => Ok(()),
@@ -153,21 +167,24 @@ impl Store {
     /// run is no longer `owner`'s (another process took it over after the lease lapsed).
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn renew_run(&self, run: RunId, owner: &RunOwner, lease: Duration) -> Result<()> {
-        let updated = sqlx::query("UPDATE runs SET lease_until = $1 WHERE id = $2 AND owner = $3")
-            .bind(lease_end(lease))
-            .bind(run.0)
-            .bind(owner.as_text())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
-        if updated.rows_affected() == 1 {
+        let (until, text) = (lease_end(lease), owner.as_text());
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE runs SET lease_until = $1 WHERE id = $2 AND owner = $3")
+                .bind(&until)
+                .bind(run.0)
+                .bind(&text)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(|e| self.db_error(e))?;
+        if updated == 1 {
             return Ok(());
         }
-        let holder: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
-            .bind(run.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let holder: Option<Option<String>> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1").bind(run.0).fetch_optional(pool).await
+        })
+        .map_err(|e| self.db_error(e))?;
         match holder {
             None => Err(StoreError::RunNotFound(run.to_string())),
             Some(holder) => Err(StoreError::RunLost {
@@ -182,12 +199,16 @@ impl Store {
     /// need not wait.
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn release_run(&self, run: RunId, owner: &RunOwner) -> Result<()> {
-        sqlx::query("UPDATE runs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2")
-            .bind(run.0)
-            .bind(owner.as_text())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let text = owner.as_text();
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE runs SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2")
+                .bind(run.0)
+                .bind(&text)
+                .execute(pool)
+                .await
+                .map(drop)
+        })
+        .map_err(|e| self.db_error(e))?;
         Ok(())
     }
 
@@ -196,14 +217,17 @@ impl Store {
     #[instrument(skip_all, fields(run = %run, status = %status), err(level = "debug"))]
     pub async fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()> {
         let finished = status.is_finished().then(time::now);
-        let updated = sqlx::query("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(finished)
-            .bind(run.0)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
-        if updated.rows_affected() == 0 {
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(&finished)
+                .bind(run.0)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(|e| self.db_error(e))?;
+        if updated == 0 {
             return Err(StoreError::RunNotFound(run.to_string()));
         }
         Ok(())
@@ -213,7 +237,8 @@ impl Store {
     pub async fn run(&self, id: RunId) -> Result<Run> {
         let sql = format!("{RUN_SELECT} WHERE r.id = $1{RUN_GROUP}");
         let row: Option<RunRow> =
-            sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_optional(pool).await)
+                .map_err(|e| self.db_error(e))?;
         row.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?.into_run()
     }
 
@@ -229,11 +254,10 @@ impl Store {
             return self.run(RunId(id)).await;
         }
         let name = selector.strip_prefix('=').unwrap_or(trimmed);
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 ORDER BY id")
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let ids: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 ORDER BY id").bind(name).fetch_all(pool).await
+        })
+        .map_err(|e| self.db_error(e))?;
         match ids[..] {
             [] => Err(StoreError::RunNotFound(name.to_owned())),
             [id] => self.run(RunId(id)).await,
@@ -247,27 +271,25 @@ impl Store {
     /// The most recently created run, if any.
     pub async fn latest_run(&self) -> Result<Option<Run>> {
         let sql = format!("{RUN_SELECT} WHERE r.id = (SELECT MAX(id) FROM runs){RUN_GROUP}");
-        let row: Option<RunRow> =
-            sqlx::query_as(&sql).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let row: Option<RunRow> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_optional(pool).await)
+            .map_err(|e| self.db_error(e))?;
         row.map(RunRow::into_run).transpose()
     }
 
     /// Every run, oldest first, with trial counts.
     pub async fn runs(&self) -> Result<Vec<Run>> {
         let sql = format!("{RUN_SELECT}{RUN_GROUP} ORDER BY r.id");
-        let rows: Vec<RunRow> =
-            sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let rows: Vec<RunRow> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
+            .map_err(|e| self.db_error(e))?;
         rows.into_iter().map(RunRow::into_run).collect()
     }
 
     /// Runs of one kind, oldest first.
     pub async fn runs_of_kind(&self, kind: RunKind) -> Result<Vec<Run>> {
         let sql = format!("{RUN_SELECT} WHERE r.kind = $1{RUN_GROUP} ORDER BY r.id");
-        let rows: Vec<RunRow> = sqlx::query_as(&sql)
-            .bind(kind.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let rows: Vec<RunRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(kind.as_str()).fetch_all(pool).await)
+                .map_err(|e| self.db_error(e))?;
         rows.into_iter().map(RunRow::into_run).collect()
     }
 }
@@ -304,31 +326,33 @@ impl From<sqlx::Error> for NameError {
 /// The name a new run gets: `wanted` when free; when taken, refused for a chosen name, and the
 /// first free `wanted-N` (N ≥ 2) for a derived one.
 async fn free_name(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     wanted: &str,
     naming: RunNaming,
 ) -> std::result::Result<String, NameError> {
-    let mut existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 ORDER BY id LIMIT 1")
-            .bind(wanted)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(first) = existing else { return Ok(wanted.to_owned()) };
-    if naming == RunNaming::Chosen {
-        return Err(NameError::Store(StoreError::RunNameTaken { name: wanted.to_owned(), existing: first }));
-    }
-    let mut n = 2u64;
-    loop {
-        let candidate = format!("{wanted}-{n}");
-        existing = sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 LIMIT 1")
-            .bind(&candidate)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if existing.is_none() {
-            return Ok(candidate);
+    on_conn!(conn, c => {
+        let mut existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 ORDER BY id LIMIT 1")
+                .bind(wanted)
+                .fetch_optional(&mut *c)
+                .await?;
+        let Some(first) = existing else { return Ok(wanted.to_owned()) };
+        if naming == RunNaming::Chosen {
+            return Err(NameError::Store(StoreError::RunNameTaken { name: wanted.to_owned(), existing: first }));
         }
-        n += 1;
-    }
+        let mut n = 2u64;
+        loop {
+            let candidate = format!("{wanted}-{n}");
+            existing = sqlx::query_scalar("SELECT id FROM runs WHERE name = $1 LIMIT 1")
+                .bind(&candidate)
+                .fetch_optional(&mut *c)
+                .await?;
+            if existing.is_none() {
+                return Ok(candidate);
+            }
+            n += 1;
+        }
+    })
 }
 
 /// The stored holder of a run.
@@ -355,12 +379,12 @@ impl Holder {
     }
 }
 
-async fn current_holder(conn: &mut SqliteConnection, run: RunId) -> sqlx::Result<Option<Holder>> {
+/// The holder of `run`; `lock` is [`Store::for_update`] inside a transaction that then writes
+/// the run (two processes must not both see a lapsed lease and take the run), or empty.
+async fn current_holder(conn: Conn<'_>, run: RunId, lock: &str) -> sqlx::Result<Option<Holder>> {
+    let sql = format!("SELECT owner, lease_until FROM runs WHERE id = $1{lock}");
     let row: Option<(Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT owner, lease_until FROM runs WHERE id = $1")
-            .bind(run.0)
-            .fetch_optional(conn)
-            .await?;
+        on_conn!(conn, c => sqlx::query_as(&sql).bind(run.0).fetch_optional(c).await)?;
     Ok(row.map(|(owner, lease_until)| Holder { owner, lease_until }))
 }
 

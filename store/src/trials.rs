@@ -1,7 +1,7 @@
 //! Trials: queue, claim, record, finish, requeue, reuse, query. Worker processes' claims with a
 //! lease and their fenced writes are in `claims.rs`, on the SQL shared from here.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use tracing::instrument;
 
 use crate::error::{Result, StoreError};
@@ -9,7 +9,7 @@ use crate::model::{
     ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId,
     TrialMetrics, TrialState,
 };
-use crate::{from_sql_int, time, to_sql_int, Store};
+use crate::{from_sql_int, time, to_sql_int, Backend, Conn, Store};
 
 /// Every trial column, in the order of [`TrialRow`].
 pub(crate) const TRIAL_COLUMNS: &str = "id, run_id, state, arch, arch_hash, blocks, resolution, proxy_key, step, worker, attempts, \
@@ -193,99 +193,105 @@ fn finite_or_null(value: Option<f64>) -> Option<f64> {
 }
 
 async fn insert_prepared(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     run: RunId,
     p: &PreparedTrial<'_>,
     state: TrialState,
     now: &str,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops,
-                             setting, parent_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-    )
-    .bind(run.0)
-    .bind(&p.arch_json)
-    .bind(&p.arch_hash)
-    .bind(&p.blocks)
-    .bind(p.resolution)
-    .bind(&p.trial.proxy_key)
-    .bind(p.trial.step)
-    .bind(state.as_str())
-    .bind(now)
-    .bind(p.params)
-    .bind(p.flops)
-    .bind(i64::from(p.trial.setting))
-    .bind(p.trial.parent.map(|t| t.0))
-    .fetch_one(conn)
-    .await
+    on_conn!(conn, c => {
+        sqlx::query_scalar(
+            "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops,
+                                 setting, parent_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(run.0)
+        .bind(&p.arch_json)
+        .bind(&p.arch_hash)
+        .bind(&p.blocks)
+        .bind(p.resolution)
+        .bind(&p.trial.proxy_key)
+        .bind(p.trial.step)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(p.params)
+        .bind(p.flops)
+        .bind(i64::from(p.trial.setting))
+        .bind(p.trial.parent.map(|t| t.0))
+        .fetch_one(c)
+        .await
+    })
 }
 
 /// Stores a trial's result and marks it complete; the number of rows changed (0 when it is
 /// missing or already finished). With `attempt`, only while the trial is running under that
 /// attempt (a write fenced on a [`crate::Claim`]); without, while it is pending or running.
 pub(crate) async fn write_metrics(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     id: i64,
     attempt: Option<u32>,
     metrics: &TrialMetrics,
     checked: &CheckedMetrics,
     now: &str,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE trials SET state = 'complete', finished_at = $1, accuracy = $2, loss = $3, params = $4, flops = $5,
-                reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, failure = NULL,
-                error = NULL, lease_until = NULL
-         WHERE id = $11 AND state IN ('pending', 'running')
-           AND ($12 IS NULL OR (state = 'running' AND attempts = $12))",
-    )
-    .bind(now)
-    .bind(metrics.accuracy)
-    .bind(metrics.loss)
-    .bind(checked.params)
-    .bind(checked.flops)
-    .bind(metrics.reward)
-    .bind(metrics.latency_ms)
-    .bind(metrics.seconds)
-    .bind(metrics.images_per_second)
-    .bind(checked.extra.as_deref())
-    .bind(id)
-    .bind(attempt.map(i64::from))
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE trials SET state = 'complete', finished_at = $1, accuracy = $2, loss = $3, params = $4, flops = $5,
+                    reward = $6, latency_ms = $7, seconds = $8, images_per_second = $9, extra = $10, failure = NULL,
+                    error = NULL, lease_until = NULL
+             WHERE id = $11 AND state IN ('pending', 'running')
+               AND ($12 IS NULL OR (state = 'running' AND attempts = $12))",
+        )
+        .bind(now)
+        .bind(metrics.accuracy)
+        .bind(metrics.loss)
+        .bind(checked.params)
+        .bind(checked.flops)
+        .bind(metrics.reward)
+        .bind(metrics.latency_ms)
+        .bind(metrics.seconds)
+        .bind(metrics.images_per_second)
+        .bind(checked.extra.as_deref())
+        .bind(id)
+        .bind(attempt.map(i64::from))
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected())
+    })
 }
 
 /// Records (or replaces) one epoch of a trial's curve; the number of rows written. With
 /// `attempt`, only while the trial is running under that attempt (0 rows otherwise).
 pub(crate) async fn upsert_epoch(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     trial: i64,
     attempt: Option<u32>,
     epoch: &EpochMetrics,
 ) -> sqlx::Result<u64> {
     // `WHERE` keeps SQLite from reading `ON CONFLICT` as a join's `ON`.
-    let done = sqlx::query(
-        "INSERT INTO trial_epochs (trial_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8
-         WHERE $9 IS NULL OR EXISTS (SELECT 1 FROM trials WHERE id = $1 AND state = 'running' AND attempts = $9)
-         ON CONFLICT (trial_id, epoch) DO UPDATE SET
-             train_loss = excluded.train_loss, train_accuracy = excluded.train_accuracy,
-             val_loss = excluded.val_loss, val_accuracy = excluded.val_accuracy,
-             learning_rate = excluded.learning_rate, seconds = excluded.seconds",
-    )
-    .bind(trial)
-    .bind(i64::from(epoch.epoch))
-    .bind(finite_or_null(epoch.train_loss))
-    .bind(finite_or_null(epoch.train_accuracy))
-    .bind(finite_or_null(epoch.val_loss))
-    .bind(finite_or_null(epoch.val_accuracy))
-    .bind(finite_or_null(epoch.learning_rate))
-    .bind(finite_or_null(epoch.seconds))
-    .bind(attempt.map(i64::from))
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO trial_epochs (trial_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE $9 IS NULL OR EXISTS (SELECT 1 FROM trials WHERE id = $1 AND state = 'running' AND attempts = $9)
+             ON CONFLICT (trial_id, epoch) DO UPDATE SET
+                 train_loss = excluded.train_loss, train_accuracy = excluded.train_accuracy,
+                 val_loss = excluded.val_loss, val_accuracy = excluded.val_accuracy,
+                 learning_rate = excluded.learning_rate, seconds = excluded.seconds",
+        )
+        .bind(trial)
+        .bind(i64::from(epoch.epoch))
+        .bind(finite_or_null(epoch.train_loss))
+        .bind(finite_or_null(epoch.train_accuracy))
+        .bind(finite_or_null(epoch.val_loss))
+        .bind(finite_or_null(epoch.val_accuracy))
+        .bind(finite_or_null(epoch.learning_rate))
+        .bind(finite_or_null(epoch.seconds))
+        .bind(attempt.map(i64::from))
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected())
+    })
 }
 
 fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
@@ -326,64 +332,74 @@ impl ClaimRow {
 /// that ended or was interrupted. Without (a search's in-process claim, [`Store::claim_trial`]),
 /// the trial has no lease and the run's status is the caller's business.
 async fn take_pending(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
+    backend: Backend,
     run: Option<RunId>,
     worker: &str,
     now: &str,
     lease_until: Option<&str>,
 ) -> sqlx::Result<Option<ClaimRow>> {
-    // The inner SELECT picks, the outer `state = 'pending'` re-checks: on SQLite the statement
-    // holds the write lock throughout; on PostgreSQL the inner SELECT will take
-    // `FOR UPDATE SKIP LOCKED`. The conditions are fixed SQL (not `$n IS NULL OR …`) so that
-    // the planner can use `trials_by_run_state`.
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE trials SET state = 'running', worker = ");
-    query.push_bind(worker);
-    query.push(", attempts = attempts + 1, started_at = ").push_bind(now);
-    query.push(", heartbeat_at = ").push_bind(now);
-    query.push(", lease_until = ").push_bind(lease_until);
-    query.push(", failure = NULL, error = NULL WHERE id = (SELECT id FROM trials WHERE state = 'pending'");
-    if let Some(run) = run {
-        query.push(" AND run_id = ").push_bind(run.0);
-    }
-    if lease_until.is_some() {
-        query.push(" AND run_id IN (SELECT id FROM runs WHERE status = 'running')");
-    }
-    query.push(
-        " ORDER BY id LIMIT 1) AND state = 'pending' RETURNING id, run_id, arch, arch_hash, proxy_key, attempts, setting",
-    );
-    let row: Option<ClaimRow> = query.build_query_as().fetch_optional(&mut *conn).await?;
-    if let Some(row) = &row {
-        if row.attempts > 1 {
-            sqlx::query("DELETE FROM trial_epochs WHERE trial_id = $1").bind(row.id).execute(conn).await?;
+    // The inner SELECT picks, the outer `state = 'pending'` re-checks. On SQLite the statement
+    // holds the write lock throughout. On PostgreSQL the inner SELECT locks the row it picks
+    // and skips rows other claims have locked (`FOR UPDATE SKIP LOCKED`), so concurrent
+    // workers each take a different trial without waiting on one another; a row that another
+    // claim changed after this statement's snapshot is re-checked once locked. The conditions
+    // are fixed SQL (not `$n IS NULL OR …`) so that the planner can use `trials_by_run_state`.
+    let skip_locked = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    on_conn!(conn, c => {
+        let mut query = QueryBuilder::new("UPDATE trials SET state = 'running', worker = ");
+        query.push_bind(worker);
+        query.push(", attempts = attempts + 1, started_at = ").push_bind(now);
+        query.push(", heartbeat_at = ").push_bind(now);
+        query.push(", lease_until = ").push_bind(lease_until);
+        query.push(", failure = NULL, error = NULL WHERE id = (SELECT id FROM trials WHERE state = 'pending'");
+        if let Some(run) = run {
+            query.push(" AND run_id = ").push_bind(run.0);
         }
-    }
-    Ok(row)
+        if lease_until.is_some() {
+            query.push(" AND run_id IN (SELECT id FROM runs WHERE status = 'running')");
+        }
+        query.push(" ORDER BY id LIMIT 1").push(skip_locked);
+        query.push(") AND state = 'pending' RETURNING id, run_id, arch, arch_hash, proxy_key, attempts, setting");
+        let row: Option<ClaimRow> = query.build_query_as().fetch_optional(&mut *c).await?;
+        if let Some(row) = &row {
+            if row.attempts > 1 {
+                sqlx::query("DELETE FROM trial_epochs WHERE trial_id = $1").bind(row.id).execute(&mut *c).await?;
+            }
+        }
+        Ok(row)
+    })
 }
 
 /// Fails one trial; the number of rows changed (0 when it is missing or already finished).
 /// With `attempt`, only while the trial is running under that attempt (a write fenced on a
 /// [`crate::Claim`]); without, while it is pending or running.
 pub(crate) async fn mark_failed(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     id: i64,
     attempt: Option<u32>,
     kind: FailureKind,
     message: &str,
     now: &str,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3, lease_until = NULL
-         WHERE id = $4 AND state IN ('pending', 'running')
-           AND ($5 IS NULL OR (state = 'running' AND attempts = $5))",
-    )
-    .bind(now)
-    .bind(kind.as_str())
-    .bind(message)
-    .bind(id)
-    .bind(attempt.map(i64::from))
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE trials SET state = 'failed', finished_at = $1, failure = $2, error = $3, lease_until = NULL
+             WHERE id = $4 AND state IN ('pending', 'running')
+               AND ($5 IS NULL OR (state = 'running' AND attempts = $5))",
+        )
+        .bind(now)
+        .bind(kind.as_str())
+        .bind(message)
+        .bind(id)
+        .bind(attempt.map(i64::from))
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected())
+    })
 }
 
 /// Running trials whose worker is gone, to be taken back ([`take_back`]).
@@ -406,26 +422,13 @@ impl Orphans<'_> {
             Orphans::LeaseEndedBefore(_) => format!("state = 'running' AND lease_until < ${n}"),
         }
     }
-
-    fn bind<'q, O>(
-        self,
-        query: sqlx::query::QueryScalar<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> sqlx::query::QueryScalar<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>
-    where
-        Self: 'q,
-    {
-        match self {
-            Orphans::OfRun(run) => query.bind(run.0),
-            Orphans::LeaseEndedBefore(cutoff) => query.bind(cutoff),
-        }
-    }
 }
 
 /// Takes back the `orphans` in one go: those claimed `max_attempts` times are failed as
 /// [`FailureKind::Lost`] with `message`, the others go back to pending (worker and lease
 /// cleared; the attempt stays counted). Run it inside the caller's transaction.
 pub(crate) async fn take_back(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     orphans: Orphans<'_>,
     max_attempts: u32,
     message: &str,
@@ -436,16 +439,28 @@ pub(crate) async fn take_back(
          WHERE {} AND attempts >= $5 RETURNING id",
         orphans.condition(4)
     );
-    let failed: Vec<i64> = orphans
-        .bind(sqlx::query_scalar(&fail).bind(now).bind(FailureKind::Lost.as_str()).bind(message))
-        .bind(i64::from(max_attempts))
-        .fetch_all(&mut *conn)
-        .await?;
     let requeue = format!(
         "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL WHERE {} RETURNING id",
         orphans.condition(1)
     );
-    let pending: Vec<i64> = orphans.bind(sqlx::query_scalar(&requeue)).fetch_all(&mut *conn).await?;
+    // The condition's one parameter, bound in its place ($4 of the first statement, $1 of the
+    // second).
+    macro_rules! bind_orphans {
+        ($query:expr) => {
+            match orphans {
+                Orphans::OfRun(run) => $query.bind(run.0),
+                Orphans::LeaseEndedBefore(cutoff) => $query.bind(cutoff),
+            }
+        };
+    }
+    let (failed, pending): (Vec<i64>, Vec<i64>) = on_conn!(conn, c => {
+        let failed = bind_orphans!(sqlx::query_scalar(&fail).bind(now).bind(FailureKind::Lost.as_str()).bind(message))
+            .bind(i64::from(max_attempts))
+            .fetch_all(&mut *c)
+            .await?;
+        let pending = bind_orphans!(sqlx::query_scalar(&requeue)).fetch_all(&mut *c).await?;
+        (failed, pending)
+    });
     let mut taken = Requeued {
         pending: pending.into_iter().map(TrialId).collect(),
         failed: failed.into_iter().map(TrialId).collect(),
@@ -472,7 +487,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            let id = insert_prepared(&mut tx, run, p, TrialState::Pending, &now)
+            let id = insert_prepared(tx.conn(), run, p, TrialState::Pending, &now)
                 .await
                 .map_err(|e| self.run_error(run, e))?;
             ids.push(TrialId(id));
@@ -495,13 +510,13 @@ impl Store {
         let checked = check_metrics(metrics)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id = insert_prepared(&mut tx, run, &prepared, TrialState::Running, &now)
+        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now)
             .await
             .map_err(|e| self.run_error(run, e))?;
         for epoch in epochs {
-            upsert_epoch(&mut tx, id, None, epoch).await.map_err(|e| self.db_error(e))?;
+            upsert_epoch(tx.conn(), id, None, epoch).await.map_err(|e| self.db_error(e))?;
         }
-        write_metrics(&mut tx, id, None, metrics, &checked, &now).await.map_err(|e| self.db_error(e))?;
+        write_metrics(tx.conn(), id, None, metrics, &checked, &now).await.map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(TrialId(id))
     }
@@ -519,10 +534,10 @@ impl Store {
         let prepared = prepare(trial)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id = insert_prepared(&mut tx, run, &prepared, TrialState::Running, &now)
+        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now)
             .await
             .map_err(|e| self.run_error(run, e))?;
-        mark_failed(&mut tx, id, None, kind, message, &now).await.map_err(|e| self.db_error(e))?;
+        mark_failed(tx.conn(), id, None, kind, message, &now).await.map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
         Ok(TrialId(id))
     }
@@ -540,29 +555,31 @@ impl Store {
         let prepared = prepare(trial)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, worker, attempts,
-                                 created_at, started_at, finished_at, accuracy, loss, params, flops, reward, latency_ms,
-                                 seconds, images_per_second, extra, reused_from, setting, parent_id)
-             SELECT $1, $2, $3, $4, $5, $6, $7, 'complete', NULL, 0,
-                    $8, $8, $8, accuracy, loss, params, flops, reward, latency_ms,
-                    seconds, images_per_second, extra, id, $10, $11
-             FROM trials WHERE id = $9 AND state = 'complete' AND arch_hash = $3 AND proxy_key = $6
-             RETURNING id",
-        )
-        .bind(run.0)
-        .bind(&prepared.arch_json)
-        .bind(&prepared.arch_hash)
-        .bind(&prepared.blocks)
-        .bind(prepared.resolution)
-        .bind(&trial.proxy_key)
-        .bind(trial.step)
-        .bind(&now)
-        .bind(source.0)
-        .bind(i64::from(trial.setting))
-        .bind(trial.parent.map(|t| t.0))
-        .fetch_optional(&mut *tx)
-        .await
+        let id: Option<i64> = on_conn!(tx.conn(), c => {
+            sqlx::query_scalar(
+                "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, worker, attempts,
+                                     created_at, started_at, finished_at, accuracy, loss, params, flops, reward, latency_ms,
+                                     seconds, images_per_second, extra, reused_from, setting, parent_id)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, 'complete', NULL, 0,
+                        $8, $8, $8, accuracy, loss, params, flops, reward, latency_ms,
+                        seconds, images_per_second, extra, id, $10, $11
+                 FROM trials WHERE id = $9 AND state = 'complete' AND arch_hash = $3 AND proxy_key = $6
+                 RETURNING id",
+            )
+            .bind(run.0)
+            .bind(&prepared.arch_json)
+            .bind(&prepared.arch_hash)
+            .bind(&prepared.blocks)
+            .bind(prepared.resolution)
+            .bind(&trial.proxy_key)
+            .bind(trial.step)
+            .bind(&now)
+            .bind(source.0)
+            .bind(i64::from(trial.setting))
+            .bind(trial.parent.map(|t| t.0))
+            .fetch_optional(c)
+            .await
+        })
         .map_err(|e| self.run_error(run, e))?;
         let Some(id) = id else {
             return Err(StoreError::invalid(
@@ -604,7 +621,7 @@ impl Store {
                 time::format_millis(now_millis.saturating_add(lease))
             });
             let mut tx = self.begin_write().await?;
-            let row = take_pending(&mut tx, run, worker, &now, lease_until.as_deref())
+            let row = take_pending(tx.conn(), self.backend(), run, worker, &now, lease_until.as_deref())
                 .await
                 .map_err(|e| self.db_error(e))?;
             let Some(row) = row else {
@@ -619,7 +636,7 @@ impl Store {
                 }
                 Err(parse_error) => {
                     let message = format!("stored architecture is invalid: {parse_error}");
-                    mark_failed(&mut tx, row.id, None, FailureKind::Invalid, &message, &now)
+                    mark_failed(tx.conn(), row.id, None, FailureKind::Invalid, &message, &now)
                         .await
                         .map_err(|e| self.db_error(e))?;
                     tx.commit().await.map_err(|e| self.db_error(e))?;
@@ -632,8 +649,8 @@ impl Store {
     /// Records (or replaces) one epoch of a trial's curve. Non-finite values are stored as NULL.
     #[instrument(skip_all, fields(trial = %trial, epoch = epoch.epoch), err(level = "debug"))]
     pub async fn record_epoch(&self, trial: TrialId, epoch: &EpochMetrics) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        upsert_epoch(&mut conn, trial.0, None, epoch).await.map(drop).map_err(|e| {
+        let mut conn = self.acquire().await?;
+        upsert_epoch(conn.conn(), trial.0, None, epoch).await.map(drop).map_err(|e| {
             if is_foreign_key_violation(&e) {
                 StoreError::TrialNotFound(trial.0)
             } else {
@@ -648,8 +665,8 @@ impl Store {
     #[instrument(skip_all, fields(trial = %trial), err(level = "debug"))]
     pub async fn complete_trial(&self, trial: TrialId, metrics: &TrialMetrics) -> Result<()> {
         let checked = check_metrics(metrics)?;
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = write_metrics(&mut conn, trial.0, None, metrics, &checked, &time::now())
+        let mut conn = self.acquire().await?;
+        let updated = write_metrics(conn.conn(), trial.0, None, metrics, &checked, &time::now())
             .await
             .map_err(|e| self.db_error(e))?;
         drop(conn);
@@ -665,8 +682,8 @@ impl Store {
     /// when it already has a result.
     #[instrument(skip_all, fields(trial = %trial, kind = %kind), err(level = "debug"))]
     pub async fn fail_trial(&self, trial: TrialId, kind: FailureKind, message: &str) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
-        let updated = mark_failed(&mut conn, trial.0, None, kind, message, &time::now())
+        let mut conn = self.acquire().await?;
+        let updated = mark_failed(conn.conn(), trial.0, None, kind, message, &time::now())
             .await
             .map_err(|e| self.db_error(e))?;
         drop(conn);
@@ -689,13 +706,16 @@ impl Store {
     /// are fenced on.)
     #[instrument(skip_all, fields(run = %run), err(level = "debug"))]
     pub async fn requeue_running(&self, run: RunId) -> Result<Vec<TrialId>> {
-        let mut ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE trials SET state = 'pending', worker = NULL, attempts = MAX(attempts - 1, 0)
-             WHERE run_id = $1 AND state = 'running' AND lease_until IS NULL RETURNING id",
-        )
-        .bind(run.0)
-        .fetch_all(&self.pool)
-        .await
+        let mut ids: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "UPDATE trials SET state = 'pending', worker = NULL,
+                        attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+                 WHERE run_id = $1 AND state = 'running' AND lease_until IS NULL RETURNING id",
+            )
+            .bind(run.0)
+            .fetch_all(pool)
+            .await
+        })
         .map_err(|e| self.db_error(e))?;
         ids.sort_unstable();
         Ok(ids.into_iter().map(TrialId).collect())
@@ -719,7 +739,7 @@ impl Store {
              it may be killing its process, e.g. by running out of memory"
         );
         let mut tx = self.begin_write().await?;
-        let recovered = take_back(&mut tx, Orphans::OfRun(run), max_attempts, &message, &now)
+        let recovered = take_back(tx.conn(), Orphans::OfRun(run), max_attempts, &message, &now)
             .await
             .map_err(|e| self.db_error(e))?;
         tx.commit().await.map_err(|e| self.db_error(e))?;
@@ -739,12 +759,10 @@ impl Store {
         let sql = format!(
             "SELECT {TRIAL_COLUMNS} FROM trials WHERE arch_hash = $1 AND proxy_key = $2 AND state = 'complete' ORDER BY id DESC LIMIT 1"
         );
-        let row: Option<TrialRow> = sqlx::query_as(&sql)
-            .bind(arch_hash)
-            .bind(proxy_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db_error(e))?;
+        let row: Option<TrialRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(arch_hash).bind(proxy_key).fetch_optional(pool).await
+        })
+        .map_err(|e| self.db_error(e))?;
         row.map(TrialRow::into_trial).transpose()
     }
 
@@ -752,45 +770,51 @@ impl Store {
     pub async fn trial(&self, id: TrialId) -> Result<Trial> {
         let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = $1");
         let row: Option<TrialRow> =
-            sqlx::query_as(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(|e| self.db_error(e))?;
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(id.0).fetch_optional(pool).await)
+                .map_err(|e| self.db_error(e))?;
         row.ok_or(StoreError::TrialNotFound(id.0))?.into_trial()
     }
 
     /// The trials of a run that pass `filter`, in its order.
     pub async fn trials(&self, run: RunId, filter: &TrialFilter) -> Result<Vec<Trial>> {
-        let mut query: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE run_id = "));
-        query.push_bind(run.0);
-        if let Some(state) = filter.state {
-            query.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(failure) = filter.failure {
-            query.push(" AND failure = ").push_bind(failure.as_str());
-        }
-        if let Some(max_flops) = filter.max_flops {
-            query.push(" AND flops <= ").push_bind(to_sql_int("max_flops", max_flops)?);
-        }
-        if let Some(min_accuracy) = filter.min_accuracy {
-            query.push(" AND accuracy >= ").push_bind(min_accuracy);
-        }
-        query.push(" ORDER BY ").push(filter.sort.order_by());
-        if let Some(limit) = filter.limit {
-            query.push(" LIMIT ").push_bind(to_sql_int("limit", limit)?);
-        }
-        let rows: Vec<TrialRow> =
-            query.build_query_as().fetch_all(&self.pool).await.map_err(|e| self.db_error(e))?;
+        let max_flops = filter.max_flops.map(|v| to_sql_int("max_flops", v)).transpose()?;
+        let limit = filter.limit.map(|v| to_sql_int("limit", v)).transpose()?;
+        let rows: Vec<TrialRow> = on_pool!(self, pool => {
+            let mut query = QueryBuilder::new(format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE run_id = "));
+            query.push_bind(run.0);
+            if let Some(state) = filter.state {
+                query.push(" AND state = ").push_bind(state.as_str());
+            }
+            if let Some(failure) = filter.failure {
+                query.push(" AND failure = ").push_bind(failure.as_str());
+            }
+            if let Some(max_flops) = max_flops {
+                query.push(" AND flops <= ").push_bind(max_flops);
+            }
+            if let Some(min_accuracy) = filter.min_accuracy {
+                query.push(" AND accuracy >= ").push_bind(min_accuracy);
+            }
+            query.push(" ORDER BY ").push(filter.sort.order_by());
+            if let Some(limit) = limit {
+                query.push(" LIMIT ").push_bind(limit);
+            }
+            query.build_query_as().fetch_all(pool).await
+        })
+        .map_err(|e| self.db_error(e))?;
         rows.into_iter().map(TrialRow::into_trial).collect()
     }
 
     /// A trial's training curve, by epoch.
     pub async fn epochs(&self, trial: TrialId) -> Result<Vec<EpochMetrics>> {
-        let rows: Vec<EpochRow> = sqlx::query_as(
-            "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds
-             FROM trial_epochs WHERE trial_id = $1 ORDER BY epoch",
-        )
-        .bind(trial.0)
-        .fetch_all(&self.pool)
-        .await
+        let rows: Vec<EpochRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds
+                 FROM trial_epochs WHERE trial_id = $1 ORDER BY epoch",
+            )
+            .bind(trial.0)
+            .fetch_all(pool)
+            .await
+        })
         .map_err(|e| self.db_error(e))?;
         rows.into_iter()
             .map(|r| {
@@ -809,11 +833,9 @@ impl Store {
 
     /// Why a finishing update touched no row: the trial is missing or already finished.
     pub(crate) async fn why_not_open(&self, trial: TrialId) -> StoreError {
-        let state: std::result::Result<Option<String>, _> =
-            sqlx::query_scalar("SELECT state FROM trials WHERE id = $1")
-                .bind(trial.0)
-                .fetch_optional(&self.pool)
-                .await;
+        let state: std::result::Result<Option<String>, _> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT state FROM trials WHERE id = $1").bind(trial.0).fetch_optional(pool).await
+        });
         match state {
             Ok(Some(state)) => StoreError::TrialFinished { id: trial.0, state },
             Ok(None) => StoreError::TrialNotFound(trial.0),

@@ -3,6 +3,7 @@
 //! (the retry), and names that are duplicates, all digits or full of control characters.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -19,107 +20,111 @@ fn elsewhere() -> RunOwner {
     RunOwner::parse("another-host:4026531836:4242:12345").unwrap()
 }
 
-#[tokio::test]
-async fn a_run_held_by_a_live_process_is_refused_until_its_lease_lapses() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    let run = search_run(&store, "held").await;
-    let me = RunOwner::this_process();
+on_both_backends! {
+    #[tokio::test]
+    async fn a_run_held_by_a_live_process_is_refused_until_its_lease_lapses(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "held").await;
+        let me = RunOwner::this_process();
 
-    store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
-    let refused = store.acquire_run(run, &me, Duration::from_secs(60)).await.unwrap_err();
-    let message = refused.to_string();
-    assert!(matches!(refused, StoreError::RunHeld { .. }), "{refused:?}");
-    assert!(
-        message.contains("process 4242 on another-host") && message.contains("lease until 20"),
-        "{message}"
-    );
-    assert!(!message.contains('\n'));
-    assert!(matches!(store.check_run_free(run, &me).await, Err(StoreError::RunHeld { .. })));
-    let held = store.run(run).await.unwrap();
-    assert_eq!(held.owner.as_deref(), Some(elsewhere().as_text().as_str()));
+        store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
+        let refused = store.acquire_run(run, &me, Duration::from_secs(60)).await.unwrap_err();
+        let message = refused.to_string();
+        assert!(matches!(refused, StoreError::RunHeld { .. }), "{refused:?}");
+        assert!(
+            message.contains("process 4242 on another-host") && message.contains("lease until 20"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'));
+        assert!(matches!(store.check_run_free(run, &me).await, Err(StoreError::RunHeld { .. })));
+        let held = store.run(run).await.unwrap();
+        assert_eq!(held.owner.as_deref(), Some(elsewhere().as_text().as_str()));
 
-    // The holder renews; its own second acquire is a renewal too.
-    store.renew_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
-    store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
+        // The holder renews; its own second acquire is a renewal too.
+        store.renew_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
+        store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
 
-    // Its lease lapses (it stopped renewing): the run can be taken over, and the old holder
-    // learns it lost the run when it next renews.
-    store.acquire_run(run, &elsewhere(), Duration::ZERO).await.unwrap();
-    store.acquire_run(run, &me, Duration::from_secs(60)).await.unwrap();
-    match store.renew_run(run, &elsewhere(), Duration::from_secs(60)).await {
-        Err(e @ StoreError::RunLost { .. }) => {
-            assert!(e.to_string().contains(&std::process::id().to_string()), "{e}")
+        // Its lease lapses (it stopped renewing): the run can be taken over, and the old holder
+        // learns it lost the run when it next renews.
+        store.acquire_run(run, &elsewhere(), Duration::ZERO).await.unwrap();
+        store.acquire_run(run, &me, Duration::from_secs(60)).await.unwrap();
+        match store.renew_run(run, &elsewhere(), Duration::from_secs(60)).await {
+            Err(e @ StoreError::RunLost { .. }) => {
+                assert!(e.to_string().contains(&std::process::id().to_string()), "{e}")
+            }
+            other => panic!("expected RunLost, got {other:?}"),
         }
-        other => panic!("expected RunLost, got {other:?}"),
-    }
 
-    // Released, anyone may take it.
-    store.release_run(run, &me).await.unwrap();
-    assert_eq!(store.run(run).await.unwrap().owner, None);
-    store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
-    assert!(matches!(
-        store.acquire_run(effnas_store::RunId(999), &me, Duration::from_secs(1)).await,
-        Err(StoreError::RunNotFound(_))
-    ));
+        // Released, anyone may take it.
+        store.release_run(run, &me).await.unwrap();
+        assert_eq!(store.run(run).await.unwrap().owner, None);
+        store.acquire_run(run, &elsewhere(), Duration::from_secs(60)).await.unwrap();
+        assert!(matches!(
+            store.acquire_run(effnas_store::RunId(999), &me, Duration::from_secs(1)).await,
+            Err(StoreError::RunNotFound(_))
+        ));
+    }
 }
 
 #[cfg(target_os = "linux")]
-#[tokio::test]
-async fn a_run_whose_holder_process_ended_on_this_machine_is_taken_over_at_once() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    let run = search_run(&store, "orphan").await;
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    // This machine and namespace, the ended child's process id.
-    let mine = RunOwner::this_process().as_text();
-    let mut parts: Vec<&str> = mine.rsplitn(4, ':').collect();
-    parts.reverse();
-    let dead = RunOwner::parse(&format!("{}:{}:{pid}:{}", parts[0], parts[1], parts[3])).unwrap();
-    store.acquire_run(run, &dead, Duration::from_secs(3600)).await.unwrap();
-    store.acquire_run(run, &RunOwner::this_process(), Duration::from_secs(60)).await.unwrap();
+on_both_backends! {
+    #[tokio::test]
+    async fn a_run_whose_holder_process_ended_on_this_machine_is_taken_over_at_once(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "orphan").await;
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // This machine and namespace, the ended child's process id.
+        let mine = RunOwner::this_process().as_text();
+        let mut parts: Vec<&str> = mine.rsplitn(4, ':').collect();
+        parts.reverse();
+        let dead = RunOwner::parse(&format!("{}:{}:{pid}:{}", parts[0], parts[1], parts[3])).unwrap();
+        store.acquire_run(run, &dead, Duration::from_secs(3600)).await.unwrap();
+        store.acquire_run(run, &RunOwner::this_process(), Duration::from_secs(60)).await.unwrap();
+    }
 }
 
-#[tokio::test]
-async fn a_trial_left_running_by_a_dead_process_fails_as_lost_after_its_last_attempt() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    let run = search_run(&store, "oom").await;
-    let ids = store.insert_trials(run, &[trial(1), trial(2)]).await.unwrap();
-    // The first trial kills its process every time: claimed, process gone, resumed.
-    for attempt in 1..=MAX_ATTEMPTS {
-        let claimed = store.claim_trial(run, "orchestrator").await.unwrap().unwrap();
-        assert_eq!((claimed.id, claimed.attempt), (ids[0], attempt));
-        let recovered = store.recover_running(run, MAX_ATTEMPTS).await.unwrap();
-        if attempt < MAX_ATTEMPTS {
-            assert_eq!((recovered.pending, recovered.failed), (vec![ids[0]], vec![]));
-        } else {
-            assert_eq!((recovered.pending, recovered.failed), (vec![], vec![ids[0]]));
+on_both_backends! {
+    #[tokio::test]
+    async fn a_trial_left_running_by_a_dead_process_fails_as_lost_after_its_last_attempt(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "oom").await;
+        let ids = store.insert_trials(run, &[trial(1), trial(2)]).await.unwrap();
+        // The first trial kills its process every time: claimed, process gone, resumed.
+        for attempt in 1..=MAX_ATTEMPTS {
+            let claimed = store.claim_trial(run, "orchestrator").await.unwrap().unwrap();
+            assert_eq!((claimed.id, claimed.attempt), (ids[0], attempt));
+            let recovered = store.recover_running(run, MAX_ATTEMPTS).await.unwrap();
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!((recovered.pending, recovered.failed), (vec![ids[0]], vec![]));
+            } else {
+                assert_eq!((recovered.pending, recovered.failed), (vec![], vec![ids[0]]));
+            }
         }
+        let lost = store.trial(ids[0]).await.unwrap();
+        assert_eq!((lost.state, lost.failure), (TrialState::Failed, Some(FailureKind::Lost)));
+        let message = lost.error.unwrap();
+        assert!(message.contains("each of its 3 attempts"), "{message}");
+        // The other trial is next, untouched by the recoveries.
+        assert_eq!(store.claim_trial(run, "orchestrator").await.unwrap().unwrap().id, ids[1]);
     }
-    let lost = store.trial(ids[0]).await.unwrap();
-    assert_eq!((lost.state, lost.failure), (TrialState::Failed, Some(FailureKind::Lost)));
-    let message = lost.error.unwrap();
-    assert!(message.contains("each of its 3 attempts"), "{message}");
-    // The other trial is next, untouched by the recoveries.
-    assert_eq!(store.claim_trial(run, "orchestrator").await.unwrap().unwrap().id, ids[1]);
 }
 
-#[tokio::test]
-async fn an_orderly_stop_gives_the_attempt_back() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    let run = search_run(&store, "ctrl-c").await;
-    let id = store.insert_trial(run, &trial(1)).await.unwrap();
-    // Stopped by Ctrl-C more often than the attempt limit: never failed for it.
-    for _ in 0..=MAX_ATTEMPTS {
-        assert_eq!(store.claim_trial(run, "orchestrator").await.unwrap().unwrap().attempt, 1);
-        assert_eq!(store.requeue_running(run).await.unwrap(), vec![id]);
-        assert!(store.recover_running(run, MAX_ATTEMPTS).await.unwrap().failed.is_empty());
+on_both_backends! {
+    #[tokio::test]
+    async fn an_orderly_stop_gives_the_attempt_back(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "ctrl-c").await;
+        let id = store.insert_trial(run, &trial(1)).await.unwrap();
+        // Stopped by Ctrl-C more often than the attempt limit: never failed for it.
+        for _ in 0..=MAX_ATTEMPTS {
+            assert_eq!(store.claim_trial(run, "orchestrator").await.unwrap().unwrap().attempt, 1);
+            assert_eq!(store.requeue_running(run).await.unwrap(), vec![id]);
+            assert!(store.recover_running(run, MAX_ATTEMPTS).await.unwrap().failed.is_empty());
+        }
+        assert_eq!(store.trial(id).await.unwrap().state, TrialState::Pending);
     }
-    assert_eq!(store.trial(id).await.unwrap().state, TrialState::Pending);
 }
 
 /// Holds `BEGIN EXCLUSIVE` on the database from another connection for `hold`, as a `sqlite3`
@@ -186,42 +191,43 @@ fn a_lock_held_past_the_retry_time_is_a_one_line_error_naming_the_database() {
     assert!(message.contains(&db.url()) && message.contains("EFFNAS_DB_RETRY"), "{message}");
 }
 
-#[tokio::test]
-async fn names_are_unique_never_all_digits_and_selected_unambiguously() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    let chosen = store.create_run(&NewRun::named("fashion", RunKind::Search)).await.unwrap();
-    match store.create_run(&NewRun::named("fashion", RunKind::Search)).await {
-        Err(e @ StoreError::RunNameTaken { .. }) => {
-            assert_eq!(
-                e.to_string(),
-                format!("a run named \"fashion\" already exists (run {chosen}); choose another name")
-            )
+on_both_backends! {
+    #[tokio::test]
+    async fn names_are_unique_never_all_digits_and_selected_unambiguously(db) {
+        let store = db.open().await;
+        let chosen = store.create_run(&NewRun::named("fashion", RunKind::Search)).await.unwrap();
+        match store.create_run(&NewRun::named("fashion", RunKind::Search)).await {
+            Err(e @ StoreError::RunNameTaken { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    format!("a run named \"fashion\" already exists (run {chosen}); choose another name")
+                )
+            }
+            other => panic!("expected RunNameTaken, got {other:?}"),
         }
-        other => panic!("expected RunNameTaken, got {other:?}"),
-    }
-    // Derived names are numbered instead.
-    let second = store.create_run(&NewRun::new("fashion", RunKind::Search)).await.unwrap();
-    let third = store.create_run(&NewRun::new("fashion", RunKind::Search)).await.unwrap();
-    assert_eq!(store.run(second).await.unwrap().name, "fashion-2");
-    assert_eq!(store.run(third).await.unwrap().name, "fashion-3");
-    assert_eq!(store.find_run("fashion").await.unwrap().id, chosen);
+        // Derived names are numbered instead.
+        let second = store.create_run(&NewRun::new("fashion", RunKind::Search)).await.unwrap();
+        let third = store.create_run(&NewRun::new("fashion", RunKind::Search)).await.unwrap();
+        assert_eq!(store.run(second).await.unwrap().name, "fashion-2");
+        assert_eq!(store.run(third).await.unwrap().name, "fashion-3");
+        assert_eq!(store.find_run("fashion").await.unwrap().id, chosen);
 
-    for digits in ["1", "007", " 42 "] {
-        match store.create_run(&NewRun::named(digits, RunKind::Search)).await {
-            Err(e @ StoreError::InvalidValue { .. }) => assert!(e.to_string().contains("all digits"), "{e}"),
-            other => panic!("{digits:?}: expected InvalidValue, got {other:?}"),
+        for digits in ["1", "007", " 42 "] {
+            match store.create_run(&NewRun::named(digits, RunKind::Search)).await {
+                Err(e @ StoreError::InvalidValue { .. }) => assert!(e.to_string().contains("all digits"), "{e}"),
+                other => panic!("{digits:?}: expected InvalidValue, got {other:?}"),
+            }
         }
-    }
-    assert!(matches!(
-        store.create_run(&NewRun::named("evil\u{1b}[2J", RunKind::Search)).await,
-        Err(StoreError::InvalidValue { .. })
-    ));
+        assert!(matches!(
+            store.create_run(&NewRun::named("evil\u{1b}[2J", RunKind::Search)).await,
+            Err(StoreError::InvalidValue { .. })
+        ));
 
-    // An all-digit selector is an id, even when no run has it; `=NAME` is a name.
-    assert!(matches!(store.find_run("99").await, Err(StoreError::RunNotFound(_))));
-    assert_eq!(store.find_run(&chosen.to_string()).await.unwrap().id, chosen);
-    assert_eq!(store.find_run("=fashion-2").await.unwrap().id, second);
+        // An all-digit selector is an id, even when no run has it; `=NAME` is a name.
+        assert!(matches!(store.find_run("99").await, Err(StoreError::RunNotFound(_))));
+        assert_eq!(store.find_run(&chosen.to_string()).await.unwrap().id, chosen);
+        assert_eq!(store.find_run("=fashion-2").await.unwrap().id, second);
+    }
 }
 
 #[tokio::test]
@@ -253,15 +259,16 @@ async fn old_databases_with_duplicate_or_all_digit_names_stay_reachable() {
     }
 }
 
-#[tokio::test]
-async fn names_with_control_characters_are_printed_escaped() {
-    let db = TempDb::new();
-    let store = db.open().await;
-    // A derived name (the command line of `effnas train`) is kept as typed...
-    let run = store.create_run(&NewRun::new("x\u{1b}]0;pwned\u{7}\ny", RunKind::Manual)).await.unwrap();
-    let stored = store.run(run).await.unwrap();
-    assert_eq!(stored.name, "x\u{1b}]0;pwned\u{7}\ny");
-    // ...and printed escaped.
-    assert_eq!(stored.display_name(), "x\\u{1b}]0;pwned\\u{7}\\ny");
-    assert_eq!(escape_control("plain φ"), "plain φ");
+on_both_backends! {
+    #[tokio::test]
+    async fn names_with_control_characters_are_printed_escaped(db) {
+        let store = db.open().await;
+        // A derived name (the command line of `effnas train`) is kept as typed...
+        let run = store.create_run(&NewRun::new("x\u{1b}]0;pwned\u{7}\ny", RunKind::Manual)).await.unwrap();
+        let stored = store.run(run).await.unwrap();
+        assert_eq!(stored.name, "x\u{1b}]0;pwned\u{7}\ny");
+        // ...and printed escaped.
+        assert_eq!(stored.display_name(), "x\\u{1b}]0;pwned\\u{7}\\ny");
+        assert_eq!(escape_control("plain φ"), "plain φ");
+    }
 }

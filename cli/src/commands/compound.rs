@@ -27,7 +27,8 @@ use crate::workers::{self, WorkerArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The experiment database: a SQLite file (created if missing).
+    /// The experiment database: an SQLite file (created if missing) or a postgres:// URL (the
+    /// database must exist; its tables are created). EFFNAS_DB keeps a password off the command line.
     #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
     /// The base network: a preset, block strings, a JSON spec, or a trial id of this database

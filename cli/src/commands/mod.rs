@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod compound;
+pub mod db;
 pub mod export;
 pub mod fidelity;
 pub mod finalists;

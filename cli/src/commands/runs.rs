@@ -25,7 +25,7 @@ pub struct Args {
 /// The database flag every query command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArg {
-    /// The experiment database: an SQLite file path or an sqlite:// URL.
+    /// The experiment database: an SQLite file path, an sqlite:// URL or a postgres:// URL.
     #[arg(long, value_name = "DB", env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
 }
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .collect();
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else if runs.is_empty() {
-        outln!("no runs in {}", args.db.db)?;
+        outln!("no runs in {}", effnas_store::Store::redacted(&args.db.db))?;
     } else {
         let mut table = Table::new([
             "id",

@@ -140,7 +140,8 @@ pub struct Args {
     /// result (result.json) into this folder.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Record the result in this experiment database (SQLite file, created if missing): a trial
+    /// Record the result in this experiment database (an SQLite file, created if missing, or a
+    /// postgres:// URL): a trial
     /// of a new run of kind `manual` named after this command line.
     #[arg(long)]
     pub db: Option<String>,
@@ -287,7 +288,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         out!("{}", render(&report, prepared.device))?;
         if let Some((run, trial)) = recorded {
-            outln!("recorded as trial {trial} of run {run} in {}", args.db.as_deref().unwrap_or_default())?;
+            let db = effnas_store::Store::redacted(args.db.as_deref().unwrap_or_default());
+            outln!("recorded as trial {trial} of run {run} in {db}")?;
         }
         if let Some(dir) = &args.save {
             outln!("saved to {}", dir.display())?;
