@@ -28,14 +28,32 @@ fn server() -> String {
     }
 }
 
-/// A database of its own on the test server, dropped at the end.
+/// The test server, shared by every test here: one test stops and restarts it, and holds it
+/// alone meanwhile (the others, which run in parallel threads, would find it gone).
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+type Shared = std::sync::RwLockReadGuard<'static, ()>;
+
+/// A database of its own on the test server, dropped at the end. Holds the server shared until
+/// then.
 struct PgDb {
     name: String,
     url: String,
+    _server: Option<Shared>,
 }
 
 impl PgDb {
     fn new() -> PgDb {
+        let shared = SERVER.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        PgDb::make(Some(shared))
+    }
+
+    /// A database for the test that holds the server alone.
+    fn while_held_alone() -> PgDb {
+        PgDb::make(None)
+    }
+
+    fn make(server_held: Option<Shared>) -> PgDb {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("effnas_cli_{}_{count}", std::process::id());
@@ -47,7 +65,7 @@ impl PgDb {
             Some((path, query)) => (path.split('/').next().unwrap_or(path), format!("?{query}")),
             None => (rest.split('/').next().unwrap_or(rest), String::new()),
         };
-        PgDb { url: format!("{scheme}://{authority}/{name}{query}"), name }
+        PgDb { url: format!("{scheme}://{authority}/{name}{query}"), name, _server: server_held }
     }
 }
 
@@ -106,7 +124,7 @@ fn trials(db: &str) -> Vec<Value> {
 
 /// A search that only queues, on `db`; returns once it has queued.
 fn external_search(db: &str, trials: &str, extra: &[&str]) -> Child {
-    let mut args = vec!["search", "--external-workers", "--trials", trials, "--json"];
+    let mut args = vec!["search", "--external-workers", "--trials", trials, "--finalists", "0", "--json"];
     args.extend(extra);
     let child = start(db, &args);
     let started = Instant::now();
@@ -190,8 +208,21 @@ fn worker_processes_on_postgres_complete_every_trial_exactly_once() {
 #[test]
 fn a_search_with_local_workers_runs_on_postgres_and_every_query_reads_it() {
     let db = PgDb::new();
-    let out =
-        run(&db.url, &["search", "--evaluator", "oracle", "--trials", "40", "--workers", "2", "--json"]);
+    let out = run(
+        &db.url,
+        &[
+            "search",
+            "--evaluator",
+            "oracle",
+            "--trials",
+            "40",
+            "--workers",
+            "2",
+            "--finalists",
+            "0",
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = trials(&db.url);
     assert_exactly_once(&all, 40);
@@ -289,8 +320,21 @@ fn the_run_survives_the_server_stopping_abruptly_and_coming_back() {
         "this test stops and restarts the server, so {POSTGRES_ENV} must be the throwaway cluster of \
          scripts/postgres (scripts/test starts one; set EFFNAS_POSTGRES_DIR as it was started with)"
     );
-    let db = PgDb::new();
-    let mut args = vec!["search", "--strategy", "random", "--seed", "5", "--trials", "6", "--workers", "2"];
+    let _alone = SERVER.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let db = PgDb::while_held_alone();
+    let mut args = vec![
+        "search",
+        "--strategy",
+        "random",
+        "--seed",
+        "5",
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--finalists",
+        "0",
+    ];
     args.extend(["--threads", "1", "--json"]);
     args.extend(TINY_PROXY);
     let search = start(&db.url, &args);
@@ -317,7 +361,19 @@ fn a_run_started_on_sqlite_is_copied_to_postgres_resumed_there_and_copied_back()
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("laptop.db").display().to_string();
     let db = PgDb::new();
-    let mut args = vec!["search", "--db", &file, "--strategy", "random", "--seed", "2", "--trials", "4"];
+    let mut args = vec![
+        "search",
+        "--db",
+        &file,
+        "--strategy",
+        "random",
+        "--seed",
+        "2",
+        "--trials",
+        "4",
+        "--finalists",
+        "0",
+    ];
     args.extend(["--workers", "1", "--threads", "1"]);
     args.extend(TINY_PROXY);
     let search = Command::new(env!("CARGO_BIN_EXE_effnas"))
