@@ -26,10 +26,10 @@ pub struct FinalistArgs {
     /// Seeds per finalist (1 to 16); fresh seeds, after the run's own.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub final_seeds: u32,
-    /// Training epochs of a finalist [default: the proxy's].
+    /// Training epochs of a finalist [default: the proxy's; a multi-fidelity search's top rung's].
     #[arg(long, value_parser = flags::epochs)]
     pub final_epochs: Option<u32>,
-    /// Training images of a finalist [default: the proxy's].
+    /// Training images of a finalist [default: the proxy's; a multi-fidelity search's top rung's].
     #[arg(long, value_parser = flags::train_images)]
     pub final_train_images: Option<usize>,
 }
