@@ -7,11 +7,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 mod common;
-use common::{interrupt_when, json, run_one_trials, with_tiny_proxy};
-
-fn export(db: &str) -> Vec<Value> {
-    json(&["export", "--db", db, "--run", "1", "--format", "json"]).as_array().cloned().expect("a list")
-}
+use common::{exported, interrupt_when, json, run_one_trials, with_tiny_proxy};
 
 fn by_id(trials: &[Value], id: &Value) -> Value {
     trials.iter().find(|t| t["id"] == *id).cloned().expect("a trial of the run")
@@ -45,7 +41,7 @@ fn an_oracle_asha_search_promotes_the_best_through_its_rungs() {
         "--json",
     ]);
     assert_eq!(out["status"], "complete");
-    let trials = export(db);
+    let trials = exported(db, "1");
     let at = |rung: u64| trials.iter().filter(|t| t["setting"] == rung).collect::<Vec<_>>();
     assert_eq!(at(0).len(), 27, "the budget counts candidates at rung 0");
     assert!(!at(1).is_empty() && !at(2).is_empty(), "promotions reach the top rung");
@@ -106,7 +102,7 @@ fn ctrl_c_and_resume_of_an_asha_search_promote_nothing_twice() {
 
     let resumed = json(&["search", "--db", db, "--resume", "1", "--json"]);
     assert_eq!(resumed["status"], "complete");
-    let trials = export(db);
+    let trials = exported(db, "1");
     assert_eq!(trials.iter().filter(|t| t["setting"] == 0).count(), 6);
     let promotions: Vec<&Value> = trials.iter().filter(|t| t["setting"] == 1).collect();
     let parents: HashSet<String> = promotions.iter().map(|t| t["parent"].to_string()).collect();

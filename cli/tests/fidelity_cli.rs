@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 mod common;
-use common::{fails_naming, interrupt_when, json, run_one_trials, TINY_PROXY};
+use common::{exported, fails_naming, interrupt_when, json, run_one_trials, TINY_PROXY};
 
 /// The tiny proxy as the cheap setting (128 images, 1 epoch at 16 px); the reference trains on
 /// 256 images.
@@ -15,10 +15,6 @@ fn fidelity<'a>(db: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args.extend(TINY_PROXY);
     args.extend(extra);
     args
-}
-
-fn trials(db: &str, run: &str) -> Vec<Value> {
-    json(&["export", "--db", db, "--run", run, "--format", "json"]).as_array().cloned().expect("a list")
 }
 
 #[test]
@@ -47,7 +43,7 @@ fn a_tiny_fidelity_run_trains_every_setting_reports_and_shares_its_reference() {
     }
     // Each trial was trained under its own setting's image budget, by whichever worker took it.
     let budget = |s: u64| if s == 2 { 256.0 } else { 128.0 };
-    let all = trials(db, "first");
+    let all = exported(db, "first");
     assert_eq!(all.len(), 12);
     for trial in &all {
         let setting = trial["setting"].as_u64().expect("setting");
@@ -71,7 +67,7 @@ fn a_tiny_fidelity_run_trains_every_setting_reports_and_shares_its_reference() {
     let out = json(&second);
     assert_eq!(out["status"], "complete");
     let reused: Vec<Value> =
-        trials(db, "second").into_iter().filter(|t| !t["reused_from"].is_null()).collect();
+        exported(db, "second").into_iter().filter(|t| !t["reused_from"].is_null()).collect();
     assert_eq!(reused.len(), 4, "the four reference trials");
     assert!(reused.iter().all(|t| t["setting"] == 2));
 
@@ -97,7 +93,7 @@ fn ctrl_c_interrupts_a_fidelity_run_and_resume_finishes_it_with_every_trial_once
 
     let out = json(&["fidelity", "--db", db, "--resume", "1", "--json"]);
     assert_eq!(out["status"], "complete");
-    let all = trials(db, "1");
+    let all = exported(db, "1");
     assert_eq!(all.len(), 12, "4 architectures × 3 settings, none queued twice");
     assert!(all.iter().all(|t| t["state"] == "complete"), "every trial complete");
 }

@@ -6,11 +6,7 @@
 use serde_json::Value;
 
 mod common;
-use common::{interrupt_when, json, run_one_trials, stdout_of, with_tiny_proxy};
-
-fn export(db: &str, run: &str) -> Vec<Value> {
-    json(&["export", "--db", db, "--run", run, "--format", "json"]).as_array().cloned().expect("a list")
-}
+use common::{exported, interrupt_when, json, run_one_trials, stdout_of, with_tiny_proxy};
 
 #[test]
 fn an_oracle_search_ends_with_finalists_and_an_answer_every_query_shows() {
@@ -47,7 +43,7 @@ fn an_oracle_search_ends_with_finalists_and_an_answer_every_query_shows() {
     let best_mean = finalists.iter().filter_map(|f| f["reward"]["mean"].as_f64()).fold(f64::MIN, f64::max);
     assert_eq!(answer["reward"]["mean"].as_f64(), Some(best_mean));
 
-    let trials = export(db, "with");
+    let trials = exported(db, "with");
     let own = trials.iter().filter(|t| t["setting"] == 0).count();
     let repeats: Vec<&Value> = trials.iter().filter(|t| t["setting"] != 0).collect();
     assert_eq!(own, 20, "the search's own trials");
@@ -144,7 +140,7 @@ fn ctrl_c_in_the_finalist_stage_resumes_into_it_and_trains_nothing_twice() {
 
     let resumed = json(&["search", "--db", db, "--resume", "1", "--json"]);
     assert_eq!(resumed["status"], "complete");
-    let trials = export(db, "1");
+    let trials = exported(db, "1");
     assert_eq!(trials.iter().filter(|t| t["setting"] == 0).count(), 3, "no new search trials");
     let repeats: Vec<&Value> = trials.iter().filter(|t| t["setting"] != 0).collect();
     let finalists = resumed["finalists"].as_array().expect("finalists").len();

@@ -100,22 +100,20 @@ pub fn choose<'a>(trials: &'a [Trial], plan: &FinalistPlan) -> Vec<&'a Trial> {
     chosen
 }
 
-/// Queues the finalist trials of `chosen` that are not queued yet (so that a resumed run queues
-/// nothing twice): one per seed, under setting `i + 1`, with the chosen trial as parent, keyed by
-/// `key(setting)`. A measurement of the same architecture under the same key is reused. Returns
-/// how many were queued.
+/// Queues the finalist trials of `chosen` that are not among the run's `trials` yet (so that a
+/// resumed run queues nothing twice): one per seed, under the finalist settings, with the chosen
+/// trial as parent, keyed by `key(setting)`. A measurement of the same architecture under the
+/// same key is reused. Returns how many were queued.
 pub fn queue(
     store: &BlockingStore,
     run: RunId,
     plan: &FinalistPlan,
+    trials: &[Trial],
     chosen: &[&Trial],
     key: impl Fn(u32) -> String,
 ) -> Result<usize> {
-    let existing: HashSet<(TrialId, u32)> = store
-        .trials(run, &effnas_store::TrialFilter::default())?
-        .iter()
-        .filter_map(|t| Some((t.parent?, t.setting)))
-        .collect();
+    let existing: HashSet<(TrialId, u32)> =
+        trials.iter().filter_map(|t| Some((t.parent?, t.setting))).collect();
     let mut queued = 0;
     for parent in chosen {
         let arch = parent.arch()?;

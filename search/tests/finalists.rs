@@ -106,8 +106,9 @@ fn finalists_are_queued_once_under_their_settings_and_the_answer_is_the_best_mea
     let trials = store.trials(run, &TrialFilter::default()).unwrap();
     let chosen = choose(&trials, &plan);
     let key = |setting: u32| format!("final-{setting}");
-    assert_eq!(queue(&store, run, &plan, &chosen, key).unwrap(), 6);
-    assert_eq!(queue(&store, run, &plan, &chosen, key).unwrap(), 0, "a resume queues nothing twice");
+    assert_eq!(queue(&store, run, &plan, &trials, &chosen, key).unwrap(), 6);
+    let after = store.trials(run, &TrialFilter::default()).unwrap();
+    assert_eq!(queue(&store, run, &plan, &after, &chosen, key).unwrap(), 0, "a resume queues nothing twice");
     let all = store.trials(run, &TrialFilter::default()).unwrap();
     let finals: Vec<_> = all.iter().filter(|t| t.setting > 0).collect();
     assert_eq!(finals.len(), 6);

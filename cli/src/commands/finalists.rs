@@ -83,7 +83,7 @@ pub fn train(
     if chosen.is_empty() {
         return Ok(None);
     }
-    let queued = finalists::queue(store, run, plan, &chosen, key)?;
+    let queued = finalists::queue(store, run, plan, &trials, &chosen, key)?;
     let total = (chosen.len() * plan.seeds.len()) as u64;
     tracing::info!(finalists = chosen.len(), seeds = plan.seeds.len(), queued, "finalists");
     let done = total.saturating_sub(queued as u64);

@@ -80,3 +80,8 @@ pub fn run_one_trials(db: &str) -> Vec<Value> {
     let out = effnas(&["trials", "--db", db, "--run", "1", "--json"]);
     serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
 }
+
+/// Every trial of `run` in `db`, in full, as `effnas export --format json` writes them.
+pub fn exported(db: &str, run: &str) -> Vec<Value> {
+    json(&["export", "--db", db, "--run", run, "--format", "json"]).as_array().cloned().expect("a list")
+}
