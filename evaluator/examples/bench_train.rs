@@ -4,8 +4,10 @@
 //! ```text
 //! bench_train [--arch b0] [--width 1.0] [--batch 32] [--resolution 32] [--classes 10]
 //!             [--steps 50] [--warmup 10] [--device cpu|cuda] [--precision fp32|bf16]
-//!             [--threads N] [--workers K]
+//!             [--threads N] [--workers K] [--optimizer flat|per-tensor] [--channels-last]
 //! ```
+//! `--optimizer per-tensor` trains with the per-tensor optimizer (the "before" of the flat one);
+//! `--channels-last` lays kernels and activations out NHWC.
 //! With one worker, the same model trains two epochs of `--steps` batches and the second is
 //! timed (`--warmup` applies to the pool only). With `--workers K` (K > 1) the worker pool
 //! trains K identical proxies at once on the device, after a warm-up pool of `--warmup`
@@ -33,6 +35,8 @@ struct Options {
     precision: Precision,
     threads: Option<i32>,
     workers: usize,
+    per_tensor_optimizer: bool,
+    channels_last: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -48,10 +52,17 @@ fn parse() -> Result<Options, String> {
         precision: Precision::Fp32,
         threads: None,
         workers: 1,
+        per_tensor_optimizer: false,
+        channels_last: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--channels-last" {
+            o.channels_last = true;
+            i += 1;
+            continue;
+        }
         let value = args.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", args[i]))?;
         let bad = |e: &dyn std::fmt::Display| format!("{} {value}: {e}", args[i]);
         match args[i].as_str() {
@@ -72,6 +83,13 @@ fn parse() -> Result<Options, String> {
             }
             "--threads" => o.threads = Some(value.parse().map_err(|e| bad(&e))?),
             "--workers" => o.workers = value.parse().map_err(|e| bad(&e))?,
+            "--optimizer" => {
+                o.per_tensor_optimizer = match value.as_str() {
+                    "flat" => false,
+                    "per-tensor" => true,
+                    _ => return Err(bad(&"flat or per-tensor")),
+                }
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -106,6 +124,8 @@ fn main() -> BoxResult<()> {
         precision: o.precision,
         bn_recalibration_images: 0,
         check_every: 1_000_000,
+        per_tensor_optimizer: o.per_tensor_optimizer,
+        channels_last: o.channels_last,
         ..ProxyConfig::default()
     };
     if o.workers <= 1 {
@@ -141,8 +161,8 @@ fn one_model(
     };
     let (images, params) = (o.batch * o.steps, effnas_space::cost(arch).params);
     println!(
-        "{{\"tool\":\"effnas\",\"workers\":1,\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"images_per_second\":{:.2},\"status\":\"{:?}\"}}",
-        o.batch, o.resolution, o.steps, images as f64 / seconds, r.status
+        "{{\"tool\":\"effnas\",\"workers\":1,\"batch\":{},\"resolution\":{},\"steps\":{},\"params\":{params},\"optimizer\":\"{}\",\"channels_last\":{},\"images_per_second\":{:.2},\"status\":\"{:?}\"}}",
+        o.batch, o.resolution, o.steps, if o.per_tensor_optimizer {"per-tensor"} else {"flat"}, o.channels_last, images as f64 / seconds, r.status
     );
     Ok(())
 }

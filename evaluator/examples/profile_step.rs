@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         arch.dropout = 0.0;
     }
     let model = Model::new(&arch, Device::Cpu)?;
-    let mut opt = Optimizer::new(&model.vs, OptimizerKind::SGD, 1e-5);
+    let mut opt = Optimizer::new(&model.vs, OptimizerKind::SGD, 1e-5)?;
     let xs = Tensor::f_randn([32, 3, 32, 32], (Kind::Float, Device::Cpu))?;
     let ys = Tensor::f_randint(10, [32], (Kind::Int64, Device::Cpu))?;
     for i in 0..8 {

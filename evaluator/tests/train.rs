@@ -131,6 +131,43 @@ fn rmsprop_bf16_and_latency_run() -> TestResult {
     Ok(())
 }
 
+/// The flat optimizer against the per-tensor one inside the trainer: a seeded training with
+/// each ends at the same losses and accuracy (the same operations on the same numbers). A
+/// channels-last training completes, learns, and its checkpoint (contiguous copies) reloads
+/// into a network with the same outputs.
+#[test]
+fn optimizer_forms_agree_and_channels_last_trains_and_saves() -> TestResult {
+    let _serial = serial();
+    let data = synthetic_data_with(128)?;
+    let arch = tiny_arch(&data)?;
+    let config = ProxyConfig { epochs: 3, weight_decay: 1e-3, ..quick_config() };
+    let flat = train(&arch, &data, &config, Device::Cpu)?.result;
+    let per_tensor = ProxyConfig { per_tensor_optimizer: true, ..config.clone() };
+    let reference = train(&arch, &data, &per_tensor, Device::Cpu)?.result;
+    assert_eq!(flat.status, Status::Complete, "{:?}", flat.reason);
+    for (a, b) in flat.curve.iter().zip(&reference.curve) {
+        assert!((a.train_loss - b.train_loss).abs() <= 1e-5 * b.train_loss.abs(), "{a:?} vs {b:?}");
+    }
+    assert_eq!(flat.curve.len(), reference.curve.len());
+    assert!((flat.accuracy - reference.accuracy).abs() < 1e-9, "{} vs {}", flat.accuracy, reference.accuracy);
+
+    let channels_last = ProxyConfig { channels_last: true, ..config };
+    let trained = train(&arch, &data, &channels_last, Device::Cpu)?;
+    assert_eq!(trained.result.status, Status::Complete, "{:?}", trained.result.reason);
+    let curve = &trained.result.curve;
+    assert!(curve[2].train_loss < curve[0].train_loss, "channels-last did not learn: {curve:?}");
+    let model = trained.model.ok_or("no model")?;
+    assert!(model.net.is_channels_last());
+    let dir = tempfile::tempdir()?;
+    effnas_evaluator::model::checkpoint::save(&model, dir.path(), None::<&()>)?;
+    let loaded = effnas_evaluator::model::checkpoint::load(dir.path(), Device::Cpu)?;
+    let xs = Tensor::f_randn([4, 1, 16, 16], (Kind::Float, Device::Cpu))?;
+    let gap =
+        (model.forward(&xs, false)? - loaded.forward(&xs, false)?).f_abs()?.f_max()?.f_double_value(&[])?;
+    assert!(gap < 1e-4, "reloaded outputs differ by {gap}");
+    Ok(())
+}
+
 #[test]
 fn divergence_is_a_failed_result_with_a_reason() -> TestResult {
     let _serial = serial();

@@ -140,7 +140,9 @@ mod tests {
         let config: SearchConfig = read_stored(&version_1()).expect("version 1 reads");
         assert_eq!(config.version, CONFIG_VERSION);
         assert_eq!(config.evaluator, EvaluatorKind::Train);
-        assert_eq!(config.proxy, Some(ProxySettings::default()));
+        // Stored before the precision setting: those runs trained in fp32.
+        let fp32 = crate::proxy::PrecisionSetting::Fp32;
+        assert_eq!(config.proxy, Some(ProxySettings { precision: fp32, ..ProxySettings::default() }));
         let again: SearchConfig =
             read_stored(&serde_json::to_value(&config).expect("writes")).expect("reads back");
         assert_eq!(again, config);

@@ -9,6 +9,7 @@
 
 use effnas_evaluator::data;
 use effnas_evaluator::device::resolve_device;
+use effnas_evaluator::model::Precision;
 use effnas_evaluator::optim::OptimizerKind;
 use effnas_evaluator::train::{ProxyConfig, ProxyData};
 use effnas_space::{scale, ArchSpec, Multipliers};
@@ -71,6 +72,25 @@ pub struct ProxySettings {
     pub device: String,
     /// Seconds a proxy may train before it counts as failed.
     pub time_limit: Option<f64>,
+    /// The arithmetic of training. Runs stored before this setting existed trained in fp32.
+    #[serde(default)]
+    pub precision: PrecisionSetting,
+    /// Kernels and activations laid out channels-last (speed only: outside the proxy key).
+    #[serde(default)]
+    pub channels_last: bool,
+}
+
+/// A proxy's precision as stored with its run: `auto` is bf16 (autocast-style: bf16 arithmetic,
+/// fp32 weights and optimizer state) when every device of the run is a GPU, fp32 otherwise.
+/// Resolved from the run's `device` setting, not from the device a worker ends up on, so that
+/// a run's proxy key (which records the precision) is the same on every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionSetting {
+    Auto,
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 impl Default for ProxySettings {
@@ -88,6 +108,8 @@ impl Default for ProxySettings {
             lr: 0.1,
             device: "cpu".to_owned(),
             time_limit: None,
+            precision: PrecisionSetting::Auto,
+            channels_last: false,
         }
     }
 }
@@ -146,7 +168,25 @@ impl ProxySettings {
             lr: self.lr,
             seed,
             time_limit: self.time_limit,
+            precision: self.precision(),
+            channels_last: self.channels_last,
             ..ProxyConfig::default()
+        }
+    }
+
+    /// The precision the proxies train in: `auto` is bf16 when every device is a GPU.
+    pub fn precision(&self) -> Precision {
+        match self.precision {
+            PrecisionSetting::Fp32 => Precision::Fp32,
+            PrecisionSetting::Bf16 => Precision::Bf16,
+            PrecisionSetting::Auto => {
+                let all_gpus = self.device.split(',').all(|d| d.trim().starts_with("cuda"));
+                if all_gpus {
+                    Precision::Bf16
+                } else {
+                    Precision::Fp32
+                }
+            }
         }
     }
 
@@ -240,8 +280,8 @@ pub struct ProxyKey<'a> {
 }
 
 /// Fields of [`ProxyConfig`] that do not change what a training measures.
-const NOT_IN_KEY: [&str; 5] =
-    ["time_limit", "check_every", "eval_batch_size", "measure_latency", "objective"];
+const NOT_IN_KEY: [&str; 6] =
+    ["time_limit", "check_every", "eval_batch_size", "measure_latency", "objective", "channels_last"];
 
 impl ProxyKey<'_> {
     fn settings(&self) -> Value {
@@ -370,9 +410,42 @@ mod tests {
             check_every: 1,
             eval_batch_size: 7,
             measure_latency: true,
+            channels_last: true,
+            per_tensor_optimizer: true,
             ..ProxyConfig::default()
         };
         assert_eq!(key(&config).to_string(), base);
+    }
+
+    /// The digest of the main job's proxy key (seed 0, reference 224 px) as fidelity.db stores it.
+    const MAIN_JOB_DIGEST: &str = "c897d29f3985";
+
+    /// `auto` precision resolves from the run's devices (bf16 only when all are GPUs), and the
+    /// precision is in the key; a CPU run's key is the one it had before precision was a setting.
+    #[test]
+    fn precision_resolves_from_the_run_devices_and_is_in_the_key() {
+        let on = |device: &str, precision| ProxySettings {
+            device: device.to_owned(),
+            precision,
+            ..ProxySettings::default()
+        };
+        let auto = PrecisionSetting::Auto;
+        assert_eq!(on("cpu", auto).precision(), Precision::Fp32);
+        assert_eq!(on("cuda", auto).precision(), Precision::Bf16);
+        assert_eq!(on("cuda:0, cuda:1", auto).precision(), Precision::Bf16);
+        assert_eq!(on("cuda,cpu", auto).precision(), Precision::Fp32);
+        assert_eq!(on("cpu", PrecisionSetting::Bf16).precision(), Precision::Bf16);
+        assert_eq!(on("cuda", PrecisionSetting::Fp32).precision(), Precision::Fp32);
+        let key = |settings: ProxySettings| settings.key(0, 224);
+        assert_eq!(key(on("cpu", auto)), key(on("cuda", PrecisionSetting::Fp32)));
+        assert_ne!(key(on("cpu", auto)), key(on("cuda", auto)));
+        assert_eq!(key(on("cuda", auto)), key(on("cpu", PrecisionSetting::Bf16)));
+        // Channels-last changes speed only.
+        let channels_last = ProxySettings { channels_last: true, ..on("cpu", auto) };
+        assert_eq!(key(channels_last), key(on("cpu", auto)));
+        // The key of the main job's proxy on the CPU, as stored by runs before this setting
+        // (experiments/proxy-fidelity/fidelity.db, run 2, setting 0).
+        assert_eq!(key(ProxySettings::default()).split('-').next_back(), Some(MAIN_JOB_DIGEST));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! stored [`ProxySettings`] (the flags are the command line's; the settings are what a run
 //! stores, so a renamed flag never breaks `--resume`).
 
-use effnas_search::proxy::ProxySettings;
+use effnas_search::proxy::{PrecisionSetting, ProxySettings};
+
+use super::train::PrecisionChoice;
 
 use crate::flags;
 
@@ -43,6 +45,14 @@ pub struct ProxyArgs {
     /// Seconds a proxy may train before it is stopped and counted as failed (above 0).
     #[arg(long, value_parser = flags::positive)]
     pub time_limit: Option<f64>,
+    /// Arithmetic of the proxies: auto is bf16 (fp32 weights and optimizer state) when every
+    /// device is a GPU, fp32 on the CPU. Part of the proxy key: results of another precision
+    /// are not reused.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
+    /// Lay kernels and activations out channels-last (NHWC). Speed only, not part of the proxy key.
+    #[arg(long)]
+    pub channels_last: bool,
 }
 
 impl ProxyArgs {
@@ -60,6 +70,12 @@ impl ProxyArgs {
             lr: self.lr,
             device: self.device.clone(),
             time_limit: self.time_limit,
+            precision: match self.precision {
+                PrecisionChoice::Auto => PrecisionSetting::Auto,
+                PrecisionChoice::Fp32 => PrecisionSetting::Fp32,
+                PrecisionChoice::Bf16 => PrecisionSetting::Bf16,
+            },
+            channels_last: self.channels_last,
         }
     }
 }

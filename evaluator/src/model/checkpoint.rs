@@ -28,7 +28,16 @@ pub fn save<T: serde::Serialize>(model: &Model, dir: &Path, extra: Option<&T>) -
     let json = serde_json::to_string_pretty(&model.arch).map_err(|e| EvalError::file(&arch_path, e))?;
     std::fs::write(&arch_path, json + "\n").map_err(|e| EvalError::file(&arch_path, e))?;
     let weights = dir.join(WEIGHTS_FILE);
-    model.vs.save(&weights).map_err(|e| EvalError::file(&weights, e))?;
+    // Contiguous copies: safetensors stores row-major data, and a channels-last network's kernels
+    // (`Model::to_channels_last`) are not.
+    let mut named = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| Ok((name, if t.is_contiguous() { t } else { t.f_contiguous()? })))
+        .collect::<std::result::Result<Vec<_>, tch::TchError>>()?;
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::Tensor::write_safetensors(&named, &weights).map_err(|e| EvalError::file(&weights, e))?;
     if let Some(extra) = extra {
         let path = dir.join(RESULT_FILE);
         let json = serde_json::to_string_pretty(extra).map_err(|e| EvalError::file(&path, e))?;

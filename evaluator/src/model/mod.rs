@@ -88,6 +88,9 @@ pub struct Network {
     classifier_bias: Tensor,
     dropout: f64,
     precision: Precision,
+    /// Inputs are re-laid channels-last (NHWC strides) before the stem; see
+    /// [`Model::to_channels_last`].
+    channels_last: bool,
 }
 
 impl Network {
@@ -151,6 +154,7 @@ impl Network {
             classifier_bias,
             dropout: arch.dropout,
             precision: Precision::Fp32,
+            channels_last: false,
         })
     }
 
@@ -212,9 +216,14 @@ impl Network {
         outcome.map(|()| used)
     }
 
+    pub fn is_channels_last(&self) -> bool {
+        self.channels_last
+    }
+
     fn forward_mode(&self, xs: &Tensor, train: bool, stochastic: bool) -> Result<Tensor, TchError> {
         let kind = self.precision.kind();
         let xs = if xs.kind() == kind { xs.shallow_clone() } else { xs.f_to_kind(kind)? };
+        let xs = if self.channels_last { channels_last(&xs)? } else { xs };
         let mut ys = self.stem.forward(&xs, train)?;
         if self.stem_max_pool {
             // 3×3, stride 2, padding 1 (torchvision's ResNet).
@@ -278,5 +287,103 @@ impl Model {
     /// Logits for a float batch.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.net.try_forward(xs, train)?)
+    }
+
+    /// Lays every convolution kernel out channels-last (NHWC strides, NCHW sizes) and makes the
+    /// network do the same to its inputs, so that convolutions, batch norms and element-wise
+    /// operations all run on NHWC data: what PyTorch's `model.to(memory_format=channels_last)`
+    /// does, which cuDNN's fastest bf16 kernels expect. Values, names and shapes are unchanged;
+    /// a checkpoint saves contiguous copies. Do this before building an
+    /// [`crate::optim::Optimizer`], which keeps each variable's layout.
+    pub fn to_channels_last(&mut self) -> Result<()> {
+        for mut var in self.vs.variables().into_values() {
+            if var.dim() == 4 && !is_channels_last(&var) {
+                let relaid = channels_last(&var)?;
+                tch::no_grad(|| var.f_set_data(&relaid))?;
+            }
+        }
+        self.net.channels_last = true;
+        Ok(())
+    }
+}
+
+/// `xs` (`[N, C, H, W]`) with NHWC strides: permuted to NHWC, made contiguous, permuted back.
+pub fn channels_last(xs: &Tensor) -> Result<Tensor, TchError> {
+    if xs.dim() != 4 || is_channels_last(xs) {
+        return Ok(xs.shallow_clone());
+    }
+    xs.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])
+}
+
+/// Whether a 4-D tensor has channels-last strides: `[H·W·C, 1, W·C, C]` (dimensions of size one
+/// may have any stride).
+pub fn is_channels_last(xs: &Tensor) -> bool {
+    let (size, stride) = (xs.size(), xs.stride());
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    let expected = [h * w * c, 1, w * c, c];
+    (0..4).all(|d| size[d] == 1 || stride[d] == expected[d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// EfficientNet-B0 at width 0.25 and 64 px (its last stage still 2 × 2), without dropout.
+    fn small_b0() -> std::result::Result<ArchSpec, effnas_space::SpaceError> {
+        let quarter = effnas_space::Multipliers { width: 0.25, depth: 1.0, resolution: 1.0 };
+        let mut arch = effnas_space::scale(&effnas_space::presets::efficientnet_b0(), quarter)?;
+        arch.num_classes = 10;
+        arch.resolution = 64;
+        arch.dropout = 0.0;
+        arch.drop_connect = 0.0;
+        Ok(arch)
+    }
+
+    /// After `to_channels_last`, every kernel has NHWC strides and so does every activation
+    /// between the stem and the pooling (strides behave on the CPU as on a GPU), and the logits
+    /// are those of the contiguous network.
+    #[test]
+    fn channels_last_is_kept_through_the_network() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let mut model = Model::new(&small_b0()?, Device::Cpu)?;
+        let xs = Tensor::f_randn([4, 3, 64, 64], (Kind::Float, Device::Cpu))?;
+        let contiguous = model.forward(&xs, false)?;
+        model.to_channels_last()?;
+        let kernels: Vec<_> = model.vs.variables().into_iter().filter(|(_, v)| v.dim() == 4).collect();
+        assert!(kernels.len() > 50, "{} kernels", kernels.len());
+        for (name, kernel) in &kernels {
+            assert!(is_channels_last(kernel), "{name}: strides {:?}", kernel.stride());
+        }
+        let net = &model.net;
+        let mut ys = net.stem.forward(&channels_last(&xs)?, false)?;
+        assert!(is_channels_last(&ys) && !ys.is_contiguous(), "stem: strides {:?}", ys.stride());
+        for (i, layer) in net.layers.iter().enumerate() {
+            ys = layer.forward(&ys, false, false)?;
+            assert!(is_channels_last(&ys), "layer {i} of size {:?}: strides {:?}", ys.size(), ys.stride());
+        }
+        if let Some(head) = &net.head {
+            ys = head.forward(&ys, false)?;
+        }
+        assert_eq!(ys.size()[2..], [2, 2]);
+        assert!(is_channels_last(&ys) && !ys.is_contiguous(), "head: strides {:?}", ys.stride());
+        let relaid = model.forward(&xs, false)?;
+        let gap = (&relaid - &contiguous).f_abs()?.f_max()?.f_double_value(&[])?;
+        assert!(gap < 1e-4, "logits differ by {gap}");
+        Ok(())
+    }
+
+    #[test]
+    fn channels_last_strides_are_recognised() -> std::result::Result<(), TchError> {
+        let t = Tensor::f_zeros([2, 3, 4, 5], (Kind::Float, Device::Cpu))?;
+        assert!(!is_channels_last(&t));
+        let relaid = channels_last(&t)?;
+        assert_eq!(relaid.stride(), vec![60, 1, 15, 3]);
+        assert!(is_channels_last(&relaid));
+        assert_eq!(relaid.size(), t.size());
+        // One channel: both layouts at once.
+        assert!(is_channels_last(&Tensor::f_zeros([2, 1, 4, 5], (Kind::Float, Device::Cpu))?));
+        Ok(())
     }
 }

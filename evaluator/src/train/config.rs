@@ -67,6 +67,19 @@ pub struct ProxyConfig {
     /// Read the loss back to the host every this many steps to detect divergence (each read is
     /// a device synchronisation, which launch-bound GPU proxies should not pay every step).
     pub check_every: usize,
+    /// Lay kernels and activations out channels-last (`Model::to_channels_last`). Changes
+    /// speed, not what is computed: absent from the stored form while false, and outside the
+    /// proxy key.
+    #[serde(skip_serializing_if = "is_false")]
+    pub channels_last: bool,
+    /// Train with the per-tensor optimizer instead of the flat one: the "before" of the
+    /// optimizer benchmark. Never stored.
+    #[serde(skip)]
+    pub per_tensor_optimizer: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for ProxyConfig {
@@ -90,6 +103,8 @@ impl Default for ProxyConfig {
             measure_latency: false,
             bn_recalibration_images: 2048,
             check_every: 20,
+            channels_last: false,
+            per_tensor_optimizer: false,
         }
     }
 }

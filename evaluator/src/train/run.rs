@@ -20,7 +20,8 @@ use crate::data::ImageSet;
 use crate::device::device_name;
 use crate::error::EvalError;
 use crate::model::{Model, NormConfig};
-use crate::optim::Optimizer;
+use crate::optim::per_tensor::PerTensorOptimizer;
+use crate::optim::{Optimizer, Update};
 
 /// Why a run ended early. Mapped to a [`super::Failure`] (or an `Err`) by the caller.
 pub(super) enum RunFailure {
@@ -58,7 +59,7 @@ struct DeviceData {
 /// The network being trained and its optimizer.
 pub(super) struct Learner {
     pub(super) model: Model,
-    optimizer: Optimizer,
+    optimizer: Box<dyn Update>,
 }
 
 /// How an epoch is cut into batches: `batch` images per step, a last batch of one image (which
@@ -194,8 +195,20 @@ impl<'a> Run<'a> {
         let norm = NormConfig { momentum: config.bn_momentum, eps: config.bn_eps };
         let mut model = Model::with_norm(self.arch, self.device, norm)?;
         model.net.set_precision(config.precision);
+        if config.channels_last {
+            model.to_channels_last()?;
+        }
+        if let Device::Cuda(_) = self.device {
+            // Proxies train at fixed shapes: cuDNN's autotuning pays for itself within a few
+            // steps. A process-wide setting, as in PyTorch.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         self.result.params = model.num_parameters();
-        let optimizer = Optimizer::new(&model.vs, config.optimizer, config.weight_decay);
+        let optimizer: Box<dyn Update> = if config.per_tensor_optimizer {
+            Box::new(PerTensorOptimizer::new(&model.vs, config.optimizer, config.weight_decay))
+        } else {
+            Box::new(Optimizer::new(&model.vs, config.optimizer, config.weight_decay)?)
+        };
         Ok(Learner { model, optimizer })
     }
 
