@@ -179,15 +179,14 @@ impl ProxySettings {
         match self.precision {
             PrecisionSetting::Fp32 => Precision::Fp32,
             PrecisionSetting::Bf16 => Precision::Bf16,
-            PrecisionSetting::Auto => {
-                let all_gpus = self.device.split(',').all(|d| d.trim().starts_with("cuda"));
-                if all_gpus {
-                    Precision::Bf16
-                } else {
-                    Precision::Fp32
-                }
-            }
+            PrecisionSetting::Auto if self.on_gpus_only() => Precision::Bf16,
+            PrecisionSetting::Auto => Precision::Fp32,
         }
+    }
+
+    /// Whether every device of the run is a GPU.
+    pub fn on_gpus_only(&self) -> bool {
+        self.device.split(',').all(|d| d.trim().starts_with("cuda"))
     }
 
     /// Checks the settings and the devices, then loads the data and makes the fixed split.

@@ -4,7 +4,7 @@
 
 use effnas_search::proxy::{PrecisionSetting, ProxySettings};
 
-use super::train::PrecisionChoice;
+use super::train::{LayoutChoice, PrecisionChoice};
 
 use crate::flags;
 
@@ -50,15 +50,16 @@ pub struct ProxyArgs {
     /// are not reused.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
-    /// Lay kernels and activations out channels-last (NHWC). Speed only, not part of the proxy key.
-    #[arg(long)]
-    pub channels_last: bool,
+    /// Memory layout of kernels and activations: auto is channels-last (NHWC) for bf16 on GPUs,
+    /// contiguous otherwise. Speed only, not part of the proxy key.
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
+    pub layout: LayoutChoice,
 }
 
 impl ProxyArgs {
     /// The settings a run stores.
     pub fn settings(&self) -> ProxySettings {
-        ProxySettings {
+        let mut settings = ProxySettings {
             dataset: self.dataset.clone(),
             epochs: self.epochs,
             train_images: self.train_images,
@@ -75,7 +76,44 @@ impl ProxyArgs {
                 PrecisionChoice::Fp32 => PrecisionSetting::Fp32,
                 PrecisionChoice::Bf16 => PrecisionSetting::Bf16,
             },
-            channels_last: self.channels_last,
-        }
+            channels_last: false,
+        };
+        settings.channels_last = self.layout.channels_last(settings.precision(), settings.on_gpus_only());
+        settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use effnas_evaluator::model::Precision;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    fn settings(args: &[&str]) -> ProxySettings {
+        let parsed = Command::try_parse_from(std::iter::once("effnas").chain(args.iter().copied()));
+        parsed.expect("flags parse").proxy.settings()
+    }
+
+    /// The defaults: bf16 and channels-last on GPUs, fp32 and contiguous on the CPU; each can be
+    /// forced either way.
+    #[test]
+    fn precision_and_layout_follow_the_devices_unless_told() {
+        let cpu = settings(&[]);
+        assert_eq!((cpu.precision(), cpu.channels_last), (Precision::Fp32, false));
+        let gpu = settings(&["--device", "cuda"]);
+        assert_eq!((gpu.precision(), gpu.channels_last), (Precision::Bf16, true));
+        let fp32_gpu = settings(&["--device", "cuda", "--precision", "fp32"]);
+        assert_eq!((fp32_gpu.precision(), fp32_gpu.channels_last), (Precision::Fp32, false));
+        let contiguous = settings(&["--device", "cuda:1", "--layout", "contiguous"]);
+        assert_eq!((contiguous.precision(), contiguous.channels_last), (Precision::Bf16, false));
+        let forced = settings(&["--layout", "channels-last", "--precision", "bf16"]);
+        assert_eq!((forced.precision(), forced.channels_last), (Precision::Bf16, true));
+        assert_eq!(settings(&["--device", "cuda,cpu"]).precision(), Precision::Fp32);
     }
 }

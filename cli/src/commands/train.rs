@@ -45,6 +45,29 @@ pub enum PrecisionChoice {
     Bf16,
 }
 
+/// The memory layout of kernels and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutChoice {
+    /// Channels-last for bf16 on CUDA (measured faster there: docs/BENCHMARKS.md), contiguous
+    /// otherwise.
+    Auto,
+    /// NHWC strides (`model.to(memory_format=torch.channels_last)` in PyTorch).
+    ChannelsLast,
+    /// NCHW strides.
+    Contiguous,
+}
+
+impl LayoutChoice {
+    /// Whether to train channels-last in `precision` on devices that are all GPUs or not.
+    pub fn channels_last(self, precision: Precision, all_gpus: bool) -> bool {
+        match self {
+            LayoutChoice::Auto => all_gpus && precision == Precision::Bf16,
+            LayoutChoice::ChannelsLast => true,
+            LayoutChoice::Contiguous => false,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A preset (efficientnet-b0 … b7, mnasnet-a1, mobilenet-v1, mobilenet-v2, resnet-18/34/50),
@@ -118,6 +141,9 @@ pub struct Args {
     /// Arithmetic: bf16 (activations and convolutions, fp32 weights) or fp32.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
+    /// Memory layout: auto is channels-last for bf16 on CUDA, contiguous otherwise.
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
+    pub layout: LayoutChoice,
     #[command(flatten)]
     pub threads: ThreadsArg,
     /// Give up (status failed) after this many seconds (above 0).
@@ -225,6 +251,7 @@ pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
         weight_decay: args.weight_decay,
         label_smoothing: args.label_smoothing,
         precision,
+        channels_last: args.layout.channels_last(precision, matches!(device, Device::Cuda(_))),
         augment: Augment { flip: args.flip, crop_padding: args.crop_padding },
         seed: args.seed,
         time_limit: args.time_limit,
