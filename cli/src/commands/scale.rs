@@ -217,16 +217,25 @@ pub struct ScaledRow {
     pub params: u64,
     pub flops: u64,
     pub flops_ratio: f64,
+    /// Whether the base is EfficientNet-B0, whose official family the rows are shown beside.
+    pub from_b0: bool,
 }
 
 impl ScaledRow {
-    /// The official EfficientNet at this row's φ: compound rows at whole φ from 0 to 7.
+    /// The official EfficientNet at this row's φ: compound rows of B0 at whole φ from 0 to 7
+    /// (beside another base's family it would compare unrelated networks).
     fn official(&self) -> Option<(usize, ArchSpec)> {
         match self.only {
             Some(_) => None,
-            None => self.phi.and_then(official_row),
+            None if self.from_b0 => self.phi.and_then(official_row),
+            None => None,
         }
     }
+}
+
+/// Whether `base` is EfficientNet-B0 as the preset defines it.
+fn is_b0(base: &ArchSpec) -> bool {
+    presets::efficientnet(0).is_some_and(|b0| *base == b0)
 }
 
 /// Scales `base` for every φ (all dimensions, or the `only` one); a φ past the size limits is
@@ -259,6 +268,7 @@ pub fn scale_family(
                 params: c.params,
                 flops: c.macs,
                 flops_ratio: c.macs as f64 / base_flops,
+                from_b0: is_b0(base),
                 arch,
             })
         })
@@ -289,6 +299,7 @@ fn match_target(
         params: found.cost.params,
         flops: found.cost.macs,
         flops_ratio: found.cost.macs as f64 / cost(base).macs as f64,
+        from_b0: is_b0(base),
         arch: found.arch,
     })
 }

@@ -9,6 +9,8 @@
 //! while evaluator threads use libtorch at the same time. Adam is written out here so that its
 //! moments are part of the checkpoint and a resumed run continues exactly.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use effnas_space::SearchSpace;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +19,9 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 use super::{check_tokens, from_state, Controller, ControllerError, Observation, Result, RngState};
+
+mod sampler;
+use sampler::HostPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,9 +100,9 @@ impl Policy {
 #[derive(Serialize, Deserialize)]
 struct RlState {
     rng: RngState,
-    weights: Vec<Vec<f32>>,
-    first_moments: Vec<Vec<f32>>,
-    second_moments: Vec<Vec<f32>>,
+    weights: Vec<Floats>,
+    first_moments: Vec<Floats>,
+    second_moments: Vec<Floats>,
     adam_steps: i64,
     baseline: Option<f64>,
     /// The baselines of rungs 1, 2, … of a multi-fidelity search (absent before it existed).
@@ -107,6 +112,44 @@ struct RlState {
     updates: usize,
 }
 
+/// A tensor's values in a checkpoint: base64 of their little-endian f32 bytes (exact, and about a
+/// fifth of the JSON list's size and far cheaper to write), or a JSON list of numbers, as
+/// checkpoints written before stored them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Floats {
+    Encoded(String),
+    Listed(Vec<f32>),
+}
+
+impl Floats {
+    fn of(tensor: &Tensor) -> Result<Floats> {
+        let bytes: Vec<u8> = to_vec(tensor)?.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(Floats::Encoded(BASE64.encode(bytes)))
+    }
+
+    fn values(&self) -> Result<Vec<f32>> {
+        match self {
+            Floats::Listed(values) => Ok(values.clone()),
+            Floats::Encoded(text) => {
+                let bytes = BASE64
+                    .decode(text)
+                    .map_err(|e| ControllerError::BadState(format!("policy values: {e}")))?;
+                if bytes.len() % 4 != 0 {
+                    return Err(ControllerError::BadState(format!(
+                        "policy values: {} bytes is not a whole number of f32",
+                        bytes.len()
+                    )));
+                }
+                Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
+        }
+    }
+}
+
+/// Weights, first and second moments, encoded, as of one Adam step.
+type EncodedPolicy = (i64, [Vec<Floats>; 3]);
+
 pub struct RlController {
     space: SearchSpace,
     config: RlConfig,
@@ -115,6 +158,9 @@ pub struct RlController {
     /// Choices at each position and where each position's tokens start in the stacked tables.
     counts: Vec<i64>,
     offsets: Vec<i64>,
+    /// `[positions, 1, Σ choices]`: 0 at each position's own choices, −10⁹ elsewhere, added to
+    /// the stacked output layers' logits so that each position's softmax covers its own.
+    choice_mask: Tensor,
     policy: Policy,
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
@@ -126,6 +172,11 @@ pub struct RlController {
     rung_baselines: Vec<Option<f64>>,
     buffer: Vec<Observation>,
     updates: usize,
+    /// The policy's weights on the host for sampling, as of an Adam step.
+    host: Option<HostPolicy>,
+    /// The policy as the last checkpoint encoded it, and the Adam step it is of: the search
+    /// checkpoints after every result, while the policy changes once a batch.
+    encoded: std::sync::Mutex<Option<EncodedPolicy>>,
 }
 
 /// Runs `work` with libtorch's intra-op threads set to one, then restores the count.
@@ -178,6 +229,12 @@ impl RlController {
             head_weight: uniform(&[total, h])?,
             head_bias: uniform(&[total])?,
         };
+        let mut mask = vec![-1e9f32; (counts.len() as i64 * total) as usize];
+        for (position, (&start, &n)) in offsets.iter().zip(&counts).enumerate() {
+            let row = position * total as usize;
+            mask[row + start as usize..row + (start + n) as usize].fill(0.0);
+        }
+        let choice_mask = Tensor::from_slice(&mask).f_view([counts.len() as i64, 1, total])?;
         let zeros = |p: &Tensor| p.f_zeros_like().map_err(ControllerError::from);
         let first_moments = policy.parameters().into_iter().map(zeros).collect::<Result<Vec<_>>>()?;
         let second_moments = policy.parameters().into_iter().map(zeros).collect::<Result<Vec<_>>>()?;
@@ -188,6 +245,7 @@ impl RlController {
             rng,
             counts,
             offsets,
+            choice_mask,
             policy,
             first_moments,
             second_moments,
@@ -196,7 +254,27 @@ impl RlController {
             rung_baselines: Vec::new(),
             buffer: Vec::new(),
             updates: 0,
+            host: None,
+            encoded: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Weights and moments, encoded, from the cache when no Adam step was taken since.
+    fn encoded_policy(&self) -> Result<[Vec<Floats>; 3]> {
+        let mut cache = self.encoded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((step, lists)) = cache.as_ref() {
+            if *step == self.adam_steps {
+                return Ok(lists.clone());
+            }
+        }
+        let encode = |tensors: Vec<&Tensor>| tensors.into_iter().map(Floats::of).collect::<Result<Vec<_>>>();
+        let lists = [
+            encode(self.policy.parameters().to_vec())?,
+            encode(self.first_moments.iter().collect())?,
+            encode(self.second_moments.iter().collect())?,
+        ];
+        *cache = Some((self.adam_steps, lists.clone()));
+        Ok(lists)
     }
 
     /// Policy updates done so far.
@@ -204,13 +282,15 @@ impl RlController {
         self.updates
     }
 
-    /// One LSTM step: returns the new (h, c).
-    fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The input half of an LSTM step's gates, `x·Wᵢᵀ + b`, for any leading shape of `x`.
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
         let p = &self.policy;
-        let gates = x
-            .f_matmul(&p.input_weight.f_tr()?)?
-            .f_add(&h.f_matmul(&p.hidden_weight.f_tr()?)?)?
-            .f_add(&p.gate_bias)?;
+        Ok(x.f_matmul(&p.input_weight.f_tr()?)?.f_add(&p.gate_bias)?)
+    }
+
+    /// One LSTM step from the projected input (`project`): returns the new (h, c).
+    fn step(&self, projected: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+        let gates = projected.f_addmm(h, &self.policy.hidden_weight.f_tr()?)?;
         let chunks = gates.f_chunk(4, 1)?;
         let (i, f, g, o) =
             (chunks[0].f_sigmoid()?, chunks[1].f_sigmoid()?, chunks[2].f_tanh()?, chunks[3].f_sigmoid()?);
@@ -240,54 +320,65 @@ impl RlController {
         Ok((h.f_zeros_like()?, h))
     }
 
-    /// Log-probability and entropy of each sequence under the current policy.
+    /// Log-probability and entropy of each sequence under the current policy. The inputs of
+    /// every position are known (the sequences themselves), so they are embedded and projected
+    /// in one operation each, and every position's output layer, softmax and choice are computed
+    /// together after the recurrence, each position's softmax kept to its own choices by
+    /// `choice_mask`: a handful of operations per position instead of some thirty (the update
+    /// runs this five times a batch).
     fn evaluate(&self, sequences: &[Vec<usize>]) -> Result<(Tensor, Tensor)> {
-        let batch = sequences.len() as i64;
-        let (mut h, mut c) = self.initial_state(batch)?;
-        let mut x = self.embed(None, &Tensor::f_zeros([batch], (Kind::Int64, tch::Device::Cpu))?)?;
-        let mut log_prob = Tensor::f_zeros([batch], (Kind::Float, tch::Device::Cpu))?;
-        let mut entropy = log_prob.f_zeros_like()?;
+        let (positions, batch) = (self.counts.len() as i64, sequences.len() as i64);
+        let (mut rows, mut chosen) = (Vec::new(), Vec::new());
         for position in 0..self.counts.len() {
-            (h, c) = self.step(&x, &h, &c)?;
-            let log_p = self.logits(position, &h)?.f_log_softmax(1, Kind::Float)?;
-            let taken: Vec<i64> = sequences.iter().map(|s| s[position] as i64).collect();
-            let taken = Tensor::from_slice(&taken);
-            log_prob =
-                log_prob.f_add(&log_p.f_gather(1, &taken.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?)?;
-            entropy =
-                entropy.f_sub(&log_p.f_exp()?.f_mul(&log_p)?.f_sum_dim_intlist(1, false, Kind::Float)?)?;
-            x = self.embed(Some(position), &taken)?;
+            for sequence in sequences {
+                // Row 0 is the start token; position p's token t is row offset[p] + t + 1.
+                rows.push(match position.checked_sub(1) {
+                    None => 0,
+                    Some(previous) => self.offsets[previous] + sequence[previous] as i64 + 1,
+                });
+                chosen.push(self.offsets[position] + sequence[position] as i64);
+            }
         }
+        let inputs = self.policy.embedding.f_index_select(0, &Tensor::from_slice(&rows))?;
+        let projected = self.project(&inputs.f_view([positions, batch, -1])?)?;
+        let (mut h, mut c) = self.initial_state(batch)?;
+        let mut outputs = Vec::with_capacity(self.counts.len());
+        for position in 0..positions {
+            (h, c) = self.step(&projected.f_select(0, position)?, &h, &c)?;
+            outputs.push(h.shallow_clone());
+        }
+        let p = &self.policy;
+        let logits = Tensor::f_stack(&outputs, 0)?
+            .f_matmul(&p.head_weight.f_tr()?)?
+            .f_add(&p.head_bias)?
+            .f_add(&self.choice_mask)?;
+        let log_p = logits.f_log_softmax(2, Kind::Float)?;
+        let chosen = Tensor::from_slice(&chosen).f_view([positions, batch, 1])?;
+        let log_prob =
+            log_p.f_gather(2, &chosen, false)?.f_squeeze_dim(2)?.f_sum_dim_intlist(0, false, Kind::Float)?;
+        // Other positions' choices have probability 0 (exactly, in f32) and a finite log: no NaN.
+        let entropy =
+            log_p.f_exp()?.f_mul(&log_p)?.f_sum_dim_intlist(&[0i64, 2][..], false, Kind::Float)?.f_neg()?;
         Ok((log_prob, entropy))
     }
 
+    /// `n` sequences from the current policy, sampled on the host ([`sampler`]) from weights
+    /// copied out after each update.
     fn sample(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
-        let _no_grad = tch::no_grad_guard();
-        let batch = n as i64;
-        let (mut h, mut c) = self.initial_state(batch)?;
-        let mut x = self.embed(None, &Tensor::f_zeros([batch], (Kind::Int64, tch::Device::Cpu))?)?;
-        let mut sequences = vec![Vec::with_capacity(self.counts.len()); n];
-        for position in 0..self.counts.len() {
-            (h, c) = self.step(&x, &h, &c)?;
-            let probs = to_vec(&self.logits(position, &h)?.f_softmax(1, Kind::Float)?)?;
-            let width = self.counts[position] as usize;
-            let mut taken = Vec::with_capacity(n);
-            for (row, sequence) in probs.chunks(width).zip(sequences.iter_mut()) {
-                let mut draw: f32 = self.rng.random();
-                let mut choice = width - 1;
-                for (index, &p) in row.iter().enumerate() {
-                    if draw < p {
-                        choice = index;
-                        break;
-                    }
-                    draw -= p;
-                }
-                sequence.push(choice);
-                taken.push(choice as i64);
-            }
-            x = self.embed(Some(position), &Tensor::from_slice(&taken))?;
+        if self.host.as_ref().is_none_or(|host| host.adam_steps != self.adam_steps) {
+            let _no_grad = tch::no_grad_guard();
+            let p = &self.policy;
+            self.host = Some(HostPolicy::new(
+                to_vec(&self.project(&p.embedding)?)?,
+                to_vec(&p.hidden_weight)?,
+                to_vec(&p.head_weight)?,
+                to_vec(&p.head_bias)?,
+                self.config.hidden.max(1) as usize,
+                self.adam_steps,
+            ));
         }
-        Ok(sequences)
+        let host = self.host.as_ref().ok_or_else(|| ControllerError::BadState("no host policy".into()))?;
+        Ok(host.sample(&self.counts, &self.offsets, n, &mut self.rng))
     }
 
     fn adam_step(&mut self) -> Result<()> {
@@ -403,7 +494,7 @@ impl RlController {
         let mut x = self.embed(None, &Tensor::f_zeros([1], (Kind::Int64, tch::Device::Cpu))?)?;
         let mut tokens = Vec::new();
         for position in 0..self.counts.len() {
-            (h, c) = self.step(&x, &h, &c)?;
+            (h, c) = self.step(&self.project(&x)?, &h, &c)?;
             let choice = self.logits(position, &h)?.f_argmax(1, false)?.f_int64_value(&[0])?;
             tokens.push(choice as usize);
             x = self.embed(Some(position), &Tensor::from_slice(&[choice]))?;
@@ -437,9 +528,7 @@ impl Controller for RlController {
     }
 
     fn state(&self) -> Result<Value> {
-        let weights = self.policy.parameters().into_iter().map(to_vec).collect::<Result<Vec<_>>>()?;
-        let first_moments = self.first_moments.iter().map(to_vec).collect::<Result<Vec<_>>>()?;
-        let second_moments = self.second_moments.iter().map(to_vec).collect::<Result<Vec<_>>>()?;
+        let [weights, first_moments, second_moments] = self.encoded_policy()?;
         serde_json::to_value(RlState {
             rng: RngState::capture(self.seed, &self.rng),
             weights,
@@ -456,11 +545,14 @@ impl Controller for RlController {
 
     fn restore(&mut self, state: &Value) -> Result<()> {
         let state: RlState = from_state(state)?;
+        let decode = |lists: &[Floats]| lists.iter().map(Floats::values).collect::<Result<Vec<_>>>();
+        let (weights, first_moments, second_moments) =
+            (decode(&state.weights)?, decode(&state.first_moments)?, decode(&state.second_moments)?);
         let sizes: Vec<i64> = self.policy.parameters().iter().map(|p| p.numel() as i64).collect();
         let fits = |lists: &[Vec<f32>]| {
             lists.len() == sizes.len() && lists.iter().zip(&sizes).all(|(l, &n)| l.len() as i64 == n)
         };
-        if !(fits(&state.weights) && fits(&state.first_moments) && fits(&state.second_moments)) {
+        if !(fits(&weights) && fits(&first_moments) && fits(&second_moments)) {
             return Err(ControllerError::BadState(
                 "policy sizes differ (another space or RL configuration)".into(),
             ));
@@ -470,7 +562,7 @@ impl Controller for RlController {
         }
         {
             let _no_grad = tch::no_grad_guard();
-            for (parameter, values) in self.policy.parameters().into_iter().zip(&state.weights) {
+            for (parameter, values) in self.policy.parameters().into_iter().zip(&weights) {
                 let mut parameter = parameter.shallow_clone();
                 parameter.f_copy_(&Tensor::from_slice(values).f_view_as(&parameter)?)?;
             }
@@ -482,8 +574,10 @@ impl Controller for RlController {
                 .map(|(values, p)| Ok(Tensor::from_slice(values).f_view_as(p)?))
                 .collect()
         };
-        self.first_moments = load(&state.first_moments)?;
-        self.second_moments = load(&state.second_moments)?;
+        self.first_moments = load(&first_moments)?;
+        self.second_moments = load(&second_moments)?;
+        *self.encoded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.host = None;
         self.seed = state.rng.seed;
         self.rng = state.rng.rebuild()?;
         self.adam_steps = state.adam_steps;
@@ -499,8 +593,16 @@ impl Controller for RlController {
 mod tests {
     use super::*;
 
+    /// libtorch's thread count is process-wide: tests that sample or update a policy take turns.
+    static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn alone() -> std::sync::MutexGuard<'static, ()> {
+        THREADS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     #[test]
     fn policy_work_runs_on_one_thread_and_the_count_is_restored() -> Result<(), Box<dyn std::error::Error>> {
+        let _alone = alone();
         tch::set_num_threads(2);
         assert_eq!(on_one_thread(tch::get_num_threads), 1);
         assert_eq!(tch::get_num_threads(), 2);
@@ -515,6 +617,74 @@ mod tests {
         controller.observe(&observations)?;
         assert_eq!(controller.updates(), 1);
         assert_eq!(tch::get_num_threads(), 2, "the trainers' count is back after an update");
+        Ok(())
+    }
+
+    /// Values survive the checkpoint encoding bit for bit (signed zero, subnormals, extremes);
+    /// checkpoints written before it (JSON lists) still restore; damaged text is an error.
+    #[test]
+    fn checkpoint_values_are_exact_and_old_checkpoints_restore() -> Result<(), Box<dyn std::error::Error>> {
+        let _alone = alone();
+        let values = [0.0f32, -0.0, 1.5e-45, f32::MIN_POSITIVE, f32::MAX, -3.25, 0.1];
+        let encoded = Floats::of(&Tensor::from_slice(&values))?;
+        let decoded = encoded.values()?;
+        assert_eq!(
+            decoded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.map(f32::to_bits).to_vec()
+        );
+        let listed: Floats = serde_json::from_value(serde_json::json!([0.5, -2.0]))?;
+        assert_eq!(listed.values()?, vec![0.5, -2.0]);
+        assert!(Floats::Encoded("not base64!".into()).values().is_err());
+        assert!(Floats::Encoded(BASE64.encode([1u8, 2, 3])).values().is_err(), "3 bytes are no f32");
+
+        // A controller restored from its state in the old form (lists) continues as the original.
+        let space = SearchSpace::resolve("default")?;
+        let config = RlConfig { batch_size: 2, ..RlConfig::default() };
+        let mut original = RlController::new(space.clone(), config.clone(), 3)?;
+        let first = original.propose(2)?;
+        let observations: Vec<Observation> = first
+            .into_iter()
+            .zip([0.4, 0.6])
+            .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
+            .collect();
+        original.observe(&observations)?;
+        let mut state = original.state()?;
+        for key in ["weights", "first_moments", "second_moments"] {
+            let lists: Vec<Floats> = serde_json::from_value(state[key].clone())?;
+            let old_form: Vec<Vec<f32>> = lists.iter().map(Floats::values).collect::<Result<_>>()?;
+            state[key] = serde_json::to_value(old_form)?;
+        }
+        let mut restored = RlController::new(space, config, 99)?;
+        restored.restore(&state)?;
+        assert_eq!(restored.propose(4)?, original.propose(4)?);
+        assert_eq!(restored.state()?, original.state()?);
+        Ok(())
+    }
+
+    /// The host sampler computes the policy libtorch trains: the log-probability of sampled
+    /// sequences agrees with `evaluate`'s to float precision, before and after an update.
+    #[test]
+    fn the_host_sampler_follows_the_trained_policy() -> Result<(), Box<dyn std::error::Error>> {
+        let _alone = alone();
+        let space = SearchSpace::resolve("default")?;
+        let mut controller = RlController::new(space, RlConfig { batch_size: 4, ..RlConfig::default() }, 5)?;
+        for round in 0..2 {
+            let sequences = controller.propose(4)?;
+            let host = controller.host.as_ref().ok_or("no host policy")?;
+            let (log_prob, _) = tch::no_grad(|| controller.evaluate(&sequences))?;
+            let libtorch = Vec::<f32>::try_from(&log_prob)?;
+            for (sequence, want) in sequences.iter().zip(libtorch) {
+                let got = host.log_prob(&controller.counts, &controller.offsets, sequence);
+                assert!((got - f64::from(want)).abs() < 1e-3, "round {round}: host {got} vs libtorch {want}");
+            }
+            let observations: Vec<Observation> = sequences
+                .into_iter()
+                .zip([0.1, 0.9, 0.4, 0.6])
+                .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
+                .collect();
+            controller.observe(&observations)?;
+        }
+        assert_eq!(controller.updates(), 2);
         Ok(())
     }
 }
