@@ -327,27 +327,33 @@ pub fn is_channels_last(xs: &Tensor) -> bool {
     (0..4).all(|d| size[d] == 1 || stride[d] == expected[d])
 }
 
+/// EfficientNet-B0 at width 0.25 (all 213 of its tensors, little arithmetic) for `classes` and
+/// `resolution`, without stochastic depth or dropout (so two forward passes see one network).
+#[cfg(test)]
+pub(crate) fn quarter_b0(
+    classes: u32,
+    resolution: u32,
+) -> std::result::Result<ArchSpec, effnas_space::SpaceError> {
+    let quarter = effnas_space::Multipliers { width: 0.25, depth: 1.0, resolution: 1.0 };
+    let mut arch = effnas_space::scale(&effnas_space::presets::efficientnet_b0(), quarter)?;
+    arch.num_classes = classes;
+    arch.resolution = resolution;
+    arch.dropout = 0.0;
+    arch.drop_connect = 0.0;
+    Ok(arch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// EfficientNet-B0 at width 0.25 and 64 px (its last stage still 2 × 2), without dropout.
-    fn small_b0() -> std::result::Result<ArchSpec, effnas_space::SpaceError> {
-        let quarter = effnas_space::Multipliers { width: 0.25, depth: 1.0, resolution: 1.0 };
-        let mut arch = effnas_space::scale(&effnas_space::presets::efficientnet_b0(), quarter)?;
-        arch.num_classes = 10;
-        arch.resolution = 64;
-        arch.dropout = 0.0;
-        arch.drop_connect = 0.0;
-        Ok(arch)
-    }
 
     /// After `to_channels_last`, every kernel has NHWC strides and so does every activation
     /// between the stem and the pooling (strides behave on the CPU as on a GPU), and the logits
     /// are those of the contiguous network.
     #[test]
     fn channels_last_is_kept_through_the_network() -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let mut model = Model::new(&small_b0()?, Device::Cpu)?;
+        // At 64 px B0's last stage is still 2 × 2.
+        let mut model = Model::new(&quarter_b0(10, 64)?, Device::Cpu)?;
         let xs = Tensor::f_randn([4, 3, 64, 64], (Kind::Float, Device::Cpu))?;
         let contiguous = model.forward(&xs, false)?;
         model.to_channels_last()?;

@@ -84,8 +84,77 @@ struct FlatGroup {
     grads: Tensor,
     /// The leading elements that take weight decay (tensors of rank ≥ 2).
     decayed: i64,
+    state: RuleState,
+}
+
+/// An update rule's buffers for one set of values (one tensor, or a flat buffer of many).
+#[derive(Debug, Default)]
+struct RuleState {
     momentum: Option<Tensor>,
     square: Option<Tensor>,
+}
+
+impl RuleState {
+    /// What to subtract from `values` for gradient `grad` (weight decay already added), the
+    /// learning rate included.
+    fn direction(
+        &mut self,
+        kind: OptimizerKind,
+        grad: &Tensor,
+        values: &Tensor,
+        lr: f64,
+    ) -> Result<Tensor, TchError> {
+        match kind {
+            OptimizerKind::Sgd { momentum } => self.sgd(grad, momentum)?.f_mul_scalar(lr),
+            OptimizerKind::RmsProp { decay, momentum, eps } => {
+                self.rmsprop(grad, values, lr, decay, momentum, eps)
+            }
+        }
+    }
+
+    /// `torch.optim.SGD`'s direction: `b ← μ·b + g` (b₁ = g); the caller scales it by lr.
+    fn sgd(&mut self, grad: &Tensor, momentum: f64) -> Result<Tensor, TchError> {
+        if momentum == 0.0 {
+            return Ok(grad.shallow_clone());
+        }
+        match &mut self.momentum {
+            Some(buf) => {
+                let _ = buf.f_mul_scalar_(momentum)?.f_add_(grad)?;
+                Ok(buf.shallow_clone())
+            }
+            None => Ok(self.momentum.insert(grad.f_detach_copy()?).shallow_clone()),
+        }
+    }
+
+    /// timm's `RMSpropTF` step, learning rate included: `s ← ρ·s + (1 − ρ)·g²` (s₀ = 1),
+    /// `b ← μ·b + lr·g / √(s + ε)` (b₀ = 0). Returns `b`.
+    fn rmsprop(
+        &mut self,
+        grad: &Tensor,
+        values: &Tensor,
+        lr: f64,
+        decay: f64,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor, TchError> {
+        let square = match &self.square {
+            Some(square) => square.shallow_clone(),
+            None => self.square.insert(values.f_ones_like()?).shallow_clone(),
+        };
+        let _ = square
+            .shallow_clone()
+            .f_mul_scalar_(decay)?
+            .f_add_(&grad.f_square()?.f_mul_scalar(1.0 - decay)?)?;
+        let step = grad.f_div(&square.f_add_scalar(eps)?.f_sqrt()?)?.f_mul_scalar(lr)?;
+        match &mut self.momentum {
+            Some(buf) => {
+                let _ = buf.f_mul_scalar_(momentum)?.f_add_(&step)?;
+                Ok(buf.shallow_clone())
+            }
+            // b₁ = μ·0 + step.
+            None => Ok(self.momentum.insert(step).shallow_clone()),
+        }
+    }
 }
 
 /// An optimizer bound to the trainable variables of one `VarStore`, which it re-homes into flat
@@ -194,7 +263,7 @@ impl FlatGroup {
                 decayed = offset;
             }
         }
-        Ok(FlatGroup { params, grads, decayed, momentum: None, square: None })
+        Ok(FlatGroup { params, grads, decayed, state: RuleState::default() })
     }
 
     fn step(&mut self, kind: OptimizerKind, weight_decay: f64, lr: f64) -> Result<(), TchError> {
@@ -202,51 +271,9 @@ impl FlatGroup {
             let params = self.params.f_narrow(0, 0, self.decayed)?;
             let _ = self.grads.f_narrow(0, 0, self.decayed)?.f_add_(&params.f_mul_scalar(weight_decay)?)?;
         }
-        let update = match kind {
-            OptimizerKind::Sgd { momentum } => self.sgd(momentum)?.f_mul_scalar(lr)?,
-            OptimizerKind::RmsProp { decay, momentum, eps } => self.rmsprop(lr, decay, momentum, eps)?,
-        };
+        let update = self.state.direction(kind, &self.grads, &self.params, lr)?;
         let _ = self.params.f_sub_(&update)?;
         Ok(())
-    }
-
-    /// `b ← μ·b + g` (b₁ = g); the caller scales it by lr.
-    fn sgd(&mut self, momentum: f64) -> Result<Tensor, TchError> {
-        if momentum == 0.0 {
-            return Ok(self.grads.shallow_clone());
-        }
-        match &mut self.momentum {
-            Some(buf) => {
-                let _ = buf.f_mul_scalar_(momentum)?.f_add_(&self.grads)?;
-                Ok(buf.shallow_clone())
-            }
-            None => {
-                let buf = self.grads.f_detach_copy()?;
-                self.momentum = Some(buf.shallow_clone());
-                Ok(buf)
-            }
-        }
-    }
-
-    /// `s ← ρ·s + (1 − ρ)·g²` (s₀ = 1), `b ← μ·b + lr·g / √(s + ε)` (b₀ = 0); returns `b`.
-    fn rmsprop(&mut self, lr: f64, decay: f64, momentum: f64, eps: f64) -> Result<Tensor, TchError> {
-        let grads = &self.grads;
-        let square = match &self.square {
-            Some(square) => square.shallow_clone(),
-            None => self.square.insert(self.params.f_ones_like()?).shallow_clone(),
-        };
-        let _ = square
-            .shallow_clone()
-            .f_mul_scalar_(decay)?
-            .f_add_(&grads.f_square()?.f_mul_scalar(1.0 - decay)?)?;
-        let step = grads.f_div(&square.f_add_scalar(eps)?.f_sqrt()?)?.f_mul_scalar(lr)?;
-        match &mut self.momentum {
-            Some(buf) => {
-                let _ = buf.f_mul_scalar_(momentum)?.f_add_(&step)?;
-                Ok(buf.shallow_clone())
-            }
-            None => Ok(self.momentum.insert(step).shallow_clone()),
-        }
     }
 }
 

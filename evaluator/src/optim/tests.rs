@@ -97,17 +97,10 @@ fn weight_decay_skips_vectors() -> Result<(), TchError> {
     Ok(())
 }
 
-/// A small EfficientNet-B0 (width 0.25, 8 classes, 32 px: all 213 of its tensors, little
-/// arithmetic) twice, with the same weights. Copied, not built twice from one seed: tests run in
-/// parallel and share libtorch's random generator.
+/// A small EfficientNet-B0 twice, with the same weights. Copied, not built twice from one seed:
+/// tests run in parallel and share libtorch's random generator.
 fn twin_models() -> Result<(Model, Model), Box<dyn std::error::Error>> {
-    let quarter = effnas_space::Multipliers { width: 0.25, depth: 1.0, resolution: 1.0 };
-    let mut arch = effnas_space::scale(&effnas_space::presets::efficientnet_b0(), quarter)?;
-    arch.num_classes = 8;
-    arch.resolution = 32;
-    // No stochastic depth or dropout: the two forward passes must see the same network.
-    arch.drop_connect = 0.0;
-    arch.dropout = 0.0;
+    let arch = crate::model::quarter_b0(8, 32)?;
     let a = Model::new(&arch, Device::Cpu)?;
     let mut b = Model::new(&arch, Device::Cpu)?;
     b.vs.copy(&a.vs)?;

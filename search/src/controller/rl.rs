@@ -600,6 +600,15 @@ mod tests {
         THREADS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Rung-0 observations of `sequences` with these rewards.
+    fn rewarded(sequences: Vec<Vec<usize>>, rewards: &[f64]) -> Vec<Observation> {
+        sequences
+            .into_iter()
+            .zip(rewards)
+            .map(|(tokens, &r)| Observation { tokens, reward: Some(r), rung: 0 })
+            .collect()
+    }
+
     #[test]
     fn policy_work_runs_on_one_thread_and_the_count_is_restored() -> Result<(), Box<dyn std::error::Error>> {
         let _alone = alone();
@@ -609,11 +618,7 @@ mod tests {
         let space = SearchSpace::resolve("default")?;
         let mut controller = RlController::new(space, RlConfig { batch_size: 2, ..RlConfig::default() }, 0)?;
         let sampled = controller.propose(2)?;
-        let observations: Vec<Observation> = sampled
-            .into_iter()
-            .zip([0.5, 0.7])
-            .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
-            .collect();
+        let observations = rewarded(sampled, &[0.5, 0.7]);
         controller.observe(&observations)?;
         assert_eq!(controller.updates(), 1);
         assert_eq!(tch::get_num_threads(), 2, "the trainers' count is back after an update");
@@ -642,11 +647,7 @@ mod tests {
         let config = RlConfig { batch_size: 2, ..RlConfig::default() };
         let mut original = RlController::new(space.clone(), config.clone(), 3)?;
         let first = original.propose(2)?;
-        let observations: Vec<Observation> = first
-            .into_iter()
-            .zip([0.4, 0.6])
-            .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
-            .collect();
+        let observations = rewarded(first, &[0.4, 0.6]);
         original.observe(&observations)?;
         let mut state = original.state()?;
         for key in ["weights", "first_moments", "second_moments"] {
@@ -677,11 +678,7 @@ mod tests {
                 let got = host.log_prob(&controller.counts, &controller.offsets, sequence);
                 assert!((got - f64::from(want)).abs() < 1e-3, "round {round}: host {got} vs libtorch {want}");
             }
-            let observations: Vec<Observation> = sequences
-                .into_iter()
-                .zip([0.1, 0.9, 0.4, 0.6])
-                .map(|(tokens, r)| Observation { tokens, reward: Some(r), rung: 0 })
-                .collect();
+            let observations = rewarded(sequences, &[0.1, 0.9, 0.4, 0.6]);
             controller.observe(&observations)?;
         }
         assert_eq!(controller.updates(), 2);
