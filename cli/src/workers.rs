@@ -84,7 +84,19 @@ pub fn with_workers<T>(
 ) -> Result<T> {
     let (evaluator, workers) = evaluator(store, run, slots, args, threads, devices)?;
     let result = body(evaluator);
+    let names = workers.as_ref().map(|w| w.lock().map(|w| w.claim_names()).unwrap_or_default());
     drop(workers);
+    // A worker that did not stop within its grace was killed holding its trial: give such
+    // trials back now rather than when their lease passes.
+    if let Some(names) = names {
+        match store.release_workers_claims(run, &names) {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(trials = ids.len(), "stopped workers' trials given back")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not give back the stopped workers' trials"),
+        }
+    }
     store.block_on(store.store().close());
     result
 }
@@ -164,6 +176,13 @@ impl LocalWorkers {
 
     /// Asks every worker to stop (SIGTERM: trials in flight stop at their next step and go back
     /// to the queue), waits up to `grace`, then kills what is left.
+    /// The names the children claim trials under (`host:pid:slot`, see `effnas worker`), as
+    /// patterns for [`effnas_store::Store::release_workers_claims`].
+    pub fn claim_names(&self) -> Vec<String> {
+        let host = effnas_store::host_name();
+        self.children.iter().map(|child| format!("{host}:{}:*", child.id())).collect()
+    }
+
     pub fn stop(&mut self, grace: Duration) {
         self.children.iter().for_each(terminate);
         let until = Instant::now() + grace;

@@ -315,6 +315,11 @@ impl BlockingStore {
         self.call(|| self.store.requeue_running(run))
     }
 
+    /// [`Store::release_workers_claims`].
+    pub fn release_workers_claims(&self, run: RunId, workers: &[String]) -> Result<Vec<TrialId>> {
+        self.call(|| self.store.release_workers_claims(run, workers))
+    }
+
     /// [`Store::recover_running`].
     pub fn recover_running(&self, run: RunId, max_attempts: u32) -> Result<Requeued> {
         self.call(|| self.store.recover_running(run, max_attempts))

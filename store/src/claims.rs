@@ -189,6 +189,37 @@ impl Store {
         Ok(fenced(rows, claim, "release"))
     }
 
+    /// Gives back the trials of `run` still held by the worker processes named `workers` (each
+    /// name as the worker claimed with, or a prefix of it followed by `*`), as
+    /// [`Store::release_claim`] does for one claim: for workers known to be gone, such as a
+    /// search's own children after it has stopped them, so that none of their trials waits for
+    /// its lease to pass. Returns the trials given back.
+    #[instrument(skip_all, fields(run = %run, workers = workers.len()), err(level = "debug"))]
+    pub async fn release_workers_claims(&self, run: RunId, workers: &[String]) -> Result<Vec<TrialId>> {
+        let mut released = Vec::new();
+        for worker in workers {
+            let pattern = match worker.strip_suffix('*') {
+                Some(prefix) => format!("{}%", like_literal(prefix)),
+                None => like_literal(worker),
+            };
+            let ids: Vec<i64> = on_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "UPDATE trials SET state = 'pending', worker = NULL, lease_until = NULL,
+                            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+                     WHERE run_id = $1 AND state = 'running' AND worker LIKE $2 ESCAPE '\\' RETURNING id",
+                )
+                .bind(run.0)
+                .bind(&pattern)
+                .fetch_all(pool)
+                .await
+            })
+            .map_err(|e| self.db_error(e))?;
+            released.extend(ids.into_iter().map(TrialId));
+        }
+        released.sort_unstable();
+        Ok(released)
+    }
+
     /// Takes back, across all runs, the running trials whose lease has passed (their worker
     /// died, hangs, or lost its connection to the database): each goes back to pending with
     /// worker and lease cleared, or — once claimed `max_attempts` times — is failed as
@@ -241,4 +272,9 @@ impl Store {
         }
         Ok(trials)
     }
+}
+
+/// `text` as a LIKE pattern that matches only itself (with `ESCAPE '\\'`).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -327,6 +327,37 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// A search that had to kill its own workers gives back their trials by name: only those
+    /// workers' running trials of that run, and `_` or `%` in a name match only themselves.
+    #[tokio::test]
+    async fn releasing_the_claims_of_gone_workers_leaves_everyone_else_alone(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "gone").await;
+        let other_run = search_run(&store, "other").await;
+        for n in 0..4 {
+            store.insert_trial(run, &trial(n)).await.unwrap();
+        }
+        let other = store.insert_trial(other_run, &trial(9)).await.unwrap();
+        let gone = store.claim_next(Some(run), "host:41:0", MINUTE).await.unwrap().unwrap();
+        let also_gone = store.claim_next(Some(run), "host:41:1", MINUTE).await.unwrap().unwrap();
+        let alive = store.claim_next(Some(run), "host:411:0", MINUTE).await.unwrap().unwrap();
+        let lookalike = store.claim_next(Some(run), "hostX41:0", MINUTE).await.unwrap().unwrap();
+        store.claim_next(Some(other_run), "host:41:0", MINUTE).await.unwrap().unwrap();
+
+        let released = store.release_workers_claims(run, &["host:41:*".to_owned(), "host_41:0".to_owned()]).await.unwrap();
+        assert_eq!(released, vec![gone.id, also_gone.id]);
+        for id in [gone.id, also_gone.id] {
+            let t = store.trial(id).await.unwrap();
+            assert_eq!((t.state, t.worker.as_deref(), t.attempts), (TrialState::Pending, None, 0));
+        }
+        for id in [alive.id, lookalike.id, other] {
+            assert_eq!(store.trial(id).await.unwrap().state, TrialState::Running, "trial {id:?} kept");
+        }
+        assert_eq!(store.release_claim(gone.claim()).await.unwrap(), Fenced::Superseded, "already given back");
+    }
+}
+
+on_both_backends! {
     #[tokio::test]
     async fn releasing_a_claim_gives_the_attempt_back(db) {
         let store = db.open().await;
