@@ -142,9 +142,9 @@ fn layer_table(arch: &ArchSpec, breakdown: &CostBreakdown) -> Table {
         stage: "stem",
         operator: format!("Conv{k}x{k}", k = arch.stem_kernel),
         kernel: arch.stem_kernel.to_string(),
-        stride: "2",
+        stride: if arch.stem_stride == 1 { "1" } else { "2" },
         channels: (arch.input_channels, arch.stem_channels),
-        output_resolution: conv_output_size(arch.resolution, arch.stem_kernel, 2),
+        output_resolution: arch.stem_conv_output_size(),
         cost: breakdown.stem,
     };
     table.row(stem.cells());

@@ -58,7 +58,7 @@ pub struct Args {
     /// database must exist; its tables are created). EFFNAS_DB keeps a password off the command line.
     #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
-    /// The search space: default, mnasnet, or a .json/.toml space file.
+    /// The search space: default, mnasnet, nas-bench-macro, accel-nasbench, or a .json/.toml space file.
     #[arg(long, default_value = "default")]
     pub space: String,
     /// The controller.
