@@ -80,7 +80,9 @@ fn read_prefix<'a>(
         "bottle" => Op::Bottleneck,
         "proj" => Op::Projection,
         _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
-            return Err(format!("unknown operator prefix {first:?} (known: ir, ds, cn, basic, bottle, proj)"));
+            return Err(format!(
+                "unknown operator prefix {first:?} (known: ir, ds, cn, basic, bottle, proj)"
+            ));
         }
         _ => return Ok(Op::MBConv),
     };

@@ -17,8 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::arch::{
     conv_output_size, default_drop_connect, default_dropout, default_head_channels, default_input_channels,
-    default_num_classes, default_resolution, default_stem_channels, defaults, Activation, ArchSpec, BlockSpec, Op,
-    Skip,
+    default_num_classes, default_resolution, default_stem_channels, defaults, Activation, ArchSpec,
+    BlockSpec, Op, Skip,
 };
 use crate::cost::{wide_block_cost, CostKind};
 use crate::error::{Result, SpaceError};
@@ -548,7 +548,9 @@ impl SearchSpace {
         };
         let blocks = [(2, 64), (3, 128), (3, 256)]
             .into_iter()
-            .flat_map(|(layers, channels)| (0..layers).map(move |l| layer(if l == 0 { 2 } else { 1 }, channels)))
+            .flat_map(|(layers, channels)| {
+                (0..layers).map(move |l| layer(if l == 0 { 2 } else { 1 }, channels))
+            })
             .collect();
         SearchSpace {
             name: "nas-bench-macro".to_owned(),
@@ -855,7 +857,10 @@ impl SearchSpace {
             return Err(format!("{head} where the space fixes {}", self.head_channels));
         }
         // The space's stem is EfficientNet's 3×3 convolution without max-pool, at its stride.
-        if arch.stem_kernel != defaults::STEM_KERNEL || arch.stem_max_pool || arch.stem_stride != self.stem_stride {
+        if arch.stem_kernel != defaults::STEM_KERNEL
+            || arch.stem_max_pool
+            || arch.stem_stride != self.stem_stride
+        {
             return Err(format!(
                 "a {k}×{k} stem of stride {s}{pool} where the space fixes a 3×3 stem of stride {fixed} without max-pool",
                 k = arch.stem_kernel,
@@ -1015,12 +1020,13 @@ mod tests {
             let choice: OpChoice = text.parse().unwrap();
             assert_eq!(choice.to_string(), text);
         }
-        assert_eq!("mbconv6_k5".parse::<OpChoice>().unwrap(), OpChoice::Layer {
-            op: Op::MBConv,
-            expansion: 6,
-            kernel: Some(5)
-        });
-        for (bad, needle) in [("mbconv6_k4", "kernel \"4\""), ("mbconv6_kx", "\"x\""), ("skipp", "unknown operator")] {
+        assert_eq!(
+            "mbconv6_k5".parse::<OpChoice>().unwrap(),
+            OpChoice::Layer { op: Op::MBConv, expansion: 6, kernel: Some(5) }
+        );
+        for (bad, needle) in
+            [("mbconv6_k4", "kernel \"4\""), ("mbconv6_kx", "\"x\""), ("skipp", "unknown operator")]
+        {
             let message = bad.parse::<OpChoice>().unwrap_err();
             assert!(message.contains(needle), "{bad}: {message}");
         }
@@ -1069,7 +1075,17 @@ mod tests {
         // Layer 1 of stage 1 may be skipped or k3 e3; layer 2 only k3 e3.
         space.blocks[1].ops = vec![OpChoice::Skip, "mbconv3_k3".parse().unwrap()];
         space.blocks[2].ops = vec!["mbconv3_k3".parse().unwrap()];
-        let tokens = vec![[1, 0, 0, 0, 0, 0], [0; 6], [0; 6], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]].concat();
+        let tokens = vec![
+            [1, 0, 0, 0, 0, 0],
+            [0; 6],
+            [0; 6],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+        ]
+        .concat();
         let arch = space.decode(&tokens).unwrap();
         assert_eq!(space.encode(&arch).unwrap(), tokens);
     }

@@ -105,7 +105,8 @@ impl Network {
         let naming = Naming::of(arch);
         let style = LayerStyle { norm, activation: Activation::from(arch.activation) };
         let features = root / "features";
-        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, arch.stem_kernel).stride(arch.stem_stride);
+        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, arch.stem_kernel)
+            .stride(arch.stem_stride);
         let stem = match naming {
             Naming::EfficientNet => ConvNormAct::new(&(&features / 0), stem_shape, style.activation, norm)?,
             Naming::ResNet => {
