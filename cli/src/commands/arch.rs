@@ -4,7 +4,6 @@ use crate::output::{out, outln};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use effnas_space::arch::conv_output_size;
 use effnas_space::cost::BlockCost;
 use effnas_space::error::Echo;
 use effnas_space::{

@@ -229,6 +229,9 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
             Some(settings)
         }
         EvaluatorName::Oracle => None,
+        EvaluatorName::Benchmark => bail!(
+            "--evaluator benchmark: look-ups answer members of a benchmark's search space; compound trains (train) or uses the oracle"
+        ),
     };
     let finalists = args.finalists.plan(proxy.as_ref(), args.seed, Vec::new(), 1)?;
     Ok(CompoundConfig {
