@@ -13,8 +13,8 @@ use effnas_evaluator::score::Objective;
 use effnas_space::{ArchSpec, SearchSpace};
 use effnas_store::{Run, RunKind};
 
-use crate::benchmarks::lookup::{LookupEvaluator, LookupSettings};
 use crate::asha::Rungs;
+use crate::benchmarks::lookup::{LookupEvaluator, LookupSettings};
 use crate::config::{read_stored, CompoundConfig, ConfigError, EvaluatorKind, SearchConfig};
 use crate::evaluate::{Evaluator, OracleEvaluator};
 use crate::fidelity::{FidelityConfig, TrainingSetting, REFERENCE_RESOLUTION};
@@ -73,9 +73,10 @@ impl Recipe {
         let plan = &config.plan;
         let method = match config.evaluator {
             EvaluatorKind::Oracle => Method::SearchOracle(plan.space.clone()),
-            EvaluatorKind::Benchmark => {
-                Method::Lookup { settings: config.lookup.clone().ok_or(RecipeError::NoBenchmark)?, seed: plan.seed }
-            }
+            EvaluatorKind::Benchmark => Method::Lookup {
+                settings: config.lookup.clone().ok_or(RecipeError::NoBenchmark)?,
+                seed: plan.seed,
+            },
             EvaluatorKind::Train => Method::Train {
                 settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
                 seed: plan.seed,
@@ -195,7 +196,9 @@ impl Recipe {
     pub fn check(&self) -> Result<(), RecipeError> {
         match &self.method {
             Method::Train { settings, seed, reference_resolution, .. } => {
-                settings.resolve(*seed, *reference_resolution).map_err(|e| RecipeError::Proxy(Box::new(e)))?;
+                settings
+                    .resolve(*seed, *reference_resolution)
+                    .map_err(|e| RecipeError::Proxy(Box::new(e)))?;
             }
             Method::Lookup { settings, seed } => {
                 LookupEvaluator::new(settings.clone(), *seed, 1).map_err(RecipeError::Benchmark)?;

@@ -269,8 +269,15 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
     let final_proxy = rung_proxies.last().or(proxy.as_ref());
     let first_setting = plan.rungs.as_ref().map_or(1, Rungs::count);
     let finalists = args.finalists.plan(final_proxy, args.seed, include, first_setting)?;
-    let config =
-        SearchConfig { version: CONFIG_VERSION, plan, evaluator, proxy, lookup, finalists, rungs: rung_proxies };
+    let config = SearchConfig {
+        version: CONFIG_VERSION,
+        plan,
+        evaluator,
+        proxy,
+        lookup,
+        finalists,
+        rungs: rung_proxies,
+    };
     Ok((config, included))
 }
 

@@ -128,22 +128,28 @@ impl LookupEvaluator {
             Benchmark::AccelNasbench => Answers::Accel(accel_index()?),
         };
         let space = settings.benchmark.space();
-        Ok(LookupEvaluator { settings, space, answers, seed, capacity: capacity.max(1), ready: VecDeque::new() })
+        Ok(LookupEvaluator {
+            settings,
+            space,
+            answers,
+            seed,
+            capacity: capacity.max(1),
+            ready: VecDeque::new(),
+        })
     }
 
     /// The trial's answer: accuracy and what to keep with it, or why there is none.
     fn answer(&self, trial: TrialId, arch: &ArchSpec) -> std::result::Result<Measured, TrialFailure> {
         let name = self.settings.benchmark.name();
         let invalid = |message: String| TrialFailure::new(FailureKind::Invalid, message);
-        let tokens = self
-            .space
-            .encode(arch)
-            .map_err(|e| invalid(format!("not a member of the {name} space: {e}")))?;
+        let tokens =
+            self.space.encode(arch).map_err(|e| invalid(format!("not a member of the {name} space: {e}")))?;
         let (member, runs): (String, Vec<f64>) = match self.answers {
             Answers::Macro(table) => {
                 let code = MacroCode::from_tokens(&tokens)
                     .ok_or_else(|| invalid(format!("tokens are not a {name} code")))?;
-                let result = table.get(&code).ok_or_else(|| invalid(format!("code {code} is not in the table")))?;
+                let result =
+                    table.get(&code).ok_or_else(|| invalid(format!("code {code} is not in the table")))?;
                 (code.to_string(), result.test_acc.iter().map(|a| a / 100.0).collect())
             }
             Answers::Accel(index) => {
@@ -235,7 +241,10 @@ mod tests {
             seen.insert(a.extra["drawn"].as_u64().unwrap());
         }
         assert_eq!(seen.len(), 3, "every run gets drawn");
-        assert_ne!(LookupSettings { benchmark: Benchmark::NasBenchMacro, noise: true }.key(1), mean.settings.key(1));
+        assert_ne!(
+            LookupSettings { benchmark: Benchmark::NasBenchMacro, noise: true }.key(1),
+            mean.settings.key(1)
+        );
     }
 
     #[test]
@@ -258,7 +267,8 @@ mod tests {
             })
             .find(|tokens| !accel_index().unwrap().contains_key(&AccelArch::from_tokens(tokens).unwrap()))
             .unwrap();
-        let Outcome::Failed(failure) = measured(&mut evaluator, 2, &space.decode(&unrecorded).unwrap()) else {
+        let Outcome::Failed(failure) = measured(&mut evaluator, 2, &space.decode(&unrecorded).unwrap())
+        else {
             panic!("failed")
         };
         assert_eq!(failure.kind, FailureKind::Invalid);
