@@ -1075,7 +1075,7 @@ mod tests {
         // Layer 1 of stage 1 may be skipped or k3 e3; layer 2 only k3 e3.
         space.blocks[1].ops = vec![OpChoice::Skip, "mbconv3_k3".parse().unwrap()];
         space.blocks[2].ops = vec!["mbconv3_k3".parse().unwrap()];
-        let tokens = vec![
+        let tokens = [
             [1, 0, 0, 0, 0, 0],
             [0; 6],
             [0; 6],
