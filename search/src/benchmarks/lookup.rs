@@ -260,7 +260,8 @@ mod tests {
         let unrecorded = (0..)
             .map(|i: usize| {
                 let mut tokens = member.tokens();
-                tokens[i % tokens.len()] = 0;
+                let position = i % tokens.len();
+                tokens[position] = 0;
                 tokens[5] = i % 3;
                 tokens[11] = (i / 3) % 3;
                 tokens
