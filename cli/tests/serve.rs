@@ -65,8 +65,12 @@ fn every_route_answers_with_its_shape() {
     assert_eq!(server.json("/api/runs/2")["trials_done"], 5);
 
     let page = server.json("/api/runs/1/trials?sort=accuracy&order=desc&per_page=10&page=2");
-    assert_eq!((page["total"].as_u64(), page["page"].as_u64(), page["per_page"].as_u64()), (Some(48), Some(2), Some(10)));
-    let accuracies: Vec<f64> = page["trials"].as_array().unwrap().iter().map(|t| t["accuracy"].as_f64().unwrap()).collect();
+    assert_eq!(
+        (page["total"].as_u64(), page["page"].as_u64(), page["per_page"].as_u64()),
+        (Some(48), Some(2), Some(10))
+    );
+    let accuracies: Vec<f64> =
+        page["trials"].as_array().unwrap().iter().map(|t| t["accuracy"].as_f64().unwrap()).collect();
     assert_eq!(accuracies.len(), 10);
     assert!(accuracies.windows(2).all(|w| w[0] >= w[1]), "{accuracies:?}");
     let failed = server.json("/api/runs/1/trials?state=failed");
@@ -98,7 +102,8 @@ fn every_route_answers_with_its_shape() {
     assert_eq!(rows.as_array().unwrap().len(), 48);
     assert_eq!(rows[0]["run_name"], HOSTILE_NAME);
 
-    for path in ["/", "/runs/1", "/runs/1?sort=flops&order=asc&page=2&per_page=5", "/trials/1", "/trials/44"] {
+    for path in ["/", "/runs/1", "/runs/1?sort=flops&order=asc&page=2&per_page=5", "/trials/1", "/trials/44"]
+    {
         let page = server.get(path);
         assert_eq!(page.status, 200, "{path}");
         assert!(page.header("content-type").starts_with("text/html"), "{path}");
@@ -182,7 +187,11 @@ fn the_event_stream_sends_a_change_when_the_database_changes() {
     });
     let second = events.next_change();
     assert_ne!(first, second);
-    assert_eq!(server.json("/api/runs/2")["trials_total"], 7, "a page fetched after the event sees the trial");
+    assert_eq!(
+        server.json("/api/runs/2")["trials_total"],
+        7,
+        "a page fetched after the event sees the trial"
+    );
 }
 
 #[test]
@@ -193,7 +202,15 @@ fn serving_leaves_the_database_file_as_it_was() {
     {
         let server = Server::start(&db);
         for _ in 0..10 {
-            for path in ["/", "/runs/1", "/runs/2?sort=reward", "/trials/3", "/api/runs/1/chart", "/api/runs/1/trials.csv", "/api/token"] {
+            for path in [
+                "/",
+                "/runs/1",
+                "/runs/2?sort=reward",
+                "/trials/3",
+                "/api/runs/1/chart",
+                "/api/runs/1/trials.csv",
+                "/api/token",
+            ] {
                 server.text(path);
             }
         }
@@ -212,7 +229,8 @@ fn a_writer_never_meets_a_lock_while_pages_are_served() {
             std::thread::spawn(move || {
                 let mut served = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    for path in ["/", "/runs/1?sort=accuracy", "/api/runs/1/chart", "/api/runs/1/trials.json"] {
+                    for path in ["/", "/runs/1?sort=accuracy", "/api/runs/1/chart", "/api/runs/1/trials.json"]
+                    {
                         assert_eq!(dashboard::get(port, path).status, 200, "{path}");
                         served += 1;
                     }
@@ -227,9 +245,15 @@ fn a_writer_never_meets_a_lock_while_pages_are_served() {
         let store = Store::open_with(&db, &options).await.unwrap();
         let run = effnas_store::RunId(2);
         for i in 0..150 {
-            let id = store.insert_trial(run, &dashboard::trial(1000 + i)).await.unwrap_or_else(|e| panic!("insert {i}: {e}"));
+            let id = store
+                .insert_trial(run, &dashboard::trial(1000 + i))
+                .await
+                .unwrap_or_else(|e| panic!("insert {i}: {e}"));
             store.claim_trial(run, "writer").await.unwrap_or_else(|e| panic!("claim {i}: {e}"));
-            store.complete_trial(id, &dashboard::metrics(i)).await.unwrap_or_else(|e| panic!("complete {i}: {e}"));
+            store
+                .complete_trial(id, &dashboard::metrics(i))
+                .await
+                .unwrap_or_else(|e| panic!("complete {i}: {e}"));
         }
         store.close().await;
         150
@@ -269,7 +293,8 @@ fn postgres_runs_are_served_and_update_live() {
     let runs = server.json("/api/runs");
     assert_eq!(runs[0]["trials_done"], 12);
     let page = server.json("/api/runs/1/trials?sort=accuracy&order=desc&per_page=3");
-    let ids: Vec<i64> = page["trials"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> =
+        page["trials"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [12, 11, 10]);
     assert!(server.text("/").contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_eq!(server.get("/runs/1").status, 200);

@@ -133,8 +133,14 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
     // The runs page: one row per run, counts by state, the hostile name as plain text.
     client.goto(&format!("{}/", server.base)).await.unwrap();
     assert_eq!(client.find_all(Locator::Css("#runs tbody tr")).await.unwrap().len(), 2);
-    for (state, count) in [("pending", "4"), ("running", "1"), ("complete", "40"), ("failed", "3"), ("reclaimed", "0")] {
-        assert_eq!(text(&client, &format!("tr[data-run='1'] td[data-count='{state}']")).await, count, "{state}");
+    for (state, count) in
+        [("pending", "4"), ("running", "1"), ("complete", "40"), ("failed", "3"), ("reclaimed", "0")]
+    {
+        assert_eq!(
+            text(&client, &format!("tr[data-run='1'] td[data-count='{state}']")).await,
+            count,
+            "{state}"
+        );
     }
     assert_eq!(text(&client, "tr[data-run='1'] td a").await, HOSTILE_NAME, "the name shows as text");
     let scripts = client.execute("return document.scripts.length", vec![]).await.unwrap();
@@ -168,7 +174,10 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = client.execute("return window.effnasUpdates", vec![]).await.unwrap();
-    assert!(after.as_u64() > updates.as_u64(), "updated by the page's script ({updates} → {after}), not reloaded");
+    assert!(
+        after.as_u64() > updates.as_u64(),
+        "updated by the page's script ({updates} → {after}), not reloaded"
+    );
     assert_eq!(trial_ids(&client).await.len(), 49, "the table gained the trial");
     screenshot(&client, &shots, "run.png").await;
     eprintln!("screenshots in {}; page updated {:?} after the write", shots.display(), written.elapsed());
@@ -189,7 +198,7 @@ async fn screenshots_of_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&db);
     let driver = Driver::start();
-    let client = browser(&driver, &dir.path().join("profile"), (1400, 900)).await;
+    let client = browser(&driver, &dir.path().join("profile"), (1400, 400)).await;
     client.goto(&format!("{}/", server.base)).await.unwrap();
     println!("{}", screenshot(&client, &out, "dashboard-runs.png").await.display());
     client.set_window_size(1400, 1900).await.unwrap();

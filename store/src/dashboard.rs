@@ -86,7 +86,10 @@ impl TrialColumn {
 
     /// Whether the column holds numbers, so that a range filter applies to it.
     pub fn is_numeric(self) -> bool {
-        !matches!(self, TrialColumn::State | TrialColumn::Worker | TrialColumn::Created | TrialColumn::Finished)
+        !matches!(
+            self,
+            TrialColumn::State | TrialColumn::Worker | TrialColumn::Created | TrialColumn::Finished
+        )
     }
 }
 
@@ -217,7 +220,8 @@ FROM (SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id,
         type Row = (i64, i64, Option<String>, i64, i64, i64, i64, i64, Option<String>, Option<String>, i64);
         let row: Row = on_pool!(self, pool => sqlx::query_as(SQL).fetch_one(pool).await)
             .map_err(|e| self.db_error(e))?;
-        let (runs, running_runs, run_end, n, last, running, done, attempts, finished, heartbeat, epochs) = row;
+        let (runs, running_runs, run_end, n, last, running, done, attempts, finished, heartbeat, epochs) =
+            row;
         Ok(format!(
             "{runs}.{running_runs}.{}.{n}.{last}.{running}.{done}.{attempts}.{}.{}.{epochs}",
             run_end.unwrap_or_default(),
@@ -230,7 +234,8 @@ FROM (SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id,
     /// worker that died or stopped (its lease passed, or it released them) and claimed again.
     /// Runs without such trials are left out.
     pub async fn reclaimed_counts(&self) -> Result<Vec<(RunId, u64)>> {
-        const SQL: &str = "SELECT run_id, COUNT(*) FROM trials WHERE attempts > 1 GROUP BY run_id ORDER BY run_id";
+        const SQL: &str =
+            "SELECT run_id, COUNT(*) FROM trials WHERE attempts > 1 GROUP BY run_id ORDER BY run_id";
         let rows: Vec<(i64, i64)> = on_pool!(self, pool => sqlx::query_as(SQL).fetch_all(pool).await)
             .map_err(|e| self.db_error(e))?;
         rows.into_iter().map(|(run, n)| Ok((RunId(run), from_sql_int("reclaimed count", n)?))).collect()

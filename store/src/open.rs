@@ -464,7 +464,12 @@ impl Store {
             // A connection that the server dropped (a restart) is found out before it is used.
             .test_before_acquire(true)
             .connect_lazy_with(connect);
-        Ok(Store { pool: Pool::Postgres(pool), location, target: target.into(), read_only: options.read_only })
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+            location,
+            target: target.into(),
+            read_only: options.read_only,
+        })
     }
 
     /// Refuses an SQLite file that holds some other program's tables, so that opening the

@@ -72,10 +72,12 @@ pub async fn seed(store: &Store, seed: &Seed) -> RunId {
     }
     for i in 0..seed.failed {
         let index = seed.complete + i;
-        store.insert_failed_trial(run, &trial(index), FailureKind::Diverged, "loss <b>NaN</b>").await.unwrap();
+        store
+            .insert_failed_trial(run, &trial(index), FailureKind::Diverged, "loss <b>NaN</b>")
+            .await
+            .unwrap();
     }
-    let queued: Vec<NewTrial> =
-        (0..=seed.pending).map(|i| trial(seed.complete + seed.failed + i)).collect();
+    let queued: Vec<NewTrial> = (0..=seed.pending).map(|i| trial(seed.complete + seed.failed + i)).collect();
     store.insert_trials(run, &queued).await.unwrap();
     store.claim_trial(run, "worker-1").await.unwrap().unwrap();
     run

@@ -7,14 +7,12 @@
 //! Ten thousand trials are ten thousand numbers per series (a few hundred kilobytes); numbers
 //! are rounded to what a chart can show, so the page draws them without freezing.
 
-use std::collections::HashMap;
-
 use effnas_search::config::read_stored;
 use effnas_search::fidelity::{FidelityConfig, FidelityReport};
 use effnas_store::{pareto_front, CompoundPoint, Run, RunKind, Trial, TrialState};
 use serde_json::{json, Value};
 
-use super::super::trials::reference_model;
+use super::super::trials::{reference_model, REFERENCE_MODELS};
 
 /// A number rounded to `digits` significant decimals (JSON `null` for none).
 fn round(value: Option<f64>, digits: i32) -> Value {
@@ -64,7 +62,10 @@ fn progress(run: &Run, trials: &[&Trial]) -> Value {
                 top = top.max(r);
                 n.push(index + 1);
                 let end = t.finished.as_deref().unwrap_or(&t.created);
-                hours.push(round(effnas_store::time::seconds_between(&run.started, end).map(|s| s / 3600.0), 4));
+                hours.push(round(
+                    effnas_store::time::seconds_between(&run.started, end).map(|s| s / 3600.0),
+                    4,
+                ));
                 reward.push(round(Some(r), 5));
                 best.push(round(Some(top), 5));
             }
@@ -102,12 +103,16 @@ pub fn target_flops(run: &Run) -> Option<f64> {
 }
 
 /// The reference networks (EfficientNet-B0, MnasNet-A1, MobileNetV2) among the complete trials,
-/// each at its best accuracy. An architecture is parsed once, however many trials train it.
+/// each at its best accuracy. Only a trial whose block strings are a reference's is parsed
+/// (ten thousand architectures parsed per refresh took seconds).
 fn references(trials: &[&Trial]) -> Value {
-    let mut names: HashMap<&str, Option<&'static str>> = HashMap::new();
+    let candidates: Vec<Vec<String>> = REFERENCE_MODELS
+        .iter()
+        .filter_map(|(preset, _)| effnas_space::presets::preset(preset).map(|a| a.block_strings()))
+        .collect();
     let mut best: Vec<(&'static str, f64, f64)> = Vec::new();
-    for t in trials.iter().filter(|t| t.state == TrialState::Complete) {
-        let name = *names.entry(&t.arch_hash).or_insert_with(|| t.arch().ok().as_ref().and_then(reference_model));
+    for t in trials.iter().filter(|t| t.state == TrialState::Complete && candidates.contains(&t.blocks)) {
+        let name = t.arch().ok().as_ref().and_then(reference_model);
         let (Some(name), Some(accuracy)) = (name, t.accuracy) else { continue };
         let point = (name, t.flops as f64 / 1e6, accuracy * 100.0);
         match best.iter_mut().find(|(n, ..)| *n == name) {
@@ -117,7 +122,9 @@ fn references(trials: &[&Trial]) -> Value {
         }
     }
     best.into_iter()
-        .map(|(name, mflops, accuracy)| json!({"name": name, "mflops": round(Some(mflops), 3), "accuracy": round(Some(accuracy), 3)}))
+        .map(|(name, mflops, accuracy)| {
+            json!({"name": name, "mflops": round(Some(mflops), 3), "accuracy": round(Some(accuracy), 3)})
+        })
         .collect()
 }
 

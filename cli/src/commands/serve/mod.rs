@@ -105,4 +105,3 @@ async fn open(target: &str) -> Result<Store> {
     }
     Ok(store)
 }
-

@@ -143,7 +143,7 @@ fn run_summary(line: &RunLine<'_>, now: &str) -> String {
         kind = r.kind,
         status = r.status,
         started = esc(&short_time(&r.started)),
-        finished = or_dash(r.finished.as_deref(), |f| format!(", finished {}", esc(&short_time(f)))),
+        finished = r.finished.as_deref().map_or(String::new(), |f| format!(", finished {}", esc(&short_time(f)))),
         total = r.trials_total,
         pending = r.trials_pending,
         running = r.trials_running,
@@ -185,7 +185,11 @@ pub fn run_page(view: &RunView<'_>) -> String {
         let _ = write!(out, "<section data-live id=\"compound\">{}</section>", compound_table(view.points));
     }
     out.push_str(&trials_controls(r.id.0, view.params));
-    let _ = write!(out, "<section data-live id=\"trials-live\">{}</section>", trials_table(view.params, view.page));
+    let _ = write!(
+        out,
+        "<section data-live id=\"trials-live\">{}</section>",
+        trials_table(view.params, view.page)
+    );
     out
 }
 
@@ -199,7 +203,8 @@ fn workers(running: &[Trial], now: &str) -> String {
     };
     let mut rows = String::new();
     for t in running {
-        let lease = t.lease_until.as_deref().and_then(|until| effnas_store::time::seconds_between(now, until));
+        let lease =
+            t.lease_until.as_deref().and_then(|until| effnas_store::time::seconds_between(now, until));
         let _ = write!(
             rows,
             "<tr><td>{worker}</td><td><a href=\"/trials/{id}\">{id}</a></td><td class=\"num\">{attempt}</td>\
@@ -209,7 +214,11 @@ fn workers(running: &[Trial], now: &str) -> String {
             attempt = t.attempts,
             started = age(t.started.as_deref()),
             beat = age(t.heartbeat.as_deref().or(t.started.as_deref())),
-            lease = or_dash(lease, |s| if s >= 0.0 { format!("{} left", human_duration(s)) } else { "expired".to_owned() }),
+            lease = or_dash(lease, |s| if s >= 0.0 {
+                format!("{} left", human_duration(s))
+            } else {
+                "expired".to_owned()
+            }),
         );
     }
     format!(
@@ -249,9 +258,14 @@ fn trials_controls(run: i64, params: &TableParams) -> String {
         let selected = if q.state == Some(*s) { " selected" } else { "" };
         let _ = write!(states, "<option{selected}>{s}</option>");
     }
-    let bound = |column: TrialColumn, max: bool| params.bound(column, max).map_or(String::new(), |v| v.to_string());
+    let bound =
+        |column: TrialColumn, max: bool| params.bound(column, max).map_or(String::new(), |v| v.to_string());
     let mut ranges = String::new();
-    for (column, label) in [(TrialColumn::Accuracy, "accuracy (0–1)"), (TrialColumn::Flops, "mult-adds"), (TrialColumn::Reward, "reward")] {
+    for (column, label) in [
+        (TrialColumn::Accuracy, "accuracy (0–1)"),
+        (TrialColumn::Flops, "mult-adds"),
+        (TrialColumn::Reward, "reward"),
+    ] {
         let name = column.as_str();
         let _ = write!(
             ranges,
@@ -261,8 +275,11 @@ fn trials_controls(run: i64, params: &TableParams) -> String {
             esc(&bound(column, true))
         );
     }
-    let keep = |key: &str, value: String| format!("<input type=\"hidden\" name=\"{key}\" value=\"{}\">", esc(&value));
-    let sort = keep("sort", q.sort.as_str().to_owned()) + &keep("order", if q.descending { "desc" } else { "asc" }.to_owned());
+    let keep = |key: &str, value: String| {
+        format!("<input type=\"hidden\" name=\"{key}\" value=\"{}\">", esc(&value))
+    };
+    let sort = keep("sort", q.sort.as_str().to_owned())
+        + &keep("order", if q.descending { "desc" } else { "asc" }.to_owned());
     let download = esc(&params.href(q.sort, q.descending, 1));
     format!(
         "<h2>Trials</h2><div class=\"controls\"><form method=\"get\" id=\"filter\">{sort}<select name=\"state\">{states}</select> {ranges}\
@@ -403,7 +420,11 @@ pub fn trial_page(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
     match &arch {
         Ok(arch) => out.push_str(&block_table(arch)),
         Err(error) => {
-            let _ = write!(out, "<p class=\"error\">the stored architecture does not parse: {}</p>", esc(&error.to_string()));
+            let _ = write!(
+                out,
+                "<p class=\"error\">the stored architecture does not parse: {}</p>",
+                esc(&error.to_string())
+            );
         }
     }
     out
@@ -411,7 +432,7 @@ pub fn trial_page(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
 
 fn trial_facts(t: &Trial) -> String {
     let row = |k: &str, v: String| format!("<tr><th>{k}</th><td>{v}</td></tr>");
-    let when = |v: &Option<String>| or_dash(v.as_deref(), |s| esc(s));
+    let when = |v: &Option<String>| or_dash(v.as_deref(), esc);
     let mut rows = String::new();
     rows.push_str(&row("accuracy", percent(t.accuracy)));
     rows.push_str(&row("reward", or_dash(t.reward, |r| format!("{r:.4}"))));
@@ -424,7 +445,10 @@ fn trial_facts(t: &Trial) -> String {
     rows.push_str(&row("proxy settings", esc(&t.proxy_key)));
     rows.push_str(&row("setting", t.setting.to_string()));
     rows.push_str(&row("repeats trial", or_dash(t.parent, |p| format!("<a href=\"/trials/{p}\">{p}</a>"))));
-    rows.push_str(&row("result reused from", or_dash(t.reused_from, |p| format!("<a href=\"/trials/{p}\">{p}</a>"))));
+    rows.push_str(&row(
+        "result reused from",
+        or_dash(t.reused_from, |p| format!("<a href=\"/trials/{p}\">{p}</a>")),
+    ));
     rows.push_str(&row("step", or_dash(t.step, |s| s.to_string())));
     rows.push_str(&row("attempts", t.attempts.to_string()));
     rows.push_str(&row("worker", or_dash(t.worker.as_deref(), esc)));
@@ -523,7 +547,16 @@ fn block_table(arch: &ArchSpec) -> String {
 
 /// An error page: the status and one line saying what was wrong.
 pub fn error_page(title: &str, message: &str) -> String {
-    layout(title, "error", &[], &format!("<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">all runs</a></p>", esc(title), esc(message)))
+    layout(
+        title,
+        "error",
+        &[],
+        &format!(
+            "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">all runs</a></p>",
+            esc(title),
+            esc(message)
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -46,7 +46,8 @@ pub fn parse(pairs: &[(String, String)]) -> Result<TableParams, String> {
             "page" => page = number(key, value, 1, u64::MAX / MAX_PER_PAGE)?,
             "per_page" => query.limit = number(key, value, 1, MAX_PER_PAGE)?,
             other => {
-                if let Some((bound, name)) = other.split_once('_').filter(|(b, _)| *b == "min" || *b == "max") {
+                if let Some((bound, name)) = other.split_once('_').filter(|(b, _)| *b == "min" || *b == "max")
+                {
                     let column = column(key, name)?;
                     if !column.is_numeric() {
                         return Err(format!("{key}: column {name} does not hold numbers"));
@@ -205,8 +206,14 @@ mod tests {
         assert_eq!((q.offset, q.limit), (40, 20));
         assert_eq!(q.ranges.len(), 2);
         let href = params.href(TrialColumn::Flops, false, 1);
-        assert_eq!(href, "?sort=flops&order=asc&state=complete&min_accuracy=0.5&max_flops=400000000&per_page=20");
-        assert_eq!(parse(&pairs(&[])).expect("empty").query, TrialQuery { limit: 50, ..TrialQuery::default() });
+        assert_eq!(
+            href,
+            "?sort=flops&order=asc&state=complete&min_accuracy=0.5&max_flops=400000000&per_page=20"
+        );
+        assert_eq!(
+            parse(&pairs(&[])).expect("empty").query,
+            TrialQuery { limit: 50, ..TrialQuery::default() }
+        );
     }
 
     #[test]

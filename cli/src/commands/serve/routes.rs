@@ -156,7 +156,14 @@ async fn run_page(State(app): State<App>, Path(id): Path<i64>, Query(pairs): Pai
         _ => Vec::new(),
     };
     let now = effnas_store::time::now();
-    let view = RunView { line: line(&run, &counts), params: &params, page: &page, running: &running, points: &points, now: &now };
+    let view = RunView {
+        line: line(&run, &counts),
+        params: &params,
+        page: &page,
+        running: &running,
+        points: &points,
+        now: &now,
+    };
     let title = format!("Run {}: {}", run.id, run.name);
     let data = [("run", run.id.to_string()), ("token", token(&app))];
     Ok(Html(pages::layout(&title, "run", &data, &pages::run_page(&view))))
@@ -209,7 +216,13 @@ fn download_rows(run: &Run, trials: &[Trial]) -> Vec<Value> {
 fn attachment(body: String, content_type: &'static str, name: String) -> Response {
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::CONTENT_DISPOSITION, disposition)], body)
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
         .into_response()
 }
 
@@ -219,7 +232,11 @@ async fn trials_csv(State(app): State<App>, Path(id): Path<i64>, Query(pairs): P
     Ok(attachment(text, "text/csv; charset=utf-8", format!("run-{}-trials.csv", run.id)))
 }
 
-async fn trials_download(State(app): State<App>, Path(id): Path<i64>, Query(pairs): Pairs) -> Answer<Response> {
+async fn trials_download(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    Query(pairs): Pairs,
+) -> Answer<Response> {
     let (run, trials) = all_matching(&app, id, &pairs).await?;
     let text = serde_json::to_string(&download_rows(&run, &trials)).unwrap_or_default();
     Ok(attachment(text, "application/json", format!("run-{}-trials.json", run.id)))
@@ -255,10 +272,9 @@ async fn trial_api(State(app): State<App>, Path(id): Path<i64>) -> Answer<Json<V
 /// `GET /trials?id=N`: the jump box of the run page.
 async fn jump(Query(pairs): Pairs) -> Answer<Redirect> {
     let text = pairs.iter().find(|(k, _)| k == "id").map(|(_, v)| v.trim()).unwrap_or_default();
-    let id: i64 = text
-        .trim_start_matches('#')
-        .parse()
-        .map_err(|_| WebError::new(StatusCode::BAD_REQUEST, format!("id={text:?}: give a trial id (a whole number)")))?;
+    let id: i64 = text.trim_start_matches('#').parse().map_err(|_| {
+        WebError::new(StatusCode::BAD_REQUEST, format!("id={text:?}: give a trial id (a whole number)"))
+    })?;
     Ok(Redirect::to(&format!("/trials/{id}")))
 }
 
@@ -266,7 +282,9 @@ async fn jump(Query(pairs): Pairs) -> Answer<Redirect> {
 /// the page script, all compiled into the binary.
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type): (&'static str, &'static str) = match file.as_str() {
-        "uPlot.iife.min.js" => (include_str!("assets/uplot/uPlot.iife.min.js"), "text/javascript; charset=utf-8"),
+        "uPlot.iife.min.js" => {
+            (include_str!("assets/uplot/uPlot.iife.min.js"), "text/javascript; charset=utf-8")
+        }
         "uPlot.min.css" => (include_str!("assets/uplot/uPlot.min.css"), "text/css; charset=utf-8"),
         "uPlot-LICENSE.txt" => (include_str!("assets/uplot/LICENSE"), "text/plain; charset=utf-8"),
         "app.js" => (include_str!("assets/app.js"), "text/javascript; charset=utf-8"),

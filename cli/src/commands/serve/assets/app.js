@@ -74,7 +74,7 @@
     return { label: label, stroke: color, fill: color, paths: function () { return null; }, points: { show: true, size: size || 4, fill: color } };
   }
 
-  function make(el, title, xLabel, yLabel, series, data, hooks) {
+  function make(el, title, xLabel, yLabel, series, data, hooks, xRange) {
     if (!el) return;
     el.textContent = '';
     if (!data[0] || data[0].length === 0) {
@@ -86,7 +86,7 @@
     }
     new uPlot({
       title: title, width: width(el), height: 280,
-      scales: { x: { time: false } },
+      scales: { x: xRange ? { time: false, range: xRange } : { time: false } },
       axes: [{ label: xLabel }, { label: yLabel }],
       series: [{ label: xLabel }].concat(series),
       hooks: hooks || {},
@@ -127,6 +127,16 @@
     };
   }
 
+  // An x range that holds the data and the target, with some room.
+  function withTarget(target) {
+    if (target === null || target === undefined) return null;
+    return function (u, min, max) {
+      var low = Math.min(min, target), high = Math.max(max, target);
+      var pad = (high - low) * 0.05 || 1;
+      return [low - pad, high + pad];
+    };
+  }
+
   function drawRun(data) {
     var p = data.progress;
     make(document.getElementById('chart-progress'), 'Reward by trial (' + p.total + ' trials, ' + p.failed.length + ' failed)',
@@ -134,10 +144,16 @@
       [p.n, p.reward, p.best]);
 
     var byTime = sortedColumns(p.hours, p.reward);
+    var span = byTime[0].length ? byTime[0][byTime[0].length - 1] : 0;
+    var unit = 'hours';
+    if (span < 2) {
+      unit = 'minutes';
+      byTime[0] = byTime[0].map(function (h) { return h * 60; });
+    }
     var best = [];
     var top = -Infinity;
     byTime[1].forEach(function (r) { top = Math.max(top, r); best.push(top); });
-    make(document.getElementById('chart-time'), 'Reward by wall time', 'hours', 'reward',
+    make(document.getElementById('chart-time'), 'Reward by wall time', unit + ' since the start', 'reward',
       [points('reward', COLORS.point), { label: 'best so far', stroke: COLORS.best, width: 2 }],
       [byTime[0], byTime[1], best]);
 
@@ -149,7 +165,7 @@
     make(document.getElementById('chart-front'), 'Accuracy vs multiply-adds (Pareto front)', 'M mult-adds', 'accuracy %',
       [points('trial', COLORS.point), { label: 'Pareto front', stroke: COLORS.front, width: 2, spanGaps: true, points: { show: true, size: 6 } },
         points('reference', COLORS.ref, 9)],
-      joined, marks(data.target_mflops, refs));
+      joined, marks(data.target_mflops, refs), withTarget(data.target_mflops));
 
     var extra = document.getElementById('chart-extra');
     if (data.fidelity) {
