@@ -89,17 +89,19 @@ async fn browser(driver: &Driver, profile: &Path, size: (u32, u32)) -> Client {
     ClientBuilder::new(connector).capabilities(capabilities).connect(&driver.url).await.unwrap()
 }
 
+/// The text of the element `css` selects. Read in one script, so that a live update swapping the
+/// element meanwhile cannot leave a stale reference.
 async fn text(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    let script = "var e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;";
+    let value = client.execute(script, vec![serde_json::json!(css)]).await.unwrap();
+    value.as_str().unwrap_or_else(|| panic!("nothing matches {css}")).to_owned()
 }
 
-/// The trial ids of the table's rows, top to bottom.
+/// The trial ids of the table's rows, top to bottom (read in one script, as [`text`]).
 async fn trial_ids(client: &Client) -> Vec<i64> {
-    let mut ids = Vec::new();
-    for row in client.find_all(Locator::Css("#trials tbody tr")).await.unwrap() {
-        ids.push(row.attr("data-trial").await.unwrap().unwrap().parse().unwrap());
-    }
-    ids
+    let script = "return Array.from(document.querySelectorAll('#trials tbody tr')).map(r => Number(r.dataset.trial));";
+    let value = client.execute(script, vec![]).await.unwrap();
+    value.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
 async fn screenshot(client: &Client, dir: &Path, name: &str) -> PathBuf {
@@ -132,7 +134,8 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
 
     // The runs page: one row per run, counts by state, the hostile name as plain text.
     client.goto(&format!("{}/", server.base)).await.unwrap();
-    assert_eq!(client.find_all(Locator::Css("#runs tbody tr")).await.unwrap().len(), 2);
+    let rows = client.execute("return document.querySelectorAll('#runs tbody tr').length", vec![]).await.unwrap();
+    assert_eq!(rows, 2);
     for (state, count) in
         [("pending", "4"), ("running", "1"), ("complete", "40"), ("failed", "3"), ("reclaimed", "0")]
     {
@@ -151,7 +154,9 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
     client.goto(&format!("{}/runs/1", server.base)).await.unwrap();
     charts_drawn(&client).await;
     assert_eq!(trial_ids(&client).await.len(), 48);
-    client.find(Locator::Css("a.sort[data-column='accuracy']")).await.unwrap().click().await.unwrap();
+    // Clicked in one script: a live update may swap the table between a find and a click.
+    let click = "document.querySelector(\"a.sort[data-column='accuracy']\").click()";
+    client.execute(click, vec![]).await.unwrap();
     let clicked = Instant::now();
     while !client.current_url().await.unwrap().as_str().contains("sort=accuracy&order=desc") {
         assert!(clicked.elapsed() < Duration::from_secs(30), "the header link did not sort");
@@ -198,7 +203,7 @@ async fn screenshots_of_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&db);
     let driver = Driver::start();
-    let client = browser(&driver, &dir.path().join("profile"), (1400, 400)).await;
+    let client = browser(&driver, &dir.path().join("profile"), (1400, 480)).await;
     client.goto(&format!("{}/", server.base)).await.unwrap();
     println!("{}", screenshot(&client, &out, "dashboard-runs.png").await.display());
     client.set_window_size(1400, 1900).await.unwrap();
