@@ -57,6 +57,8 @@ enum Command {
     Plot(commands::plot::Args),
     /// Manage databases: copy runs between SQLite and PostgreSQL.
     Db(commands::db::Args),
+    /// A live web dashboard over a database (read-only): runs, charts, trials, workers.
+    Serve(commands::serve::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Worker(args) => commands::worker::run(args),
         Command::Db(args) => commands::db::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ pub mod resume;
 pub mod runs;
 pub mod scale;
 pub mod search;
+pub mod serve;
 pub mod show;
 pub mod space;
 pub mod train;
