@@ -307,13 +307,14 @@ fn inputs(args: &Args, files: &[PathBuf], dataset: &Dataset) -> Result<Vec<Input
         });
     }
     let count = args.count.unwrap_or(if files.is_empty() { 8 } else { 0 }) as usize;
-    if count > 0 {
-        let (split, set) = match &dataset.test {
-            Some(test) => ("test", test),
-            None => ("train", &dataset.train),
-        };
+    let (split, set) = match &dataset.test {
+        Some(test) => ("test", test),
+        None => ("train", &dataset.train),
+    };
+    // Evenly spread over the split; none when `count` is 0.
+    if let Some(step) = set.len().checked_div(count) {
         let labels = set.label_values()?;
-        let step = (set.len() / count).max(1);
+        let step = step.max(1);
         for index in (0..set.len()).step_by(step).take(count) {
             inputs.push(Input {
                 name: format!("{split}-{index}"),

@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
-type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type Boxed<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+type TestResult = Boxed<()>;
 
 /// A small network for `classes` classes of 1-channel `resolution`² images: stem (stride 2), two
 /// MBConv blocks (the second strided) and a 32-channel head, no dropout or stochastic depth.
@@ -118,10 +119,7 @@ const PATCH: i64 = 8;
 /// `n` images of noise (0–127) in which one 8 × 8 patch at a random position decides the class:
 /// solid white (class 0) or a white-and-black checkerboard of 2-pixel cells (class 1). Returns
 /// the set and each patch's top-left corner.
-fn patch_images(
-    n: usize,
-    rng: &mut ChaCha8Rng,
-) -> std::result::Result<(ImageSet, Vec<(i64, i64)>), Box<dyn std::error::Error>> {
+fn patch_images(n: usize, rng: &mut ChaCha8Rng) -> Boxed<(ImageSet, Vec<(i64, i64)>)> {
     let mut pixels = vec![0u8; n * (SIDE * SIDE) as usize];
     let (mut labels, mut corners) = (Vec::new(), Vec::new());
     for (i, image) in pixels.chunks_exact_mut((SIDE * SIDE) as usize).enumerate() {

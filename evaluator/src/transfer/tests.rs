@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use tch::{Device, Kind};
 
-type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type Boxed<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+type TestResult = Boxed<()>;
 
 fn small_net(channels: u32, classes: u32) -> std::result::Result<ArchSpec, effnas_space::SpaceError> {
     let mut arch = effnas_space::parse_arch("r1_k3_s11_e1_i32_o16,r1_k3_s22_e3_i16_o24_se0.25")?;
@@ -37,10 +38,7 @@ fn same(a: &Tensor, b: &Tensor) -> std::result::Result<bool, tch::TchError> {
 /// Fine-tunes a network pretrained on 3 classes of 1-channel images for 4 classes of `channels`
 /// channels; returns the pretrained snapshot, the adapted snapshot, the new variables and the
 /// fine-tuned model.
-fn finetune(
-    channels: i64,
-    freeze: Freeze,
-) -> std::result::Result<(HashMap<String, Tensor>, Vec<String>, Model), Box<dyn std::error::Error>> {
+fn finetune(channels: i64, freeze: Freeze) -> Boxed<(HashMap<String, Tensor>, Vec<String>, Model)> {
     tch::manual_seed(0);
     let pretrained = Model::new(&small_net(1, 3)?, Device::Cpu)?;
     let before = snapshot(&pretrained)?;
