@@ -136,6 +136,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let dataset = load_dataset(&args, &networks[0].path)?;
     check_channels(&networks, &dataset.train)?;
     let normalize = Normalizer::from_images(&dataset.train.images).context("normalisation statistics")?;
+    warn_single_cell(&networks, device)?;
     let inputs = inputs(&args, &files, &dataset)?;
     if let Some(class) = args.class {
         for network in &networks {
@@ -365,6 +366,25 @@ fn low_res_map(
         .pop()
         .ok_or_else(|| anyhow!("no map computed"))?;
     Ok(cam.map)
+}
+
+/// A network whose last feature map is a single cell (B0 at 32 px: 32 ÷ 32) has a constant
+/// map, which says nothing about where it looked: say so on stderr.
+fn warn_single_cell(networks: &[Network], device: Device) -> Result<()> {
+    for network in networks {
+        let arch = &network.model.arch;
+        let (c, r) = (i64::from(arch.input_channels), i64::from(arch.resolution));
+        let probe = Tensor::f_zeros([1, c, r, r], (Kind::Float, device))?;
+        let size = tch::no_grad(|| network.model.net.try_features(&probe))?.size();
+        if size[2] * size[3] == 1 {
+            eprintln!(
+                "note: {} ends in a 1 × 1 feature map at {r} px, so its class activation map is constant; \
+                 train it at a higher resolution to see where it looks",
+                network.path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn class_name(names: &[String], class: u32) -> String {
