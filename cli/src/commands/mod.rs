@@ -1,11 +1,13 @@
 //! One module per `effnas` command, each with its clap `Args` and a `run`.
 
 pub mod arch;
+pub mod cam;
 pub mod compound;
 pub mod db;
 pub mod export;
 pub mod fidelity;
 pub mod finalists;
+pub mod finetune;
 pub mod pareto;
 pub mod plot;
 pub mod proxy;
