@@ -99,7 +99,8 @@ async fn text(client: &Client, css: &str) -> String {
 
 /// The trial ids of the table's rows, top to bottom (read in one script, as [`text`]).
 async fn trial_ids(client: &Client) -> Vec<i64> {
-    let script = "return Array.from(document.querySelectorAll('#trials tbody tr')).map(r => Number(r.dataset.trial));";
+    let script =
+        "return Array.from(document.querySelectorAll('#trials tbody tr')).map(r => Number(r.dataset.trial));";
     let value = client.execute(script, vec![]).await.unwrap();
     value.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
@@ -134,7 +135,8 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
 
     // The runs page: one row per run, counts by state, the hostile name as plain text.
     client.goto(&format!("{}/", server.base)).await.unwrap();
-    let rows = client.execute("return document.querySelectorAll('#runs tbody tr').length", vec![]).await.unwrap();
+    let rows =
+        client.execute("return document.querySelectorAll('#runs tbody tr').length", vec![]).await.unwrap();
     assert_eq!(rows, 2);
     for (state, count) in
         [("pending", "4"), ("running", "1"), ("complete", "40"), ("failed", "3"), ("reclaimed", "0")]
