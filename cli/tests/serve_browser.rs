@@ -214,3 +214,99 @@ async fn screenshots_of_a_database() {
     println!("{}", screenshot(&client, &out, "dashboard-run.png").await.display());
     client.close().await.unwrap();
 }
+
+/// What the page's own clock says: navigation timing, and the long tasks (main-thread work
+/// over 50 ms, which is what freezing means) and long animation frames Chromium recorded since
+/// the navigation, delivered to observers made with `buffered: true` (`watch_long_tasks`).
+const PAGE_TIMING: &str = r#"
+    var nav = performance.getEntriesByType('navigation')[0];
+    return {
+        now_ms: performance.now(),
+        response_end_ms: nav ? nav.responseEnd : null,
+        dom_content_loaded_ms: nav ? nav.domContentLoadedEventEnd : null,
+        load_ms: nav ? nav.loadEventEnd : null,
+        long_tasks_ms: window.effnasLong ? window.effnasLong['longtask'] : null,
+        long_frames_ms: window.effnasLong ? window.effnasLong['long-animation-frame'] : null,
+        supported: PerformanceObserver.supportedEntryTypes,
+    };
+"#;
+
+/// Asks for the page's long tasks and long animation frames, buffered since it was opened.
+async fn watch_long_tasks(client: &Client) {
+    let script = "window.effnasLong = {}; ['longtask', 'long-animation-frame'].forEach(function (type) { \
+                  window.effnasLong[type] = []; try { new PerformanceObserver(l => l.getEntries().forEach(e => \
+                  window.effnasLong[type].push(e.duration))).observe({type: type, buffered: true}); } \
+                  catch (e) { window.effnasLong[type] = null; } });";
+    client.execute(script, vec![]).await.unwrap();
+    // Observers are called back asynchronously.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// The figure in docs/BENCHMARKS.md: a run page of 10,000 trials in Chromium, from the click
+/// that opens it to its three charts drawn, and how long the main thread was blocked meanwhile;
+/// then a sort by a column header. `scripts/bench-serve --browser` runs this and keeps its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: run by scripts/bench-serve --browser"]
+async fn ten_thousand_trials_render_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("effnas.db").display().to_string();
+    let store = Store::open(&db).await.unwrap();
+    seed(&store, &Seed { name: "ten-thousand", complete: 9_900, failed: 50, pending: 49 }).await;
+    store.close().await;
+    let server = Server::start(&db);
+    let driver = Driver::start();
+    let client = browser(&driver, &dir.path().join("profile"), (1400, 1000)).await;
+    println!(
+        "{:<6} {:>11} {:>11} {:>9} {:>10} {:>8} {:>6} {:>10} {:>7} {:>10}",
+        "round",
+        "response ms",
+        "DOM ready",
+        "load ms",
+        "charts ms",
+        "sort ms",
+        "tasks",
+        "longest ms",
+        "frames",
+        "longest ms"
+    );
+    for round in 1..=5 {
+        client.goto(&format!("{}/", server.base)).await.unwrap();
+        let started = Instant::now();
+        client.goto(&format!("{}/runs/1", server.base)).await.unwrap();
+        charts_drawn(&client).await;
+        let charts = started.elapsed().as_secs_f64() * 1000.0;
+        watch_long_tasks(&client).await;
+        let timing = client.execute(PAGE_TIMING, vec![]).await.unwrap();
+        let click = "document.querySelector(\"a.sort[data-column='accuracy']\").click()";
+        let clicked = Instant::now();
+        client.execute(click, vec![]).await.unwrap();
+        while !client.current_url().await.unwrap().as_str().contains("sort=accuracy") {
+            assert!(clicked.elapsed() < Duration::from_secs(60), "the header link did not sort");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        charts_drawn(&client).await;
+        let sort = clicked.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(trial_ids(&client).await.len(), 50, "one page of the table");
+        let durations = |key: &str| -> Vec<f64> {
+            timing[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let (tasks, frames) = (durations("long_tasks_ms"), durations("long_frames_ms"));
+        let longest = |d: &[f64]| d.iter().copied().fold(0.0, f64::max);
+        let ms = |key: &str| timing[key].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{round:<6} {:>11.1} {:>11.1} {:>9.1} {charts:>10.1} {sort:>8.1} {:>6} {:>10.1} {:>7} {:>10.1}",
+            ms("response_end_ms"),
+            ms("dom_content_loaded_ms"),
+            ms("load_ms"),
+            tasks.len(),
+            longest(&tasks),
+            frames.len(),
+            longest(&frames),
+        );
+        println!("  page clock: {timing}");
+    }
+    client.close().await.unwrap();
+}
