@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::procs::{
     assert_exactly_once, assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training,
-    ok, run, start, stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run, Proc,
-    SLOW_PROXY,
+    ok, run, start, stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run,
+    worker_until_stopped, Proc, SLOW_PROXY,
 };
 use common::TINY_PROXY;
 
@@ -170,12 +170,12 @@ fn a_killed_workers_trial_on_postgres_is_reclaimed_after_its_lease() {
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
     extra.extend(SLOW_PROXY);
     let search = external_search(&db.url, "2", &extra);
-    let mut doomed = worker(&db.url, "3");
+    let mut doomed = worker_until_stopped(&db.url, "3");
     let victim = freeze_while_training(&db.url, &doomed);
     doomed.kill();
-    let rescuer = worker(&db.url, "3");
+    let rescuer = worker_until_stopped(&db.url, "3");
     assert!(search.finish().status.success());
-    let rescued = ok(&rescuer.finish())["completed"].as_u64();
+    let rescued = stop_workers(vec![rescuer])[0]["completed"].as_u64();
     assert_rescued(&trials(&db.url), 2, &victim, rescued);
 }
 
@@ -185,12 +185,13 @@ fn a_paused_worker_on_postgres_that_comes_back_changes_nothing() {
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
     extra.extend(SLOW_PROXY);
     let search = external_search(&db.url, "1", &extra);
-    let sleeper = worker(&db.url, "1");
+    // Once back, it finds nothing more to do and ends after 5 idle seconds.
+    let sleeper = worker(&db.url, "1", "5");
     let first = freeze_while_training(&db.url, &sleeper);
     // Past the sleeper's lease: the second worker's sweep takes the trial back and trains it.
-    let second = worker(&db.url, "1");
+    let second = worker_until_stopped(&db.url, "1");
     assert!(search.finish().status.success());
-    let rescued = ok(&second.finish())["completed"].as_u64();
+    let rescued = stop_workers(vec![second])[0]["completed"].as_u64();
     let stored = trials(&db.url);
     assert_rescued(&stored, 1, &first, rescued);
     sleeper.signal("-CONT");

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use common::procs::{
     assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training, start, stop_workers,
-    summary, trials, trials_in_state, wait_until, worker, worker_for_any_run, Proc, SLOW_PROXY,
+    summary, trials, trials_in_state, wait_until, worker, worker_for_any_run, worker_until_stopped, Proc,
+    SLOW_PROXY,
 };
 use common::{effnas, json, TINY_PROXY};
 use serde_json::Value;
@@ -44,12 +45,12 @@ fn a_killed_workers_trial_is_reclaimed_after_its_lease() {
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
     extra.extend(SLOW_PROXY);
     let search = external_search(db, "2", &extra);
-    let mut doomed = worker(db, "3");
+    let mut doomed = worker_until_stopped(db, "3");
     let victim = freeze_while_training(db, &doomed);
     doomed.kill();
-    let rescuer = worker(db, "3");
+    let rescuer = worker_until_stopped(db, "3");
     assert!(search.finish().status.success());
-    let rescued = summary(&rescuer.finish())["completed"].as_u64();
+    let rescued = stop_workers(vec![rescuer])[0]["completed"].as_u64();
     assert_rescued(&trials(db), 2, &victim, rescued);
 }
 
@@ -61,12 +62,13 @@ fn a_paused_worker_that_comes_back_changes_nothing() {
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
     extra.extend(SLOW_PROXY);
     let search = external_search(db, "1", &extra);
-    let sleeper = worker(db, "1");
+    // Once back, it finds nothing more to do and ends after 5 idle seconds.
+    let sleeper = worker(db, "1", "5");
     let first = freeze_while_training(db, &sleeper);
     // Past the sleeper's lease: the second worker's sweep takes the trial back and trains it.
-    let second = worker(db, "1");
+    let second = worker_until_stopped(db, "1");
     assert!(search.finish().status.success());
-    let rescued = summary(&second.finish())["completed"].as_u64();
+    let rescued = stop_workers(vec![second])[0]["completed"].as_u64();
     let stored = trials(db);
     assert_rescued(&stored, 1, &first, rescued);
 
@@ -167,7 +169,7 @@ fn readers_are_never_blocked_by_four_writing_workers() {
     let db = dir.path().join("busy.db");
     let db = db.to_str().expect("path");
     let mut search = external_search(db, "300", &["--evaluator", "oracle", "--workers", "4"]);
-    let workers: Vec<Proc> = (0..4).map(|_| worker(db, "30")).collect();
+    let workers: Vec<Proc> = (0..4).map(|_| worker_until_stopped(db, "30")).collect();
     let plot = dir.path().join("busy.svg");
     let plot = plot.to_str().expect("path");
     let mut reads = 0;
@@ -188,8 +190,6 @@ fn readers_are_never_blocked_by_four_writing_workers() {
     }
     assert!(reads >= 2, "the queries ran while the workers wrote");
     assert!(search.finish().status.success());
-    for w in workers {
-        summary(&w.finish());
-    }
+    stop_workers(workers);
     assert_eq!(trials(db).len(), 300);
 }

@@ -176,10 +176,19 @@ pub fn external_search(db: &str, trials: &str, extra: &[&str]) -> Proc {
     search
 }
 
-/// A worker for run 1 with a lease of `lease` seconds. It ends when the run is complete (its
-/// idle limit only bounds a failing test).
-pub fn worker(db: &str, lease: &str) -> Proc {
-    start(db, &["worker", "--run", "1", "--lease", lease, "--idle-exit", "240", "--json", "--threads", "1"])
+/// A worker for run 1 with a lease of `lease` seconds that ends after `idle_exit` seconds
+/// without a trial to claim.
+pub fn worker(db: &str, lease: &str, idle_exit: &str) -> Proc {
+    start(
+        db,
+        &["worker", "--run", "1", "--lease", lease, "--idle-exit", idle_exit, "--json", "--threads", "1"],
+    )
+}
+
+/// A worker for run 1 that waits for work until it is stopped ([`stop_workers`]; after four
+/// idle minutes it ends by itself, which only bounds a failing test).
+pub fn worker_until_stopped(db: &str, lease: &str) -> Proc {
+    worker(db, lease, "240")
 }
 
 /// A worker for any run, until it is stopped.
