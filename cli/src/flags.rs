@@ -47,6 +47,15 @@ pub fn resolution(text: &str) -> Result<u32, String> {
     whole_in(text, RESOLUTION)
 }
 
+/// A stem stride: 1 or 2.
+pub fn stem_stride(text: &str) -> Result<u32, String> {
+    match text.trim() {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        _ => Err("must be 1 or 2".to_owned()),
+    }
+}
+
 pub fn epochs(text: &str) -> Result<u32, String> {
     whole_in(text, EPOCHS)
 }

@@ -105,6 +105,49 @@ fn train_prints_json_with_the_documented_fields_and_saves_a_checkpoint() -> Test
     Ok(())
 }
 
+/// `--stem-stride 1`: the trained network's stem keeps the image size, and the proxy key says
+/// so (a stride-2 training is never reused for it).
+#[test]
+fn a_stride_one_stem_is_trained_and_keyed() -> TestResult {
+    let data = tempfile::tempdir()?;
+    write_idx(data.path(), "train", 120)?;
+    write_idx(data.path(), "t10k", 20)?;
+    let dataset = data.path().to_string_lossy().into_owned();
+    let mut keys = Vec::new();
+    for stride in ["1", "2"] {
+        let out = effnas(&[
+            "train",
+            "b0",
+            "--width",
+            "0.25",
+            "--depth",
+            "0.5",
+            "--dataset",
+            &dataset,
+            "--epochs",
+            "1",
+            "--validation-images",
+            "20",
+            "--resolution",
+            "16",
+            "--batch-size",
+            "16",
+            "--stem-stride",
+            stride,
+            "--json",
+        ])?;
+        assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(json["status"], "complete", "{json}");
+        // JSON omits the stride at its default of 2.
+        let recorded = json["arch"]["stem_stride"].as_u64().unwrap_or(2);
+        assert_eq!(recorded.to_string(), stride, "{}", json["arch"]);
+        keys.push(json["proxy_key"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(keys[0].contains("-s1-") && keys[1].contains("-s2-"), "{keys:?}");
+    Ok(())
+}
+
 #[test]
 fn train_prints_a_summary_table() -> TestResult {
     let data = tempfile::tempdir()?;
@@ -174,11 +217,12 @@ fn a_diverging_run_is_reported_as_failed_with_a_reason() -> TestResult {
 fn user_errors_are_one_line_with_exit_code_2() -> TestResult {
     let data = tempfile::tempdir()?;
     let dataset = data.path().to_string_lossy().into_owned();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["train", "b0", "--dataset", "/no/such/folder"], "/no/such/folder"),
         (&["train", "b0", "--dataset", &dataset, "--device", "cuda:99"], "cuda:99"),
         (&["train", "not-an-arch", "--dataset", &dataset], "not-an-arch"),
         (&["train", "b0", "--dataset", &dataset, "--batch-size", "1"], "--batch-size"),
+        (&["train", "b0", "--dataset", &dataset, "--stem-stride", "3"], "--stem-stride"),
     ];
     for (args, needle) in cases {
         let out = effnas(args)?;

@@ -78,6 +78,12 @@ pub struct ProxySettings {
     /// Kernels and activations laid out channels-last (speed only: outside the proxy key).
     #[serde(default)]
     pub channels_last: bool,
+    /// The stem's stride in every proxy network, replacing the architecture's own: 1 keeps a
+    /// small image four times larger through the network (at 32 px, EfficientNet's total
+    /// stride of 32 ends in a 1 × 1 map; CIFAR-style adaptations use a stride-1 stem).
+    /// Absent (the architecture's own) from runs stored before it existed and from their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem_stride: Option<u32>,
 }
 
 /// A proxy's precision as stored with its run: `auto` is bf16 (autocast-style: bf16 arithmetic,
@@ -110,6 +116,7 @@ impl Default for ProxySettings {
             time_limit: None,
             precision: PrecisionSetting::Auto,
             channels_last: false,
+            stem_stride: None,
         }
     }
 }
@@ -230,6 +237,7 @@ impl ProxySettings {
             reference_resolution,
             width: self.width,
             depth: self.depth,
+            stem_stride: self.stem_stride,
             config: &config,
         }
         .to_string()
@@ -251,7 +259,11 @@ impl ResolvedProxy {
         let scaled = scale(arch, multipliers)?;
         let resolution =
             proxy_resolution(arch.resolution, self.settings.resolution, self.reference_resolution);
-        Ok(self.data.adapt(&scaled, Some(resolution))?)
+        let mut adapted = self.data.adapt(&scaled, Some(resolution))?;
+        if let Some(stride) = self.settings.stem_stride {
+            adapted.stem_stride = stride;
+        }
+        Ok(adapted)
     }
 }
 
@@ -275,6 +287,9 @@ pub struct ProxyKey<'a> {
     pub reference_resolution: u32,
     pub width: f64,
     pub depth: f64,
+    /// The stem stride imposed on every network ([`ProxySettings::stem_stride`]); `None`, the
+    /// architecture's own, leaves the key as it was before the setting existed.
+    pub stem_stride: Option<u32>,
     pub config: &'a ProxyConfig,
 }
 
@@ -290,7 +305,7 @@ impl ProxyKey<'_> {
                 fields.remove(field);
             }
         }
-        json!({
+        let mut settings = json!({
             "dataset": self.dataset,
             "validation_images": self.validation_images,
             "train_images": self.train_images,
@@ -299,7 +314,11 @@ impl ProxyKey<'_> {
             "width": self.width,
             "depth": self.depth,
             "config": config,
-        })
+        });
+        if let (Some(stride), Value::Object(fields)) = (self.stem_stride, &mut settings) {
+            fields.insert("stem_stride".to_owned(), json!(stride));
+        }
+        settings
     }
 }
 
@@ -310,9 +329,10 @@ impl std::fmt::Display for ProxyKey<'_> {
         let digest = Sha256::digest(self.settings().to_string().as_bytes());
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         let images = self.train_images.map_or("all".to_owned(), |n| n.to_string());
+        let stem = self.stem_stride.map_or(String::new(), |s| format!("-s{s}"));
         write!(
             f,
-            "{}-e{}-n{images}-r{}-w{}-d{}-{hex}",
+            "{}-e{}-n{images}-r{}-w{}-d{}{stem}-{hex}",
             self.dataset, self.config.epochs, self.resolution, self.width, self.depth
         )
     }
@@ -331,6 +351,7 @@ mod tests {
             reference_resolution: 224,
             width: 0.25,
             depth: 0.5,
+            stem_stride: None,
             config,
         }
     }
@@ -351,6 +372,7 @@ mod tests {
             ("reference_resolution", |k| k.reference_resolution = 240),
             ("width", |k| k.width = 0.5),
             ("depth", |k| k.depth = 1.0),
+            ("stem_stride", |k| k.stem_stride = Some(1)),
         ] {
             let mut k = key(&base_config);
             change(&mut k);
@@ -379,6 +401,22 @@ mod tests {
         for (name, variant) in &variants {
             assert_ne!(variant, &base, "changing {name} left the key unchanged");
         }
+    }
+
+    /// Keys stored before the stem-stride setting existed stay the same: the setting is absent
+    /// from them, and from stored settings, unless it is given.
+    #[test]
+    fn the_stem_stride_leaves_old_keys_and_settings_alone() {
+        let config = ProxyConfig::default();
+        let digest = Sha256::digest(key(&config).settings().to_string().as_bytes());
+        assert!(!key(&config).settings().to_string().contains("stem_stride"), "{digest:?}");
+        let stored = serde_json::to_value(ProxySettings::default()).expect("settings serialise");
+        assert!(stored.get("stem_stride").is_none(), "{stored}");
+        let mut one = key(&config);
+        one.stem_stride = Some(1);
+        assert!(one.to_string().starts_with("fashion-mnist-e5-n2000-r32-w0.25-d0.5-s1-"), "{one}");
+        let back: ProxySettings = serde_json::from_value(stored).expect("old settings load");
+        assert_eq!(back.stem_stride, None);
     }
 
     /// A value of the same shape as `value` that differs from it.

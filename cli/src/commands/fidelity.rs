@@ -78,6 +78,10 @@ pub struct Args {
     /// Reference: depth multiplier [default: the cheap proxy's].
     #[arg(long, value_parser = flags::multiplier)]
     pub reference_depth: Option<f64>,
+    /// Reference: stem stride, 1 or 2 [default: the architecture's own, whatever the cheap
+    /// proxy's --stem-stride].
+    #[arg(long, value_parser = flags::stem_stride)]
+    pub reference_stem_stride: Option<u32>,
     /// Reference: batch size [default: the cheap proxy's].
     #[arg(long, value_parser = flags::batch_size)]
     pub reference_batch_size: Option<usize>,
@@ -220,6 +224,7 @@ fn reference_settings(args: &Args, cheap: &ProxySettings) -> ProxySettings {
         depth: args.reference_depth.unwrap_or(cheap.depth),
         batch_size: args.reference_batch_size.unwrap_or(cheap.batch_size),
         lr: args.reference_lr.unwrap_or(cheap.lr),
+        stem_stride: args.reference_stem_stride,
         ..cheap.clone()
     }
 }

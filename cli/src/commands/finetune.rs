@@ -208,6 +208,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         reference_resolution: resolution,
         width: 1.0,
         depth: 1.0,
+        stem_stride: None,
         config: &config,
     }
     .to_string();
