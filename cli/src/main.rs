@@ -57,6 +57,12 @@ enum Command {
     Plot(commands::plot::Args),
     /// Manage databases: copy runs between SQLite and PostgreSQL.
     Db(commands::db::Args),
+    /// Write a trained network for PyTorch: safetensors with torchvision's names, or TorchScript.
+    ExportModel(commands::export_model::Args),
+    /// Make a checkpoint from PyTorch weights (a safetensors state dict with torchvision's names).
+    ImportModel(commands::import_model::Args),
+    /// Inference speed: latency (median, p90) and throughput per batch size.
+    BenchInfer(commands::bench_infer::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -120,6 +126,9 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Worker(args) => commands::worker::run(args),
         Command::Db(args) => commands::db::run(args),
+        Command::ExportModel(args) => commands::export_model::run(args),
+        Command::ImportModel(args) => commands::import_model::run(args),
+        Command::BenchInfer(args) => commands::bench_infer::run(args),
     };
     match result {
         Ok(code) => code,

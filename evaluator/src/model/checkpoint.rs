@@ -137,6 +137,16 @@ pub fn import(path: &Path, arch: Option<&ArchSpec>, meta: Option<Meta>, device: 
     build_and_load(&arch, meta, path, device)
 }
 
+/// The [`Meta`] in a safetensors file's header, or the defaults when it has none.
+pub fn import_meta(path: &Path) -> Result<Meta> {
+    match read_header(path)?.get(META_KEY) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| EvalError::file(path, format!("{META_KEY}: {e}")))
+        }
+        None => Ok(Meta::default()),
+    }
+}
+
 /// The metadata header of a safetensors file (empty when it has none).
 pub fn read_header(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| EvalError::file(path, e))?;
