@@ -208,3 +208,28 @@ fn searched_architectures_give_the_same_logits_in_pytorch() -> TestResult {
     assert!(gap < 1e-4, "TorchScript logits differ by {gap}");
     Ok(())
 }
+
+#[test]
+fn bench_infer_reports_every_batch_size_and_refuses_bad_input() -> TestResult {
+    let spec = "r1_k3_s11_e1_i32_o16_se0.25,r1_k3_s22_e6_i16_o24";
+    let printed = effnas(&["bench-infer", spec, "--batch", "1,3", "--resolution", "16", "--runs", "3", "--json"])?;
+    let report: serde_json::Value = serde_json::from_str(&printed)?;
+    let timings = report["timings"].as_array().ok_or("no timings")?;
+    assert_eq!(timings.len(), 2, "{printed}");
+    for (t, batch) in timings.iter().zip([1, 3]) {
+        assert_eq!((t["batch"].as_u64(), t["runs"].as_u64(), t["resolution"].as_u64()), (Some(batch), Some(3), Some(16)));
+        let (median, p90) = (t["median_ms"].as_f64().unwrap_or(-1.0), t["p90_ms"].as_f64().unwrap_or(-1.0));
+        assert!(median > 0.0 && p90 >= median, "{t}");
+    }
+    for (args, culprit) in [
+        (vec!["bench-infer", spec, "--batch", "0"], "--batch"),
+        (vec!["bench-infer", "no-such-preset"], "no-such-preset"),
+        (vec!["export-model", "/nonexistent/ckpt", "--out", "/tmp/x.safetensors"], "/nonexistent/ckpt"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_effnas")).args(&args).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(culprit) && stderr.trim().lines().count() == 1, "{args:?}: {stderr}");
+    }
+    Ok(())
+}
