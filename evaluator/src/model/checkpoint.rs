@@ -303,9 +303,9 @@ mod tests {
         tch::no_grad(|| {
             for (name, var) in model.vs.variables() {
                 if name.ends_with("running_mean") || name.ends_with(".bias") {
-                    let _ = var.shallow_clone().f_copy_(&var.f_randn_like()?.f_mul_scalar(0.1)?)?;
+                    var.shallow_clone().f_copy_(&var.f_randn_like()?.f_mul_scalar(0.1)?)?;
                 } else if name.ends_with("running_var") {
-                    let _ = var.shallow_clone().f_copy_(&var.f_rand_like()?.f_add_scalar(0.5)?)?;
+                    var.shallow_clone().f_copy_(&var.f_rand_like()?.f_add_scalar(0.5)?)?;
                 }
             }
             Ok(())
