@@ -153,6 +153,21 @@ impl ThreadsArg {
     }
 }
 
+/// A list of class indices, `--classes 0-4` or `0,2,5-7` (ascending, distinct).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassList(pub Vec<u32>);
+
+impl ClassList {
+    /// The canonical spelling (`0-4`), for proxy keys and reports.
+    pub fn canonical(&self) -> String {
+        effnas_evaluator::data::format_class_list(&self.0)
+    }
+}
+
+pub fn class_list(text: &str) -> Result<ClassList, String> {
+    effnas_evaluator::data::parse_class_list(text).map(ClassList).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

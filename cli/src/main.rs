@@ -35,6 +35,10 @@ enum Command {
     Scale(commands::scale::Args),
     /// Train one architecture as a proxy task: validation accuracy, cost, reward, speed.
     Train(commands::train::Args),
+    /// Fine-tune a trained network on another data set: new classifier (and stem), frozen backbone or not.
+    Finetune(commands::finetune::Args),
+    /// Class activation maps of trained networks on images, as PNGs and one side-by-side grid.
+    Cam(commands::cam::Args),
     /// Grid-search the compound coefficients α, β, γ (α·β²·γ² ≈ 2) around a base network.
     Compound(commands::compound::Args),
     /// Search a space for the best architecture under a FLOPS-aware reward (MnasNet/EfficientNet).
@@ -63,6 +67,8 @@ enum Command {
     ImportModel(commands::import_model::Args),
     /// Inference speed: latency (median, p90) and throughput per batch size.
     BenchInfer(commands::bench_infer::Args),
+    /// A live web dashboard over a database (read-only): runs, charts, trials, workers.
+    Serve(commands::serve::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -115,6 +121,8 @@ fn main() -> ExitCode {
         Command::Space(args) => commands::space::run(args),
         Command::Scale(args) => commands::scale::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Finetune(args) => commands::finetune::run(args),
+        Command::Cam(args) => commands::cam::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Compound(args) => commands::compound::run(args),
         Command::Fidelity(args) => commands::fidelity::run(args),
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
         Command::ExportModel(args) => commands::export_model::run(args),
         Command::ImportModel(args) => commands::import_model::run(args),
         Command::BenchInfer(args) => commands::bench_infer::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -9,12 +9,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::procs::{
+    assert_exactly_once, assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training,
+    ok, run, start, stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run, Proc,
+    SLOW_PROXY,
+};
 use common::TINY_PROXY;
-use serde_json::Value;
 
 const POSTGRES_ENV: &str = "EFFNAS_TEST_POSTGRES";
 
@@ -88,118 +91,24 @@ fn admin(sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// `effnas` with the database in `EFFNAS_DB` (as a user keeps a password off the command line).
-fn command(db: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_effnas"));
-    command.args(args).env("EFFNAS_DB", db).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command
-}
-
-fn start(db: &str, args: &[&str]) -> Child {
-    command(db, args).spawn().expect("effnas starts")
-}
-
-fn run(db: &str, args: &[&str]) -> Output {
-    command(db, args).output().expect("effnas runs")
-}
-
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().expect("effnas ends");
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ok(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn trials(db: &str) -> Vec<Value> {
-    ok(&run(db, &["trials", "--run", "1", "--json"])).as_array().cloned().unwrap_or_default()
-}
-
-/// A search that only queues, on `db`; returns once it has queued.
-fn external_search(db: &str, trials: &str, extra: &[&str]) -> Child {
-    let mut args = vec!["search", "--external-workers", "--trials", trials, "--finalists", "0", "--json"];
-    args.extend(extra);
-    let child = start(db, &args);
-    let started = Instant::now();
-    while !run(db, &["trials", "--run", "1"]).status.success() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the search never queued a trial");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
-}
-
-fn worker(db: &str, lease: &str, idle_exit: &str) -> Child {
-    start(
-        db,
-        &["worker", "--run", "1", "--lease", lease, "--idle-exit", idle_exit, "--json", "--threads", "1"],
-    )
-}
-
-/// Waits until some trial of run 1 is running (queries may fail meanwhile: the server may be
-/// restarting) and returns it.
-fn running_trial(db: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let out = run(db, &["trials", "--run", "1", "--state", "running", "--json"]);
-        let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if let Some(t) = rows.as_array().and_then(|r| r.first()) {
-            return t.clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "no trial started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The password of a `postgres://user:password@host/db` URL ("" when it has none).
 fn password(url: &str) -> String {
     let userinfo = url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map_or("", |(u, _)| u);
     userinfo.split_once(':').map_or("", |(_, p)| p).to_owned()
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([name, &child.id().to_string()]).status().expect("kill");
-    assert!(status.success(), "kill {name}");
-}
-
-/// The run ended with exactly `n` trials, each complete, each trained once (or reused, never
-/// claimed).
-fn assert_exactly_once(all: &[Value], n: usize) {
-    assert_eq!(all.len(), n, "exactly N trials");
-    assert!(all.iter().all(|t| t["state"] == "complete"), "{all:?}");
-    let (reused, trained): (Vec<&Value>, Vec<&Value>) = all.iter().partition(|t| !t["reused_from"].is_null());
-    assert!(reused.iter().all(|t| t["attempts"] == 0), "reused trials are never claimed");
-    assert!(trained.iter().all(|t| t["attempts"] == 1), "each trained once");
-}
-
 #[test]
 fn worker_processes_on_postgres_complete_every_trial_exactly_once() {
     let db = PgDb::new();
     // The workers first, serving any run, so all three are up when trials arrive (an oracle
-    // trial takes microseconds: a worker that started late could find the queue empty).
-    let workers: Vec<Child> = (0..3)
-        .map(|_| {
-            start(&db.url, &["worker", "--lease", "30", "--idle-exit", "10", "--json", "--threads", "1"])
-        })
-        .collect();
+    // trial takes microseconds: a worker that started late could find the queue empty); they
+    // are stopped once the search has ended.
+    let workers: Vec<Proc> = (0..3).map(|_| worker_for_any_run(&db.url)).collect();
     let search = external_search(&db.url, "60", &["--evaluator", "oracle", "--workers", "3"]);
-    let out = finish(search);
+    let out = search.finish();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summaries: Vec<Value> = workers.into_iter().map(|w| ok(&finish(w))).collect();
-    let all = trials(&db.url);
-    assert_exactly_once(&all, 60);
-    let trained = all.iter().filter(|t| t["reused_from"].is_null()).count() as u64;
-    let completed: u64 = summaries.iter().map(|s| s["completed"].as_u64().expect("count")).sum();
-    assert_eq!(completed, trained, "the workers' own counts add up: no trial finished twice");
-    assert!(summaries.iter().all(|s| s["superseded"] == 0));
-    let names: BTreeSet<&str> = all.iter().filter_map(|t| t["worker"].as_str()).collect();
-    assert!(names.len() >= 2, "the work was shared: {names:?}");
+    let summaries = stop_workers(workers);
+    assert_shared_exactly_once(&trials(&db.url), 60, &summaries);
     assert_eq!(ok(&run(&db.url, &["runs", "--json"]))[0]["status"], "complete");
 }
 
@@ -259,39 +168,33 @@ fn a_search_with_local_workers_runs_on_postgres_and_every_query_reads_it() {
 fn a_killed_workers_trial_on_postgres_is_reclaimed_after_its_lease() {
     let db = PgDb::new();
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
-    extra.extend(TINY_PROXY);
+    extra.extend(SLOW_PROXY);
     let search = external_search(&db.url, "2", &extra);
-    let mut doomed = worker(&db.url, "2", "60");
-    let victim = running_trial(&db.url);
-    doomed.kill().expect("kill -9 the worker");
-    let _ = doomed.wait();
-    let rescuer = worker(&db.url, "2", "3");
-    assert!(finish(search).status.success());
-    assert_eq!(ok(&finish(rescuer))["completed"], 2);
-    let all = trials(&db.url);
-    assert_eq!(all.len(), 2);
-    let again = all.iter().find(|t| t["id"] == victim["id"]).expect("the killed worker's trial");
-    assert_eq!((&again["state"], again["attempts"].as_u64()), (&Value::from("complete"), Some(2)), "{again}");
-    assert_ne!(again["worker"], victim["worker"], "another worker finished it");
+    let mut doomed = worker(&db.url, "3");
+    let victim = freeze_while_training(&db.url, &doomed);
+    doomed.kill();
+    let rescuer = worker(&db.url, "3");
+    assert!(search.finish().status.success());
+    let rescued = ok(&rescuer.finish())["completed"].as_u64();
+    assert_rescued(&trials(&db.url), 2, &victim, rescued);
 }
 
 #[test]
 fn a_paused_worker_on_postgres_that_comes_back_changes_nothing() {
     let db = PgDb::new();
     let mut extra = vec!["--strategy", "random", "--workers", "1"];
-    extra.extend(TINY_PROXY);
+    extra.extend(SLOW_PROXY);
     let search = external_search(&db.url, "1", &extra);
-    let sleeper = worker(&db.url, "1", "2");
-    let first = running_trial(&db.url);
-    signal(&sleeper, "-STOP");
-    let second = worker(&db.url, "1", "5");
-    assert!(finish(search).status.success());
-    assert_eq!(ok(&finish(second))["completed"], 1);
+    let sleeper = worker(&db.url, "1");
+    let first = freeze_while_training(&db.url, &sleeper);
+    // Past the sleeper's lease: the second worker's sweep takes the trial back and trains it.
+    let second = worker(&db.url, "1");
+    assert!(search.finish().status.success());
+    let rescued = ok(&second.finish())["completed"].as_u64();
     let stored = trials(&db.url);
-    assert_eq!((stored[0]["attempts"].as_u64(), &stored[0]["state"]), (Some(2), &Value::from("complete")));
-    assert_ne!(stored[0]["worker"], first["worker"]);
-    signal(&sleeper, "-CONT");
-    let late = ok(&finish(sleeper));
+    assert_rescued(&stored, 1, &first, rescued);
+    sleeper.signal("-CONT");
+    let late = ok(&sleeper.finish());
     assert_eq!((late["superseded"].as_u64(), late["completed"].as_u64()), (Some(1), Some(0)), "{late}");
     assert_eq!(trials(&db.url), stored, "the late result changed nothing");
 }
@@ -338,13 +241,13 @@ fn the_run_survives_the_server_stopping_abruptly_and_coming_back() {
     args.extend(["--threads", "1", "--json"]);
     args.extend(TINY_PROXY);
     let search = start(&db.url, &args);
-    running_trial(&db.url);
+    wait_until("a trial running", || !trials_in_state(&db.url, "running").is_empty());
     scripts_postgres("kill");
     // Long enough that every process has failed a call and is retrying; short against the
     // leases (30 s) and the retry time (300 s).
     std::thread::sleep(Duration::from_secs(3));
     scripts_postgres("start");
-    let out = finish(search);
+    let out = search.finish();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = trials(&db.url);
     assert_eq!(all.len(), 6, "exactly N trials");
@@ -370,35 +273,22 @@ fn a_run_started_on_sqlite_is_copied_to_postgres_resumed_there_and_copied_back()
         "--seed",
         "2",
         "--trials",
-        "4",
+        // Enough that a fast machine cannot finish them all between the first completion and
+        // the Ctrl-C (with 4, an idle machine sometimes did).
+        "12",
         "--finalists",
         "0",
     ];
     args.extend(["--workers", "1", "--threads", "1"]);
     args.extend(TINY_PROXY);
-    let search = Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The file is named on the command line; EFFNAS_DB (the PostgreSQL URL) is overridden.
+    let search = start(&db.url, &args);
     // Interrupted once the first trial is complete (the file may not exist yet).
-    let started = Instant::now();
-    let complete = || {
-        let out = run(&file, &["trials", "--run", "1", "--state", "complete", "--json"]);
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().map(|a| !a.is_empty()))
-            .unwrap_or(false)
-    };
-    while !complete() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no trial completed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    signal(&search, "-INT");
-    assert_eq!(finish(search).status.code(), Some(130));
+    wait_until("a trial complete", || !trials_in_state(&file, "complete").is_empty());
+    search.signal("-INT");
+    assert_eq!(search.finish().status.code(), Some(130));
     let before = trials(&file);
-    assert!(before.len() < 4 || before.iter().any(|t| t["state"] != "complete"), "interrupted early");
+    assert!(before.len() < 12 || before.iter().any(|t| t["state"] != "complete"), "interrupted early");
 
     let copied = Command::new(env!("CARGO_BIN_EXE_effnas"))
         .args(["db", "copy", "--from", &file, "--json"])
@@ -431,7 +321,7 @@ fn a_run_started_on_sqlite_is_copied_to_postgres_resumed_there_and_copied_back()
     let out = run(&db.url, &resume);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = trials(&db.url);
-    assert_eq!(after.len(), 4, "exactly N trials");
+    assert_eq!(after.len(), 12, "exactly N trials");
     assert!(after.iter().all(|t| t["state"] == "complete"));
     for old in before.iter().filter(|t| t["state"] == "complete") {
         assert!(after.contains(old), "a trial completed on SQLite is kept as it was: {old}");

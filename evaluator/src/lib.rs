@@ -2,10 +2,13 @@
 //!
 //! - [`model`]: `ArchSpec` → tch network with torchvision-compatible names; checkpoints.
 //! - [`train`]: the proxy trainer (MnasNet §4: short training on a held-out split).
+//! - [`cam`]: class activation maps (Zhou et al., 2016) and their pictures.
+//! - [`transfer`]: a trained network adapted to another data set, and what of it trains.
 //! - [`score`]: the reward `ACC × (X / T)^w` with soft or hard constraint.
 //! - [`pool`]: K workers per device training proxies concurrently.
 //! - [`device`]: device parsing, availability and CPU thread budgets.
 
+pub mod cam;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -14,6 +17,7 @@ pub mod optim;
 pub mod pool;
 pub mod score;
 pub mod train;
+pub mod transfer;
 
 pub use error::EvalError;
 

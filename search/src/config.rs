@@ -34,6 +34,8 @@ pub enum EvaluatorKind {
     Train,
     /// The synthetic oracle (`crate::oracle`).
     Oracle,
+    /// Look-ups in a published benchmark (`crate::benchmarks::lookup`); searches only.
+    Benchmark,
 }
 
 fn before_versions() -> u32 {
@@ -49,6 +51,9 @@ pub struct SearchConfig {
     pub evaluator: EvaluatorKind,
     /// The proxy task, for the `train` evaluator.
     pub proxy: Option<ProxySettings>,
+    /// The benchmark and its mode, for the `benchmark` evaluator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<crate::benchmarks::lookup::LookupSettings>,
     /// The best trials re-trained with several seeds once the search is done; `None` for runs
     /// stored before finalists existed, or started with `--finalists 0`.
     #[serde(default)]

@@ -14,6 +14,7 @@ use effnas_space::{ArchSpec, SearchSpace};
 use effnas_store::{Run, RunKind};
 
 use crate::asha::Rungs;
+use crate::benchmarks::lookup::{LookupEvaluator, LookupSettings};
 use crate::config::{read_stored, CompoundConfig, ConfigError, EvaluatorKind, SearchConfig};
 use crate::evaluate::{Evaluator, OracleEvaluator};
 use crate::fidelity::{FidelityConfig, TrainingSetting, REFERENCE_RESOLUTION};
@@ -33,6 +34,12 @@ pub enum RecipeError {
     NoSetting { run: i64, setting: u32, count: usize },
     #[error("the run's configuration has no proxy settings")]
     NoProxy,
+    #[error("the run's configuration names no benchmark to look trials up in")]
+    NoBenchmark,
+    #[error("benchmark look-ups answer members of a search space; a compound run trains or uses the oracle")]
+    BenchmarkCompound,
+    #[error("benchmark: {0}")]
+    Benchmark(String),
     // Boxed: these carry data-set and device errors, large next to the other variants.
     #[error("proxy task: {0}")]
     Proxy(Box<ProxyError>),
@@ -47,6 +54,8 @@ enum Method {
     SearchOracle(SearchSpace),
     /// The synthetic oracle for a compound grid: closeness to the compound optimum.
     CompoundOracle(ArchSpec),
+    /// Look-ups in a published benchmark, with the run's seed for drawn answers.
+    Lookup { settings: LookupSettings, seed: u64 },
     /// Proxy training: the settings, the seed and the resolution the proxy's is relative to.
     Train { settings: ProxySettings, seed: u64, reference_resolution: u32, latency: Latency },
 }
@@ -64,6 +73,10 @@ impl Recipe {
         let plan = &config.plan;
         let method = match config.evaluator {
             EvaluatorKind::Oracle => Method::SearchOracle(plan.space.clone()),
+            EvaluatorKind::Benchmark => Method::Lookup {
+                settings: config.lookup.clone().ok_or(RecipeError::NoBenchmark)?,
+                seed: plan.seed,
+            },
             EvaluatorKind::Train => Method::Train {
                 settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
                 seed: plan.seed,
@@ -80,6 +93,7 @@ impl Recipe {
     pub fn for_compound(config: &CompoundConfig) -> Result<Self, RecipeError> {
         let method = match config.evaluator {
             EvaluatorKind::Oracle => Method::CompoundOracle(config.base.clone()),
+            EvaluatorKind::Benchmark => return Err(RecipeError::BenchmarkCompound),
             EvaluatorKind::Train => Method::Train {
                 settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
                 seed: config.seed,
@@ -180,8 +194,16 @@ impl Recipe {
     /// devices, then lets them go. A search runs it before it creates a run whose workers could
     /// only fail.
     pub fn check(&self) -> Result<(), RecipeError> {
-        if let Method::Train { settings, seed, reference_resolution, .. } = &self.method {
-            settings.resolve(*seed, *reference_resolution).map_err(|e| RecipeError::Proxy(Box::new(e)))?;
+        match &self.method {
+            Method::Train { settings, seed, reference_resolution, .. } => {
+                settings
+                    .resolve(*seed, *reference_resolution)
+                    .map_err(|e| RecipeError::Proxy(Box::new(e)))?;
+            }
+            Method::Lookup { settings, seed } => {
+                LookupEvaluator::new(settings.clone(), *seed, 1).map_err(RecipeError::Benchmark)?;
+            }
+            Method::SearchOracle(_) | Method::CompoundOracle(_) => {}
         }
         Ok(())
     }
@@ -201,6 +223,9 @@ impl Recipe {
         Ok(match &self.method {
             Method::SearchOracle(space) => Box::new(OracleEvaluator::new(space, workers)),
             Method::CompoundOracle(base) => Box::new(OracleEvaluator::for_compound(base.clone(), workers)),
+            Method::Lookup { settings, seed } => Box::new(
+                LookupEvaluator::new(settings.clone(), *seed, workers).map_err(RecipeError::Benchmark)?,
+            ),
             Method::Train { settings, seed, reference_resolution, latency } => {
                 let proxy = settings
                     .resolve(*seed, *reference_resolution)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use effnas_space::ArchSpec;
-use effnas_store::{BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, MAX_ATTEMPTS};
+use effnas_store::{BlockingStore, Claim, ClaimedTrial, FailureKind, Fenced, RunId, RunStatus, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome};
 use crate::orchestrator::{trial_metrics, Result, SearchError};
@@ -27,7 +27,8 @@ const FIRST_IDLE_PAUSE: Duration = Duration::from_millis(2);
 pub struct WorkerOptions {
     /// Unique among live workers (host, process id, slot): kept with each claim.
     pub name: String,
-    /// Only this run's trials; any running run's when `None`.
+    /// Only this run's trials, ending when the run is complete or failed; any running run's
+    /// when `None`.
     pub run: Option<RunId>,
     /// How long a claim holds without renewal; renewed every third of it while training.
     pub lease: Duration,
@@ -120,6 +121,9 @@ pub fn serve(
             if options.idle_exit.is_some_and(|limit| idle_since.elapsed() >= limit) {
                 break;
             }
+            if run_has_ended(store, options.run, stop)? {
+                break;
+            }
             pause(idle_pause, stop);
             idle_pause = (idle_pause * 2).min(options.poll);
             continue;
@@ -142,6 +146,15 @@ fn count(summary: &mut WorkerSummary, outcome: Written, fenced: Fenced) {
         (Fenced::Written, Written::Failed) => summary.failed += 1,
         (Fenced::Written, Written::Released) => summary.released += 1,
     }
+}
+
+/// Whether the one run this worker serves is complete or failed: nothing more will be queued
+/// for it, so a worker started for it (a scheduler's job array, say) can end without an idle
+/// limit. An interrupted run may be resumed, so its workers keep waiting.
+fn run_has_ended(store: &BlockingStore, run: Option<RunId>, stop: &AtomicBool) -> Result<bool> {
+    let Some(run) = run else { return Ok(false) };
+    let status = patiently(stop, || store.run(run))?.map(|r| r.status);
+    Ok(matches!(status, Some(RunStatus::Complete | RunStatus::Failed)))
 }
 
 /// Runs a store call, waiting out a database that stays locked or unreachable past the store's

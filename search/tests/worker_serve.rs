@@ -34,6 +34,7 @@ fn search_run(store: &BlockingStore, name: &str, objective: Objective, trials: u
         },
         evaluator: EvaluatorKind::Oracle,
         proxy: None,
+        lookup: None,
         finalists: None,
         rungs: Vec::new(),
     };
@@ -73,4 +74,40 @@ fn a_worker_trains_every_pending_trial_and_fails_what_it_cannot_score() {
         assert_eq!((trial.state, trial.failure), (TrialState::Failed, Some(FailureKind::Error)));
         assert!(trial.error.as_deref().is_some_and(|e| e.contains("latency")), "{trial:?}");
     }
+}
+
+/// A worker given one run (a scheduler's job for that run) ends when the run is complete, with
+/// no idle limit; before that, an empty queue only makes it wait.
+#[test]
+fn a_worker_for_one_run_ends_when_the_run_is_complete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("w.db").display().to_string();
+    let store = BlockingStore::open(&path).expect("store");
+    let run = search_run(&store, "one", Objective::default(), 3);
+    let (done, ended) = std::sync::mpsc::channel();
+    let worker_path = path.clone();
+    std::thread::spawn(move || {
+        let store = BlockingStore::open(&worker_path).expect("store");
+        let mut options = WorkerOptions::new(0);
+        options.run = Some(run);
+        let summary = serve(&store, &options, &Arc::new(AtomicBool::new(false)), |_| {});
+        let _ = done.send(summary.map(|s| s.completed));
+    });
+    let started = std::time::Instant::now();
+    while store
+        .trials(run, &TrialFilter::default())
+        .expect("trials")
+        .iter()
+        .any(|t| t.state != TrialState::Complete)
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "the worker never trained the trials");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        ended.recv_timeout(Duration::from_millis(700)).is_err(),
+        "the worker waits while its run is still running"
+    );
+    store.set_run_status(run, RunStatus::Complete).expect("complete");
+    let completed = ended.recv_timeout(Duration::from_secs(30)).expect("the worker ends with its run");
+    assert_eq!(completed.expect("no error"), 3);
 }

@@ -10,7 +10,7 @@
 //! bottleneck residual blocks, no head convolution) and MobileNetV1 (Howard et al., 2017,
 //! Table 1: depthwise-separable layers without residuals, no head convolution), both with ReLU.
 //! The fields that only these need (`stem_kernel`, `stem_max_pool`, a missing head,
-//! `activation`) default to EfficientNet's values, and neither the JSON nor the canonical form
+//! `activation`; `stem_stride` for CIFAR-style networks) default to EfficientNet's values, and neither the JSON nor the canonical form
 //! of an architecture mentions them at their defaults, so older files and hashes stay valid.
 
 use std::fmt;
@@ -47,6 +47,10 @@ pub enum Op {
     /// activation, 1×1 expand to `out`, BN, added to the shortcut, activation (prefix `bottle_`,
     /// timm's name; `e` is the ratio of output to bottleneck width, 4 in ResNet).
     Bottleneck,
+    /// A k×k convolution and batch norm without activation (prefix `proj_`): what a skipped
+    /// layer becomes where its shape changes. NAS-Bench-Macro (Su et al., 2021) replaces an
+    /// identity on a stage's first, strided layer by a 1×1 stride-2 convolution and BN.
+    Projection,
 }
 
 impl Op {
@@ -58,6 +62,7 @@ impl Op {
             Op::MBConv => "ir",
             Op::Basic => "basic",
             Op::Bottleneck => "bottle",
+            Op::Projection => "proj",
         }
     }
 
@@ -69,6 +74,7 @@ impl Op {
             Op::MBConv => format!("MBConv{expansion}"),
             Op::Basic => "Basic".to_owned(),
             Op::Bottleneck => "Bottleneck".to_owned(),
+            Op::Projection => "Proj".to_owned(),
         }
     }
 
@@ -173,7 +179,7 @@ impl BlockSpec {
             // Saturating only matters for unvalidated blocks: validated ones are at most 2^18.
             Op::MBConv => layer_in.saturating_mul(self.expansion),
             Op::Bottleneck => self.out_channels.checked_div(self.expansion).unwrap_or(0),
-            Op::Conv | Op::DepthwiseSeparable | Op::Basic => layer_in,
+            Op::Conv | Op::DepthwiseSeparable | Op::Basic | Op::Projection => layer_in,
         }
     }
 
@@ -233,7 +239,7 @@ impl BlockSpec {
                     self.expansion, self.expansion, self.out_channels
                 ));
             }
-            Op::Conv | Op::DepthwiseSeparable | Op::Basic if self.expansion != 1 => {
+            Op::Conv | Op::DepthwiseSeparable | Op::Basic | Op::Projection if self.expansion != 1 => {
                 return bad(format!(
                     "expansion {} in token \"e{}\": only MBConv and bottleneck blocks expand",
                     self.expansion, self.expansion
@@ -244,10 +250,10 @@ impl BlockSpec {
         if !(self.se_ratio.is_finite() && (0.0..=1.0).contains(&self.se_ratio)) {
             return bad(format!("SE ratio {} in token \"se{}\" (0 to 1)", self.se_ratio, self.se_ratio));
         }
-        if self.op.is_residual() && self.se_ratio != 0.0 {
+        if (self.op.is_residual() || self.op == Op::Projection) && self.se_ratio != 0.0 {
             // SE-ResNet places SE differently (on the output, before the addition); not built.
             return bad(format!(
-                "token \"se{}\": residual blocks ({}_) take no squeeze-and-excitation",
+                "token \"se{}\": residual and projection blocks ({}_) take no squeeze-and-excitation",
                 self.se_ratio,
                 self.op.prefix()
             ));
@@ -277,8 +283,11 @@ pub struct ArchSpec {
     pub resolution: u32,
     pub num_classes: u32,
     pub stem_channels: u32,
-    /// The stem convolution's kernel (odd, 1–7; stride 2): 3, or ResNet's 7.
+    /// The stem convolution's kernel (odd, 1–7): 3, or ResNet's 7.
     pub stem_kernel: u32,
+    /// The stem convolution's stride: EfficientNet's 2, or 1 for small images (CIFAR-style
+    /// networks such as NAS-Bench-Macro's keep 32 px inputs at full size through the stem).
+    pub stem_stride: u32,
     /// A 3×3 stride-2 max-pool after the stem (ResNet's).
     pub stem_max_pool: bool,
     pub blocks: Vec<BlockSpec>,
@@ -297,6 +306,7 @@ pub mod defaults {
     pub const NUM_CLASSES: u32 = 1000;
     pub const STEM_CHANNELS: u32 = 32;
     pub const STEM_KERNEL: u32 = 3;
+    pub const STEM_STRIDE: u32 = 2;
     pub const HEAD_CHANNELS: u32 = 1280;
     pub const DROPOUT: f64 = 0.2;
     pub const DROP_CONNECT: f64 = 0.2;
@@ -311,6 +321,7 @@ impl ArchSpec {
             num_classes: defaults::NUM_CLASSES,
             stem_channels: defaults::STEM_CHANNELS,
             stem_kernel: defaults::STEM_KERNEL,
+            stem_stride: defaults::STEM_STRIDE,
             stem_max_pool: false,
             blocks,
             head_channels: Some(defaults::HEAD_CHANNELS),
@@ -351,6 +362,12 @@ impl ArchSpec {
             return Err(SpaceError::invalid(
                 "stem_kernel",
                 format!("{} is not an odd kernel from 1 to 7", self.stem_kernel),
+            ));
+        }
+        if !(1..=2).contains(&self.stem_stride) {
+            return Err(SpaceError::invalid(
+                "stem_stride",
+                format!("{} is not a stride of 1 or 2", self.stem_stride),
             ));
         }
         for (field, value) in [("dropout", self.dropout), ("drop_connect", self.drop_connect)] {
@@ -400,9 +417,14 @@ impl ArchSpec {
         self.head_channels.unwrap_or_else(|| self.last_block_channels())
     }
 
-    /// The spatial size the stem (its convolution, stride 2, and the max-pool if any) leaves.
+    /// The spatial size the stem convolution alone leaves.
+    pub fn stem_conv_output_size(&self) -> u32 {
+        conv_output_size(self.resolution, self.stem_kernel, self.stem_stride)
+    }
+
+    /// The spatial size the stem (its convolution and the max-pool if any) leaves.
     pub fn stem_output_size(&self) -> u32 {
-        let size = conv_output_size(self.resolution, self.stem_kernel, 2);
+        let size = self.stem_conv_output_size();
         if self.stem_max_pool {
             // 3×3, stride 2, padding 1: the same arithmetic as a convolution.
             conv_output_size(size, 3, 2)
@@ -440,6 +462,8 @@ struct ArchSpecData {
     stem_channels: u32,
     #[serde(default = "default_stem_kernel", skip_serializing_if = "is_default_stem_kernel")]
     stem_kernel: u32,
+    #[serde(default = "default_stem_stride", skip_serializing_if = "is_default_stem_stride")]
+    stem_stride: u32,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     stem_max_pool: bool,
     blocks: Vec<String>,
@@ -478,6 +502,12 @@ fn default_stem_kernel() -> u32 {
 fn is_default_stem_kernel(kernel: &u32) -> bool {
     *kernel == defaults::STEM_KERNEL
 }
+fn default_stem_stride() -> u32 {
+    defaults::STEM_STRIDE
+}
+fn is_default_stem_stride(stride: &u32) -> bool {
+    *stride == defaults::STEM_STRIDE
+}
 fn is_default_activation(activation: &Activation) -> bool {
     *activation == Activation::default()
 }
@@ -500,6 +530,7 @@ impl TryFrom<ArchSpecData> for ArchSpec {
             num_classes: data.num_classes,
             stem_channels: data.stem_channels,
             stem_kernel: data.stem_kernel,
+            stem_stride: data.stem_stride,
             stem_max_pool: data.stem_max_pool,
             blocks,
             head_channels: data.head_channels,
@@ -520,6 +551,7 @@ impl From<ArchSpec> for ArchSpecData {
             num_classes: arch.num_classes,
             stem_channels: arch.stem_channels,
             stem_kernel: arch.stem_kernel,
+            stem_stride: arch.stem_stride,
             stem_max_pool: arch.stem_max_pool,
             blocks: arch.block_strings(),
             head_channels: arch.head_channels,

@@ -1,6 +1,7 @@
 //! The block-string codec: the TF EfficientNet/MnasNet notation (`r2_k3_s22_e6_i16_o24_se0.25`)
 //! with timm's operator prefixes (`ds_`, `cn_`, `ir_`) and channel token (`c24`), and ResNet's
-//! blocks under the names timm's `byobnet` gives them (`basic_`, `bottle_`).
+//! blocks under the names timm's `byobnet` gives them (`basic_`, `bottle_`), and `proj_`, a
+//! convolution and BN without activation (a skipped layer whose shape changes).
 //!
 //! Tokens, separated by `_`, in any order after the optional prefix:
 //! `rN` repeats, `kN` kernel, `sN` or `sNN` stride, `eN` expansion, `iN` input channels,
@@ -77,8 +78,11 @@ fn read_prefix<'a>(
         "cn" => Op::Conv,
         "basic" => Op::Basic,
         "bottle" => Op::Bottleneck,
+        "proj" => Op::Projection,
         _ if first.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(first, "noskip" | "poolskip") => {
-            return Err(format!("unknown operator prefix {first:?} (known: ir, ds, cn, basic, bottle)"));
+            return Err(format!(
+                "unknown operator prefix {first:?} (known: ir, ds, cn, basic, bottle, proj)"
+            ));
         }
         _ => return Ok(Op::MBConv),
     };
@@ -242,6 +246,9 @@ pub fn canonical(arch: &ArchSpec) -> String {
     let mut extras = String::new();
     if arch.stem_kernel != crate::arch::defaults::STEM_KERNEL {
         extras.push_str(&format!("_stemk{}", arch.stem_kernel));
+    }
+    if arch.stem_stride != crate::arch::defaults::STEM_STRIDE {
+        extras.push_str(&format!("_stems{}", arch.stem_stride));
     }
     if arch.stem_max_pool {
         extras.push_str("_maxpool");

@@ -201,6 +201,7 @@ fn wide_layer_cost(block: &BlockSpec, layer: u32, input_size: u32) -> (WideCost,
             cost += conv_bn(c_in, c_out, k, 1, out);
             cost += conv_bn(c_out, c_out, k, 1, out);
         }
+        Op::Projection => cost += conv_bn(c_in, c_out, k, 1, out),
         Op::Bottleneck => {
             let width = block.hidden_channels(c_in);
             cost += conv_bn(c_in, width, 1, 1, input_size);
@@ -226,12 +227,6 @@ pub(crate) fn wide_block_cost(block: &BlockSpec, input_size: u32) -> (WideCost, 
     (cost, size)
 }
 
-/// The spatial size the default stem (3×3, stride 2, no max-pool) leaves at a given input
-/// resolution; [`ArchSpec::stem_output_size`] for any stem.
-pub(crate) fn stem_output_size(resolution: u32) -> u32 {
-    conv_output_size(resolution, 3, 2)
-}
-
 /// The parts of a network other than its blocks, with the total, in 128 bits.
 struct WideParts {
     stem: WideCost,
@@ -244,7 +239,7 @@ struct WideParts {
 /// The one walk over a network behind every public function here: counts every part and
 /// hands each block's cost and output size to `each_block`.
 fn walk(arch: &ArchSpec, mut each_block: impl FnMut(WideCost, u32)) -> WideParts {
-    let stem_conv_size = conv_output_size(arch.resolution, arch.stem_kernel, 2);
+    let stem_conv_size = arch.stem_conv_output_size();
     let stem = conv_bn(arch.input_channels, arch.stem_channels, arch.stem_kernel, 1, stem_conv_size);
     let mut size = arch.stem_output_size();
     let mut total = stem;

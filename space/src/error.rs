@@ -16,7 +16,11 @@ pub enum SpaceError {
         known = crate::presets::PRESET_NAMES.join(", ")
     )]
     UnknownPreset(String),
-    #[error("unknown search space {} (built in: default, mnasnet; or a .json/.toml file)", Echo(.0))]
+    #[error(
+        "unknown search space {} (built in: {}; or a .json/.toml file)",
+        Echo(.0),
+        crate::search_space::BUILT_IN.join(", ")
+    )]
     UnknownSpace(String),
     /// A file that cannot be read or parsed. The reason may quote the file's content (serde does),
     /// so it is cut short too.

@@ -187,6 +187,7 @@ fn from_table(skeleton: Skeleton, blocks: &[&str]) -> ArchSpec {
         num_classes: defaults::NUM_CLASSES,
         stem_channels: skeleton.stem_channels,
         stem_kernel: skeleton.stem_kernel,
+        stem_stride: defaults::STEM_STRIDE,
         stem_max_pool: skeleton.stem_max_pool,
         blocks,
         head_channels: skeleton.head_channels,

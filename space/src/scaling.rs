@@ -100,7 +100,10 @@ pub fn scale(base: &ArchSpec, multipliers: Multipliers) -> Result<ArchSpec> {
             }
             _ => width(block.out_channels),
         };
-        block.repeats = round_repeats(block.repeats, multipliers.depth);
+        // A projection stands for a skipped layer that changes shape: one, at any depth.
+        if block.op != Op::Projection {
+            block.repeats = round_repeats(block.repeats, multipliers.depth);
+        }
         channels = block.out_channels;
     }
     arch.resolution = (f64::from(base.resolution) * multipliers.resolution).round().max(1.0) as u32;

@@ -16,28 +16,79 @@ use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::arch::{
-    default_drop_connect, default_dropout, default_head_channels, default_input_channels,
-    default_num_classes, default_resolution, default_stem_channels, defaults, ArchSpec, BlockSpec, Op, Skip,
+    conv_output_size, default_drop_connect, default_dropout, default_head_channels, default_input_channels,
+    default_num_classes, default_resolution, default_stem_channels, defaults, Activation, ArchSpec,
+    BlockSpec, Op, Skip,
 };
-use crate::cost::{stem_output_size, wide_block_cost, CostKind};
+use crate::cost::{wide_block_cost, CostKind};
 use crate::error::{Result, SpaceError};
 
-/// An operator choice: the operator with its expansion (`conv`, `dsconv`, `mbconv1/3/6`).
+/// An operator choice: the operator with its expansion (`conv`, `dsconv`, `mbconv1/3/6`),
+/// optionally with its own kernel (`mbconv6_k5`: the block's kernel choice does not apply), or
+/// `skip`, no layer at all.
+///
+/// A skipped block is the identity where its shape does not change (stride 1, output channels
+/// equal to its input), and then it is absent from the architecture, so that spaces which skip
+/// layers in different places name one network once; where the shape changes it becomes one
+/// 1×1 convolution with the block's stride and BN, without activation ([`Op::Projection`], as
+/// NAS-Bench-Macro's identity on a stage's first layer). Spaces with per-layer choices (FBNet,
+/// ProxylessNAS, NAS-Bench-Macro) write each layer as a block of one layer whose operators
+/// include `skip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpChoice {
-    pub op: Op,
-    pub expansion: u32,
+pub enum OpChoice {
+    Layer { op: Op, expansion: u32, kernel: Option<u32> },
+    Skip,
+}
+
+impl OpChoice {
+    /// An operator with its expansion, taking the block's kernel choice.
+    pub const fn layer(op: Op, expansion: u32) -> Self {
+        OpChoice::Layer { op, expansion, kernel: None }
+    }
+
+    /// Whether this choice, in a block of the given stride, produces `block`.
+    fn matches(self, block: &BlockSpec, stride: u32) -> bool {
+        match self {
+            OpChoice::Layer { op, expansion, kernel } => {
+                op == block.op && expansion == block.expansion && kernel.is_none_or(|k| k == block.kernel)
+            }
+            OpChoice::Skip => *block == skip_projection(block.in_channels, block.out_channels, stride),
+        }
+    }
+}
+
+/// What a skipped block becomes where its shape changes: one 1×1 convolution with BN.
+fn skip_projection(in_channels: u32, out_channels: u32, stride: u32) -> BlockSpec {
+    BlockSpec {
+        op: Op::Projection,
+        repeats: 1,
+        kernel: 1,
+        stride,
+        expansion: 1,
+        in_channels,
+        out_channels,
+        se_ratio: 0.0,
+        skip: Skip::None,
+    }
 }
 
 impl fmt::Display for OpChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.op {
-            Op::Conv => f.write_str("conv"),
-            Op::DepthwiseSeparable => f.write_str("dsconv"),
-            Op::MBConv => write!(f, "mbconv{}", self.expansion),
-            // Not choices of the MnasNet space (`from_str` refuses them); named for messages.
-            Op::Basic => f.write_str("basic"),
-            Op::Bottleneck => write!(f, "bottleneck{}", self.expansion),
+        let OpChoice::Layer { op, expansion, kernel } = *self else {
+            return f.write_str("skip");
+        };
+        match op {
+            Op::Conv => f.write_str("conv")?,
+            Op::DepthwiseSeparable => f.write_str("dsconv")?,
+            Op::MBConv => write!(f, "mbconv{expansion}")?,
+            // Not choices of a space (`from_str` refuses them); named for messages.
+            Op::Basic => f.write_str("basic")?,
+            Op::Bottleneck => write!(f, "bottleneck{expansion}")?,
+            Op::Projection => f.write_str("proj")?,
+        }
+        match kernel {
+            Some(k) => write!(f, "_k{k}"),
+            None => Ok(()),
         }
     }
 }
@@ -46,16 +97,32 @@ impl FromStr for OpChoice {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "conv" => Ok(OpChoice { op: Op::Conv, expansion: 1 }),
-            "dsconv" => Ok(OpChoice { op: Op::DepthwiseSeparable, expansion: 1 }),
-            _ => text
+        const KNOWN: &str = "skip, conv, dsconv, mbconv1 … mbconv16, each optionally with _k1 … _k7";
+        if text == "skip" {
+            return Ok(OpChoice::Skip);
+        }
+        let (name, kernel) = match text.split_once("_k") {
+            Some((name, digits)) => {
+                let kernel = digits
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|k| (1..=7).contains(k) && k % 2 == 1)
+                    .ok_or_else(|| format!("kernel {digits:?} in operator {text:?} (odd, 1 to 7)"))?;
+                (name, Some(kernel))
+            }
+            None => (text, None),
+        };
+        let (op, expansion) = match name {
+            "conv" => (Op::Conv, 1),
+            "dsconv" => (Op::DepthwiseSeparable, 1),
+            _ => name
                 .strip_prefix("mbconv")
                 .and_then(|e| e.parse::<u32>().ok())
                 .filter(|e| (1..=crate::arch::MAX_EXPANSION).contains(e))
-                .map(|expansion| OpChoice { op: Op::MBConv, expansion })
-                .ok_or_else(|| format!("unknown operator {text:?} (conv, dsconv, mbconv1 … mbconv16)")),
-        }
+                .map(|expansion| (Op::MBConv, expansion))
+                .ok_or_else(|| format!("unknown operator {text:?} ({KNOWN})"))?,
+        };
+        Ok(OpChoice::Layer { op, expansion, kernel })
     }
 }
 
@@ -121,20 +188,13 @@ impl Decision {
     /// The block's value for this decision, as error messages show it.
     fn value_text(self, block: &BlockSpec) -> String {
         match self {
-            Decision::Op => OpChoice::of(block).to_string(),
+            Decision::Op => OpChoice::layer(block.op, block.expansion).to_string(),
             Decision::Kernel => block.kernel.to_string(),
             Decision::SeRatio => block.se_ratio.to_string(),
             Decision::Skip => format!("{:?}", block.skip),
             Decision::Channels => block.out_channels.to_string(),
             Decision::Layers => block.repeats.to_string(),
         }
-    }
-}
-
-impl OpChoice {
-    /// The operator choice a block makes.
-    fn of(block: &BlockSpec) -> Self {
-        OpChoice { op: block.op, expansion: block.expansion }
     }
 }
 
@@ -180,10 +240,11 @@ impl BlockChoices {
         }
     }
 
-    /// The index of the block's value among the choices for a decision.
+    /// The index of the block's value among the choices for a decision (any operator decision
+    /// is answered by [`BlockChoices::encode`]).
     fn index_of(&self, decision: Decision, block: &BlockSpec) -> Option<usize> {
         match decision {
-            Decision::Op => self.ops.iter().position(|&o| o == OpChoice::of(block)),
+            Decision::Op => self.ops.iter().position(|o| o.matches(block, self.stride)),
             Decision::Kernel => self.kernels.iter().position(|&k| k == block.kernel),
             Decision::SeRatio => self.se_ratios.iter().position(|&r| r == block.se_ratio),
             Decision::Skip => self.skips.iter().position(|&s| s == block.skip),
@@ -193,18 +254,39 @@ impl BlockChoices {
     }
 
     /// The block's tokens (choice indices in token order), or which decision has no such
-    /// choice.
+    /// choice. Decisions that the chosen operator does not use (all but the channels for a
+    /// skip, the kernel for an operator with its own) get token 0.
     fn encode(&self, block: &BlockSpec) -> std::result::Result<[usize; Decision::PER_BLOCK], String> {
         if block.stride != self.stride {
             return Err(format!("stride {} where the space fixes {}", block.stride, self.stride));
         }
+        let missing = |decision: Decision| {
+            format!("{} is not among its {} choices", decision.value_text(block), decision.name())
+        };
+        let op = self.index_of(Decision::Op, block).ok_or_else(|| missing(Decision::Op))?;
+        let used: &[Decision] = match self.ops[op] {
+            OpChoice::Skip => &[Decision::Channels],
+            OpChoice::Layer { kernel: Some(_), .. } => {
+                &[Decision::SeRatio, Decision::Skip, Decision::Channels, Decision::Layers]
+            }
+            OpChoice::Layer { kernel: None, .. } => &Decision::ALL[1..],
+        };
         let mut tokens = [0; Decision::PER_BLOCK];
-        for decision in Decision::ALL {
-            tokens[decision.position()] = self.index_of(decision, block).ok_or_else(|| {
-                format!("{} is not among its {} choices", decision.value_text(block), decision.name())
-            })?;
+        tokens[Decision::Op.position()] = op;
+        for &decision in used {
+            tokens[decision.position()] = self.index_of(decision, block).ok_or_else(|| missing(decision))?;
         }
         Ok(tokens)
+    }
+
+    /// The tokens of a skip that leaves `channels` channels unchanged, if this block offers one.
+    fn identity_skip(&self, channels: u32) -> Option<[usize; Decision::PER_BLOCK]> {
+        let op = self.ops.iter().position(|&o| o == OpChoice::Skip)?;
+        let width = self.channels.iter().position(|&c| c == channels)?;
+        let mut tokens = [0; Decision::PER_BLOCK];
+        tokens[Decision::Op.position()] = op;
+        tokens[Decision::Channels.position()] = width;
+        (self.stride == 1).then_some(tokens)
     }
 
     /// Checks one block's tokens against the lengths of its choice lists.
@@ -221,21 +303,29 @@ impl BlockChoices {
         Ok(())
     }
 
-    /// The block that one block's checked tokens select, fed by `in_channels`.
-    fn block(&self, tokens: &[usize], in_channels: u32) -> BlockSpec {
+    /// The block that one block's checked tokens select, fed by `in_channels`; `None` for a
+    /// skip that leaves the shape unchanged (no layer at all).
+    fn block(&self, tokens: &[usize], in_channels: u32) -> Option<BlockSpec> {
         let choice = |decision: Decision| tokens[decision.position()];
-        let op = self.ops[choice(Decision::Op)];
-        BlockSpec {
-            op: op.op,
+        let out_channels = self.channels[choice(Decision::Channels)];
+        let (op, expansion, kernel) = match self.ops[choice(Decision::Op)] {
+            OpChoice::Skip if self.stride == 1 && out_channels == in_channels => return None,
+            OpChoice::Skip => return Some(skip_projection(in_channels, out_channels, self.stride)),
+            OpChoice::Layer { op, expansion, kernel } => {
+                (op, expansion, kernel.unwrap_or(self.kernels[choice(Decision::Kernel)]))
+            }
+        };
+        Some(BlockSpec {
+            op,
             repeats: self.layers[choice(Decision::Layers)],
-            kernel: self.kernels[choice(Decision::Kernel)],
+            kernel,
             stride: self.stride,
-            expansion: op.expansion,
+            expansion,
             in_channels,
-            out_channels: self.channels[choice(Decision::Channels)],
+            out_channels,
             se_ratio: self.se_ratios[choice(Decision::SeRatio)],
             skip: self.skips[choice(Decision::Skip)],
-        }
+        })
     }
 
     /// The tokens of the costliest block with the given operator, skip and channel choices:
@@ -282,13 +372,13 @@ impl BlockChoices {
                 ));
             }
         }
-        let probe = |op: OpChoice, kernel: u32, se_ratio: f64, out_channels: u32| {
+        let probe = |(op, expansion): (Op, u32), kernel: u32, se_ratio: f64, out_channels: u32| {
             let block = BlockSpec {
-                op: op.op,
+                op,
                 repeats: self.layers[0],
                 kernel,
                 stride: self.stride,
-                expansion: op.expansion,
+                expansion,
                 in_channels: probe_in,
                 out_channels,
                 se_ratio,
@@ -296,15 +386,17 @@ impl BlockChoices {
             };
             block.validate().map_err(|e| SpaceError::invalid(format!("blocks[{index}]"), e.to_string()))
         };
-        for &op in &self.ops {
-            for &kernel in &self.kernels {
+        for &choice in &self.ops {
+            // A skip is the identity or a 1×1 projection: valid for any channels checked below.
+            let OpChoice::Layer { op, expansion, kernel } = choice else { continue };
+            let kernels = kernel.map_or_else(|| self.kernels.clone(), |k| vec![k]);
+            for kernel in kernels {
                 for &se_ratio in &self.se_ratios {
-                    probe(op, kernel, se_ratio, self.channels[0])?;
+                    probe((op, expansion), kernel, se_ratio, self.channels[0])?;
                 }
             }
         }
-        let plain = OpChoice { op: Op::MBConv, expansion: 1 };
-        self.channels.iter().try_for_each(|&channels| probe(plain, 3, 0.0, channels))
+        self.channels.iter().try_for_each(|&channels| probe((Op::MBConv, 1), 3, 0.0, channels))
     }
 }
 
@@ -341,14 +433,33 @@ pub struct SearchSpace {
     pub num_classes: u32,
     #[serde(default = "default_stem_channels")]
     pub stem_channels: u32,
+    /// The stem's stride: 2 (EfficientNet's), or 1 for CIFAR-style spaces.
+    #[serde(default = "default_stem_stride", skip_serializing_if = "is_default_stem_stride")]
+    pub stem_stride: u32,
     #[serde(default = "default_head_channels")]
     pub head_channels: u32,
+    /// The activation of every member (SiLU, or ReLU as NAS-Bench-Macro).
+    #[serde(default, skip_serializing_if = "is_default_activation")]
+    pub activation: Activation,
     #[serde(default = "default_dropout")]
     pub dropout: f64,
     #[serde(default = "default_drop_connect")]
     pub drop_connect: f64,
     pub blocks: Vec<BlockChoices>,
 }
+
+fn default_stem_stride() -> u32 {
+    defaults::STEM_STRIDE
+}
+fn is_default_stem_stride(stride: &u32) -> bool {
+    *stride == defaults::STEM_STRIDE
+}
+fn is_default_activation(activation: &Activation) -> bool {
+    *activation == Activation::default()
+}
+
+/// The names [`SearchSpace::resolve`] knows.
+pub const BUILT_IN: [&str; 4] = ["default", "mnasnet", "nas-bench-macro", "accel-nasbench"];
 
 /// MobileNetV2's stage skeleton: (channels, repeats, stride).
 const MOBILENET_V2_STAGES: [(u32, u32, u32); 7] =
@@ -359,15 +470,18 @@ impl SearchSpace {
     /// filters ×{0.75, 1, 1.25} of MobileNetV2's and layers +{−1, 0, +1} of its repeats (at
     /// least one).
     pub fn mnasnet() -> Self {
-        let ops = ["conv", "dsconv", "mbconv1", "mbconv3", "mbconv6"]
-            .iter()
-            .map(|o| o.parse().expect("built-in operator names parse"))
-            .collect::<Vec<OpChoice>>();
+        let ops = [
+            OpChoice::layer(Op::Conv, 1),
+            OpChoice::layer(Op::DepthwiseSeparable, 1),
+            OpChoice::layer(Op::MBConv, 1),
+            OpChoice::layer(Op::MBConv, 3),
+            OpChoice::layer(Op::MBConv, 6),
+        ];
         let blocks = MOBILENET_V2_STAGES
             .iter()
             .map(|&(channels, repeats, stride)| BlockChoices {
                 stride,
-                ops: ops.clone(),
+                ops: ops.to_vec(),
                 kernels: vec![3, 5],
                 se_ratios: vec![0.0, 0.25],
                 skips: vec![Skip::None, Skip::Identity, Skip::Pool],
@@ -382,7 +496,9 @@ impl SearchSpace {
             resolution: defaults::RESOLUTION,
             num_classes: defaults::NUM_CLASSES,
             stem_channels: defaults::STEM_CHANNELS,
+            stem_stride: defaults::STEM_STRIDE,
             head_channels: defaults::HEAD_CHANNELS,
+            activation: Activation::Silu,
             dropout: defaults::DROPOUT,
             drop_connect: defaults::DROP_CONNECT,
             blocks,
@@ -409,14 +525,93 @@ impl SearchSpace {
         space
     }
 
+    /// NAS-Bench-Macro's CIFAR-10 space (Su et al., "Prioritized Architecture Sampling with
+    /// Monte-Carlo Tree Search", CVPR 2021): a 3×3 stride-1 stem of 32 channels at 32 px, three
+    /// stages of 2, 3 and 3 layers to 64, 128 and 256 channels (stride 2 on each stage's first
+    /// layer), where every layer is `skip`, MBConv k3 e3 or MBConv k5 e6 (no SE, ReLU), and a
+    /// 1×1 head to 1280. One block per layer; its operator token is the benchmark's code digit.
+    /// Regularisation is the task's, not the space's: none here.
+    pub fn nas_bench_macro() -> Self {
+        let ops = vec![
+            OpChoice::Skip,
+            OpChoice::Layer { op: Op::MBConv, expansion: 3, kernel: Some(3) },
+            OpChoice::Layer { op: Op::MBConv, expansion: 6, kernel: Some(5) },
+        ];
+        let layer = |stride: u32, channels: u32| BlockChoices {
+            stride,
+            ops: ops.clone(),
+            kernels: vec![3],
+            se_ratios: vec![0.0],
+            skips: vec![Skip::Identity],
+            channels: vec![channels],
+            layers: vec![1],
+        };
+        let blocks = [(2, 64), (3, 128), (3, 256)]
+            .into_iter()
+            .flat_map(|(layers, channels)| {
+                (0..layers).map(move |l| layer(if l == 0 { 2 } else { 1 }, channels))
+            })
+            .collect();
+        SearchSpace {
+            name: "nas-bench-macro".to_owned(),
+            input_channels: 3,
+            resolution: 32,
+            num_classes: 10,
+            stem_channels: 32,
+            stem_stride: 1,
+            head_channels: defaults::HEAD_CHANNELS,
+            activation: Activation::Relu,
+            dropout: 0.0,
+            drop_connect: 0.0,
+            blocks,
+        }
+    }
+
+    /// Accel-NASBench's space (Ahmad et al., 2024): EfficientNet-B0's skeleton (its strides and
+    /// channels, 224 px, 1000 classes) with per-block expansion {1, 4, 6}, kernel {3, 5}, layers
+    /// {1, 2, 3} ({1, 2, 3, 4} in block 5, where B0 has 4) and SE 0.25 on or off. B0 is a
+    /// member.
+    pub fn accel_nasbench() -> Self {
+        let b0 = crate::presets::efficientnet_b0();
+        let blocks = b0
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(index, block)| BlockChoices {
+                stride: block.stride,
+                ops: [1, 4, 6].map(|e| OpChoice::layer(Op::MBConv, e)).to_vec(),
+                kernels: vec![3, 5],
+                se_ratios: vec![0.0, 0.25],
+                skips: vec![Skip::Identity],
+                channels: vec![block.out_channels],
+                layers: if index == 5 { vec![1, 2, 3, 4] } else { vec![1, 2, 3] },
+            })
+            .collect();
+        SearchSpace {
+            name: "accel-nasbench".to_owned(),
+            input_channels: b0.input_channels,
+            resolution: b0.resolution,
+            num_classes: b0.num_classes,
+            stem_channels: b0.stem_channels,
+            stem_stride: b0.stem_stride,
+            head_channels: defaults::HEAD_CHANNELS,
+            activation: Activation::Silu,
+            dropout: b0.dropout,
+            drop_connect: b0.drop_connect,
+            blocks,
+        }
+    }
+
     /// A built-in space by name, or a space file (`.json` or `.toml`).
     pub fn resolve(name_or_path: &str) -> Result<Self> {
         match name_or_path {
             "default" => Ok(SearchSpace::default_space()),
             "mnasnet" => Ok(SearchSpace::mnasnet()),
+            "nas-bench-macro" => Ok(SearchSpace::nas_bench_macro()),
+            "accel-nasbench" => Ok(SearchSpace::accel_nasbench()),
             path if Path::new(path).is_dir() => Err(SpaceError::File {
                 path: path.into(),
-                reason: "is a directory; give default, mnasnet or a .json/.toml space file".to_owned(),
+                reason: format!("is a directory; give {} or a .json/.toml space file", BUILT_IN.join(", ")),
             }),
             path if Path::new(path).exists() || path.ends_with(".json") || path.ends_with(".toml") => {
                 SearchSpace::from_file(Path::new(path))
@@ -476,7 +671,7 @@ impl SearchSpace {
     /// heaviest member up to the previous block through one of its channel choices.
     fn heaviest_members(&self, what: CostKind) -> Vec<Vec<usize>> {
         let mut paths = vec![Partial { count: 0, channels: self.stem_channels, tokens: Vec::new() }];
-        let mut size = stem_output_size(self.resolution);
+        let mut size = conv_output_size(self.resolution, defaults::STEM_KERNEL, self.stem_stride);
         for choices in &self.blocks {
             let (next, out_size) = Self::extend_heaviest(choices, &paths, size, what);
             (paths, size) = (next, out_size);
@@ -499,7 +694,10 @@ impl SearchSpace {
                 for skip in 0..choices.skips.len() {
                     for (channels, slot) in best.iter_mut().enumerate() {
                         let tokens = choices.heaviest_tokens(op, skip, channels);
-                        let (cost, out) = wide_block_cost(&choices.block(&tokens, path.channels), size);
+                        let (cost, out) = match choices.block(&tokens, path.channels) {
+                            Some(block) => wide_block_cost(&block, size),
+                            None => (Default::default(), size),
+                        };
                         out_size = out;
                         let count = path.count.saturating_add(cost.count(what));
                         if slot.as_ref().is_none_or(|b| count > b.count) {
@@ -550,9 +748,10 @@ impl SearchSpace {
             self.blocks.iter().zip(tokens.chunks(Decision::PER_BLOCK)).enumerate()
         {
             choices.check_tokens(index, block_tokens)?;
-            let block = choices.block(block_tokens, in_channels);
-            in_channels = block.out_channels;
-            blocks.push(block);
+            if let Some(block) = choices.block(block_tokens, in_channels) {
+                in_channels = block.out_channels;
+                blocks.push(block);
+            }
         }
         let arch = ArchSpec {
             input_channels: self.input_channels,
@@ -560,10 +759,11 @@ impl SearchSpace {
             num_classes: self.num_classes,
             stem_channels: self.stem_channels,
             stem_kernel: defaults::STEM_KERNEL,
+            stem_stride: self.stem_stride,
             stem_max_pool: false,
             blocks,
             head_channels: Some(self.head_channels),
-            activation: crate::arch::Activation::Silu,
+            activation: self.activation,
             dropout: self.dropout,
             drop_connect: self.drop_connect,
         };
@@ -576,48 +776,113 @@ impl SearchSpace {
     /// and regularisation are properties of the task, not of the space.
     pub fn encode(&self, arch: &ArchSpec) -> Result<Vec<usize>> {
         let not_in = |reason: String| SpaceError::NotInSpace { space: self.name.clone(), reason };
-        if arch.blocks.len() != self.blocks.len() {
+        self.check_skeleton(arch).map_err(not_in)?;
+        let has_skips = self.blocks.iter().any(|b| b.ops.contains(&OpChoice::Skip));
+        if !has_skips && arch.blocks.len() != self.blocks.len() {
             return Err(not_in(format!(
                 "{} blocks where the space has {}",
                 arch.blocks.len(),
                 self.blocks.len()
             )));
         }
+        let mut tokens = Vec::with_capacity(self.num_tokens());
+        let mut dead_ends = BTreeSet::new();
+        match self.align(&arch.blocks, (0, 0), &mut tokens, &mut dead_ends) {
+            Ok(()) => Ok(tokens),
+            Err(reason) => Err(not_in(reason)),
+        }
+    }
+
+    /// Assigns the architecture's blocks from `blocks[at.1]` on to the space's blocks from
+    /// `self.blocks[at.0]` on, appending their tokens. A block of the space either makes the
+    /// architecture's next block or, where it offers `skip` and the shape stays, is skipped
+    /// (decoding drops such skips, so they leave no block behind). Making is tried first, which
+    /// gives the canonical tokens: a stage's skips after its layers. `dead_ends` remembers the
+    /// positions from which no assignment exists, so the search is at most quadratic.
+    fn align(
+        &self,
+        blocks: &[BlockSpec],
+        at: (usize, usize),
+        tokens: &mut Vec<usize>,
+        dead_ends: &mut BTreeSet<(usize, usize)>,
+    ) -> std::result::Result<(), String> {
+        let (space_index, arch_index) = at;
+        let Some(choices) = self.blocks.get(space_index) else {
+            return match blocks.len() - arch_index {
+                0 => Ok(()),
+                extra => Err(format!("{extra} more blocks than the space can make")),
+            };
+        };
+        if dead_ends.contains(&at) {
+            return Err(format!("block {space_index}: no assignment of the remaining blocks"));
+        }
+        let channels = arch_index.checked_sub(1).map_or(self.stem_channels, |i| blocks[i].out_channels);
+        let mut reason = format!("block {space_index}: the architecture has no block left for it");
+        if let Some(block) = blocks.get(arch_index) {
+            match choices.encode(block) {
+                Ok(made) => {
+                    tokens.extend(made);
+                    match self.align(blocks, (space_index + 1, arch_index + 1), tokens, dead_ends) {
+                        Ok(()) => return Ok(()),
+                        Err(later) => reason = later,
+                    }
+                    tokens.truncate(tokens.len() - Decision::PER_BLOCK);
+                }
+                Err(why) => reason = format!("block {space_index}: {why}"),
+            }
+        }
+        if let Some(skip) = choices.identity_skip(channels) {
+            tokens.extend(skip);
+            if self.align(blocks, (space_index + 1, arch_index), tokens, dead_ends).is_ok() {
+                return Ok(());
+            }
+            tokens.truncate(tokens.len() - Decision::PER_BLOCK);
+        }
+        dead_ends.insert(at);
+        Err(reason)
+    }
+
+    /// Checks what membership needs besides the blocks: stem, head, activation and input
+    /// channels (resolution, classes and regularisation are properties of the task).
+    fn check_skeleton(&self, arch: &ArchSpec) -> std::result::Result<(), String> {
         if arch.stem_channels != self.stem_channels {
-            return Err(not_in(format!(
+            return Err(format!(
                 "stem of {} channels where the space fixes {}",
                 arch.stem_channels, self.stem_channels
-            )));
+            ));
         }
         if arch.head_channels != Some(self.head_channels) {
             let head =
                 arch.head_channels.map_or_else(|| "no head".to_owned(), |c| format!("head of {c} channels"));
-            return Err(not_in(format!("{head} where the space fixes {}", self.head_channels)));
+            return Err(format!("{head} where the space fixes {}", self.head_channels));
         }
-        // The space's skeleton is EfficientNet's: a 3×3 stem without max-pool, SiLU.
-        if arch.stem_kernel != defaults::STEM_KERNEL || arch.stem_max_pool {
-            return Err(not_in(format!(
-                "a {k}×{k} stem{pool} where the space fixes a 3×3 stem without max-pool",
+        // The space's stem is EfficientNet's 3×3 convolution without max-pool, at its stride.
+        if arch.stem_kernel != defaults::STEM_KERNEL
+            || arch.stem_max_pool
+            || arch.stem_stride != self.stem_stride
+        {
+            return Err(format!(
+                "a {k}×{k} stem of stride {s}{pool} where the space fixes a 3×3 stem of stride {fixed} without max-pool",
                 k = arch.stem_kernel,
-                pool = if arch.stem_max_pool { " with max-pool" } else { "" }
-            )));
+                s = arch.stem_stride,
+                pool = if arch.stem_max_pool { " with max-pool" } else { "" },
+                fixed = self.stem_stride,
+            ));
         }
-        if arch.activation != crate::arch::Activation::Silu {
-            return Err(not_in(format!("activation {} where the space fixes silu", arch.activation.name())));
+        if arch.activation != self.activation {
+            return Err(format!(
+                "activation {} where the space fixes {}",
+                arch.activation.name(),
+                self.activation.name()
+            ));
         }
         if arch.input_channels != self.input_channels {
-            return Err(not_in(format!(
+            return Err(format!(
                 "{} input channels where the space fixes {}",
                 arch.input_channels, self.input_channels
-            )));
+            ));
         }
-        let mut tokens = Vec::with_capacity(self.num_tokens());
-        for (index, (choices, block)) in self.blocks.iter().zip(&arch.blocks).enumerate() {
-            let block_tokens =
-                choices.encode(block).map_err(|reason| not_in(format!("block {index}: {reason}")))?;
-            tokens.extend(block_tokens);
-        }
-        Ok(tokens)
+        Ok(())
     }
 
     /// Whether the space contains the architecture's structure.
@@ -746,6 +1011,109 @@ mod tests {
                 .max();
             assert_eq!(found, Some(expected), "{what}");
         }
+    }
+
+    /// The operator names of space files: `skip`, and an operator with its own kernel.
+    #[test]
+    fn operator_choices_parse_and_print() {
+        for text in ["skip", "conv", "dsconv", "mbconv6", "mbconv3_k3", "mbconv6_k5", "conv_k7"] {
+            let choice: OpChoice = text.parse().unwrap();
+            assert_eq!(choice.to_string(), text);
+        }
+        assert_eq!(
+            "mbconv6_k5".parse::<OpChoice>().unwrap(),
+            OpChoice::Layer { op: Op::MBConv, expansion: 6, kernel: Some(5) }
+        );
+        for (bad, needle) in
+            [("mbconv6_k4", "kernel \"4\""), ("mbconv6_kx", "\"x\""), ("skipp", "unknown operator")]
+        {
+            let message = bad.parse::<OpChoice>().unwrap_err();
+            assert!(message.contains(needle), "{bad}: {message}");
+        }
+    }
+
+    /// NAS-Bench-Macro: 3^8 codes; a layer's skip vanishes where the shape stays and becomes a
+    /// projection on a stage's first layer; codes that differ only in where a stage's skips
+    /// sit decode to one network, whose canonical tokens put the skips last.
+    #[test]
+    fn nas_bench_macro_skips_layers() {
+        let space = SearchSpace::nas_bench_macro();
+        assert_eq!(space.size(), 6561);
+        let tokens_of = |code: &str| -> Vec<usize> {
+            code.chars()
+                .flat_map(|digit| {
+                    let mut block = [0; Decision::PER_BLOCK];
+                    block[0] = digit.to_digit(10).unwrap() as usize;
+                    block
+                })
+                .collect()
+        };
+        let a = space.decode(&tokens_of("22212202")).unwrap();
+        let b = space.decode(&tokens_of("22212220")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(space.encode(&a).unwrap(), tokens_of("22212220"), "skips last in the stage");
+        assert_eq!((a.stem_stride, a.activation, a.stem_output_size()), (1, Activation::Relu, 32));
+        assert_eq!(a.blocks.len(), 7, "one skipped layer is no block");
+        let first_skipped = space.decode(&tokens_of("02111111")).unwrap();
+        assert_eq!(first_skipped.block_strings()[0], "proj_r1_k1_s22_i32_o64_noskip");
+        assert_eq!(first_skipped.block_strings()[1], "r1_k5_s11_e6_i64_o64");
+        assert_eq!(space.encode(&first_skipped).unwrap(), tokens_of("02111111"));
+        let all_skipped = space.decode(&tokens_of("00000000")).unwrap();
+        assert_eq!(all_skipped.blocks.len(), 3, "three projections");
+        assert_eq!(space.encode(&all_skipped).unwrap(), tokens_of("00000000"));
+        // Not members: a k3 e6 layer, and B0.
+        let mut other = a.clone();
+        other.blocks[0].kernel = 3; // k3 e6: not a choice
+        assert!(space.encode(&other).unwrap_err().to_string().contains("block 0"));
+        assert!(!space.contains(&crate::presets::efficientnet_b0()));
+    }
+
+    /// An assignment that needs an early skip for a later block that cannot skip.
+    #[test]
+    fn membership_searches_past_a_greedy_choice() {
+        let mut space = SearchSpace::nas_bench_macro();
+        // Layer 1 of stage 1 may be skipped or k3 e3; layer 2 only k3 e3.
+        space.blocks[1].ops = vec![OpChoice::Skip, "mbconv3_k3".parse().unwrap()];
+        space.blocks[2].ops = vec!["mbconv3_k3".parse().unwrap()];
+        let tokens = [
+            [1, 0, 0, 0, 0, 0],
+            [0; 6],
+            [0; 6],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+            [1, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let arch = space.decode(&tokens).unwrap();
+        assert_eq!(space.encode(&arch).unwrap(), tokens);
+    }
+
+    /// Accel-NASBench: B0's skeleton with 36 choices a block (48 in block 5); B0 is a member.
+    #[test]
+    fn accel_nasbench_contains_b0() {
+        let space = SearchSpace::accel_nasbench();
+        assert_eq!(space.size(), 36u128.pow(6) * 48);
+        let b0 = crate::presets::efficientnet_b0();
+        let tokens = space.encode(&b0).unwrap();
+        assert_eq!(space.decode(&tokens).unwrap(), b0);
+        assert!(!space.contains(&crate::presets::preset("mnasnet-a1").unwrap()));
+    }
+
+    #[test]
+    fn built_in_spaces_resolve_and_round_trip_through_files() {
+        let dir = std::env::temp_dir().join(format!("effnas-builtin-spaces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in BUILT_IN {
+            let space = SearchSpace::resolve(name).unwrap();
+            assert_eq!(space.name, name);
+            space.validate().unwrap();
+            let path = dir.join(format!("{name}.toml"));
+            std::fs::write(&path, toml::to_string(&space).unwrap()).unwrap();
+            assert_eq!(SearchSpace::from_file(&path).unwrap(), space, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ fn op() -> impl Strategy<Value = (Op, u32)> {
         (1u32..=16).prop_map(|e| (Op::MBConv, e)),
         Just((Op::Basic, 1)),
         (1u32..=16).prop_map(|e| (Op::Bottleneck, e)),
+        Just((Op::Projection, 1)),
     ]
 }
 
@@ -29,7 +30,8 @@ fn block() -> impl Strategy<Value = BlockSpec> {
             |((op, expansion), repeats, kernel, stride, in_channels, out_channels, se_ratio, skip)| {
                 // What validation asks of residual blocks: no SE, and a bottleneck's output a
                 // multiple of its expansion.
-                let se_ratio = if op.is_residual() { 0.0 } else { se_ratio };
+                // Projections take no SE either.
+                let se_ratio = if op.is_residual() || op == Op::Projection { 0.0 } else { se_ratio };
                 let out_channels = if op == Op::Bottleneck {
                     (out_channels / expansion).max(1) * expansion
                 } else {

@@ -75,6 +75,7 @@ macro_rules! on_conn {
 mod blocking;
 mod claims;
 mod copy;
+mod dashboard;
 mod error;
 mod extras;
 mod lease;
@@ -94,6 +95,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool};
 
 pub use blocking::{BlockingStore, Heartbeat, RetryPolicy, RunHold, BUSY_TIMEOUT_ENV, RETRY_ENV};
 pub use copy::{copied_columns, CopiedRun, CopyOptions, CopyReport};
+pub use dashboard::{ColumnRange, TrialColumn, TrialPage, TrialQuery};
 pub use error::{Result, StoreError};
 pub use lease::{host_name, RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{

@@ -45,6 +45,11 @@ pub struct OpenOptions {
     /// When the file is not writable, open it read-only instead of failing; queries work as
     /// long as the schema is current.
     pub read_only_fallback: bool,
+    /// Open for reading only, whatever the file's permissions: an SQLite file is opened
+    /// read-only (`mode=ro`: it must exist, and nothing is ever written to it, not even a
+    /// schema upgrade), a PostgreSQL session has `default_transaction_read_only` on, so the
+    /// server refuses any write. For watchers such as `effnas serve`.
+    pub read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -54,6 +59,7 @@ impl Default for OpenOptions {
             max_connections: 4,
             create: true,
             read_only_fallback: false,
+            read_only: false,
         }
     }
 }
@@ -62,6 +68,12 @@ impl OpenOptions {
     /// For reading an existing database: never creates a file, and falls back to read-only.
     pub fn existing() -> Self {
         OpenOptions { create: false, read_only_fallback: true, ..OpenOptions::default() }
+    }
+
+    /// For watching a database another process writes: never creates, never writes (see
+    /// [`OpenOptions::read_only`]).
+    pub fn read_only() -> Self {
+        OpenOptions { create: false, read_only_fallback: true, read_only: true, ..OpenOptions::default() }
     }
 }
 
@@ -170,6 +182,9 @@ fn clip(text: &str) -> String {
 
 /// The options for a file opened with a URL `mode`: `ro` and `rw` never create a file.
 fn with_mode(options: &OpenOptions, mode: UrlMode) -> OpenOptions {
+    if options.read_only {
+        return OpenOptions { create: false, ..options.clone() };
+    }
     match mode {
         UrlMode::Default => options.clone(),
         UrlMode::ReadOnly | UrlMode::ReadWrite => OpenOptions { create: false, ..options.clone() },
@@ -387,7 +402,7 @@ impl Store {
             Target::File(path, mode) => {
                 let options = with_mode(options, mode);
                 let access = match check_file(&path, &options)? {
-                    Access::Writable if mode == UrlMode::ReadOnly => Access::ReadOnly,
+                    Access::Writable if mode == UrlMode::ReadOnly || options.read_only => Access::ReadOnly,
                     access => access,
                 };
                 let read_only = access != Access::Writable;
@@ -430,6 +445,12 @@ impl Store {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::invalid("database URL", format!("{location}: {e}")))?
             .application_name("effnas");
+        // A watcher's sessions refuse every write on the server's side, whatever the code does.
+        let connect = if options.read_only {
+            connect.options([("default_transaction_read_only", "on")])
+        } else {
+            connect
+        };
         let pg_error = |e| StoreError::from_sqlx(Backend::Postgres, &location, e);
         // One connection first, outside the pool: the pool retries a refused connection until
         // its timeout and then says only that it timed out, where this says why (refused, no
@@ -443,7 +464,12 @@ impl Store {
             // A connection that the server dropped (a restart) is found out before it is used.
             .test_before_acquire(true)
             .connect_lazy_with(connect);
-        Ok(Store { pool: Pool::Postgres(pool), location, target: target.into(), read_only: false })
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+            location,
+            target: target.into(),
+            read_only: options.read_only,
+        })
     }
 
     /// Refuses an SQLite file that holds some other program's tables, so that opening the

@@ -4,7 +4,6 @@ use crate::output::{out, outln};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use effnas_space::arch::conv_output_size;
 use effnas_space::cost::BlockCost;
 use effnas_space::error::Echo;
 use effnas_space::{
@@ -142,9 +141,9 @@ fn layer_table(arch: &ArchSpec, breakdown: &CostBreakdown) -> Table {
         stage: "stem",
         operator: format!("Conv{k}x{k}", k = arch.stem_kernel),
         kernel: arch.stem_kernel.to_string(),
-        stride: "2",
+        stride: if arch.stem_stride == 1 { "1" } else { "2" },
         channels: (arch.input_channels, arch.stem_channels),
-        output_resolution: conv_output_size(arch.resolution, arch.stem_kernel, 2),
+        output_resolution: arch.stem_conv_output_size(),
         cost: breakdown.stem,
     };
     table.row(stem.cells());

@@ -189,6 +189,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// The configuration of a new compound run from the flags, checked: the grid, the points
 /// chosen from it, the base network and the proxy settings.
 fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundConfig> {
+    if args.evaluator == EvaluatorName::Benchmark {
+        bail!(
+            "--evaluator benchmark: look-ups answer members of a benchmark's search space; compound trains (train) or uses the oracle"
+        );
+    }
     if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
         bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
     }
@@ -229,6 +234,7 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
             Some(settings)
         }
         EvaluatorName::Oracle => None,
+        EvaluatorName::Benchmark => unreachable!("refused by the flag checks"),
     };
     let finalists = args.finalists.plan(proxy.as_ref(), args.seed, Vec::new(), 1)?;
     Ok(CompoundConfig {

@@ -115,7 +115,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
-fn to_csv(rows: &[serde_json::Value]) -> String {
+pub(crate) fn to_csv(rows: &[serde_json::Value]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
     for row in rows {

@@ -43,7 +43,7 @@ pub struct Args {
     /// The experiment database: a SQLite file (created if missing).
     #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
-    /// The search space to sample: default, mnasnet, or a .json/.toml space file.
+    /// The search space to sample: default, mnasnet, nas-bench-macro, accel-nasbench, or a .json/.toml space file.
     #[arg(long, default_value = "default")]
     pub space: String,
     /// Architectures sampled uniformly from the space (1 to 10,000).

@@ -2,12 +2,14 @@
 
 pub mod arch;
 pub mod bench_infer;
+pub mod cam;
 pub mod compound;
 pub mod db;
 pub mod export;
 pub mod export_model;
 pub mod fidelity;
 pub mod finalists;
+pub mod finetune;
 pub mod import_model;
 pub mod pareto;
 pub mod plot;
@@ -16,6 +18,7 @@ pub mod resume;
 pub mod runs;
 pub mod scale;
 pub mod search;
+pub mod serve;
 pub mod show;
 pub mod space;
 pub mod train;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use effnas_evaluator::score::{Constraint, Objective};
 use effnas_search::asha::{rung_images, Rungs};
+use effnas_search::benchmarks::lookup::{Benchmark, LookupSettings};
 use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
 use effnas_search::evaluate::Evaluator;
@@ -50,6 +51,10 @@ pub enum EvaluatorName {
     Train,
     /// A synthetic objective computed from the architecture (microseconds; for dry runs and tests).
     Oracle,
+    /// Look the accuracy up in the published benchmark of --space nas-bench-macro (every member
+    /// trained 3 times on CIFAR-10) or accel-nasbench (5,125 members trained on ImageNet; other
+    /// members fail as `invalid`); search only.
+    Benchmark,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +63,7 @@ pub struct Args {
     /// database must exist; its tables are created). EFFNAS_DB keeps a password off the command line.
     #[arg(long, env = "EFFNAS_DB", default_value = "effnas.db")]
     pub db: String,
-    /// The search space: default, mnasnet, or a .json/.toml space file.
+    /// The search space: default, mnasnet, nas-bench-macro, accel-nasbench, or a .json/.toml space file.
     #[arg(long, default_value = "default")]
     pub space: String,
     /// The controller.
@@ -115,6 +120,11 @@ pub struct Args {
     /// RL: results per policy update (1 to 10,000).
     #[arg(long, default_value_t = RlConfig::default().batch_size, value_parser = flags::rl_batch)]
     pub rl_batch: usize,
+    /// Benchmark look-ups: answer each trial with one of the member's recorded trainings,
+    /// drawn by the run's seed and the trial, instead of their mean (search noise as a real
+    /// search meets it).
+    #[arg(long)]
+    pub benchmark_noise: bool,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     /// Multi-fidelity: `asha` promotes the best candidates through rungs of longer training.
@@ -228,16 +238,19 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         ..Objective::default()
     };
     let (evaluator, proxy) = match args.evaluator {
-        EvaluatorName::Oracle => (EvaluatorKind::Oracle, None),
+        EvaluatorName::Oracle | EvaluatorName::Benchmark => (EvaluatorKind::Oracle, None),
         EvaluatorName::Train => {
             let settings = args.proxy.settings();
             settings.validate()?;
             (EvaluatorKind::Train, Some(settings))
         }
     };
-    let proxy_key = match &proxy {
-        Some(settings) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
-        None => format!("oracle-v1:{}", space.name),
+    let lookup = lookup_settings(args, &space)?;
+    let evaluator = if lookup.is_some() { EvaluatorKind::Benchmark } else { evaluator };
+    let proxy_key = match (&proxy, &lookup) {
+        (Some(settings), _) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
+        (None, Some(lookup)) => lookup.key(args.seed),
+        (None, None) => format!("oracle-v1:{}", space.name),
     };
     let (rungs, rung_proxies) = rungs(args, proxy.as_ref(), &proxy_key);
     let plan = SearchPlan {
@@ -256,9 +269,33 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
     let final_proxy = rung_proxies.last().or(proxy.as_ref());
     let first_setting = plan.rungs.as_ref().map_or(1, Rungs::count);
     let finalists = args.finalists.plan(final_proxy, args.seed, include, first_setting)?;
-    let config =
-        SearchConfig { version: CONFIG_VERSION, plan, evaluator, proxy, finalists, rungs: rung_proxies };
+    let config = SearchConfig {
+        version: CONFIG_VERSION,
+        plan,
+        evaluator,
+        proxy,
+        lookup,
+        finalists,
+        rungs: rung_proxies,
+    };
     Ok((config, included))
+}
+
+/// The look-up settings of `--evaluator benchmark`: the benchmark is the one of the space.
+fn lookup_settings(args: &Args, space: &SearchSpace) -> Result<Option<LookupSettings>> {
+    if args.evaluator != EvaluatorName::Benchmark {
+        if args.benchmark_noise {
+            bail!("--benchmark-noise needs --evaluator benchmark");
+        }
+        return Ok(None);
+    }
+    let Some(benchmark) = Benchmark::for_space(space) else {
+        bail!(
+            "--evaluator benchmark: space {:?} has no benchmark; give --space nas-bench-macro or --space accel-nasbench",
+            space.name
+        );
+    };
+    Ok(Some(LookupSettings { benchmark, noise: args.benchmark_noise }))
 }
 
 /// The rungs of a multi-fidelity search: their keys for the plan and their proxies (rung 1 and

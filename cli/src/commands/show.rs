@@ -189,7 +189,7 @@ fn architecture_table(arch: &ArchSpec) -> String {
     let pool = if arch.stem_max_pool { ", maxpool3x3 s2" } else { "" };
     table.row([
         "stem".to_owned(),
-        format!("conv{k}x{k} s2 {}→{}{pool}", arch.input_channels, arch.stem_channels),
+        format!("conv{k}x{k} s{} {}→{}{pool}", arch.stem_stride, arch.input_channels, arch.stem_channels),
         arch.stem_output_size().to_string(),
         human_count(breakdown.stem.params),
         human_count(breakdown.stem.macs),

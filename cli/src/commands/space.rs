@@ -16,7 +16,7 @@ use crate::table::{human_count, Table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A built-in space (default, mnasnet) or a space file (.json or .toml).
+    /// A built-in space (default, mnasnet, nas-bench-macro, accel-nasbench) or a space file (.json or .toml).
     #[arg(default_value = "default")]
     pub space: String,
     /// Test whether this architecture (preset, block strings or JSON file) is in the space:

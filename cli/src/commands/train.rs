@@ -77,6 +77,10 @@ pub struct Args {
     /// sub-folder of images per class.
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
+    /// Train on these classes of the data set only, relabelled 0, 1, … in order: `0-4` or
+    /// `0,2,5-7` (the training, validation and test images of other classes are left out).
+    #[arg(long, value_parser = flags::class_list, value_name = "LIST")]
+    pub classes: Option<flags::ClassList>,
     /// Training epochs (1 to 1000).
     #[arg(long, default_value_t = 5, value_parser = flags::epochs)]
     pub epochs: u32,
@@ -188,6 +192,9 @@ pub struct Report {
     pub spec: String,
     pub dataset: String,
     pub dataset_format: String,
+    /// The classes of the data set trained on (`--classes`), in label order; absent: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
     pub network: NetworkCost,
     pub reward: f64,
     pub objective: Objective,
@@ -225,7 +232,7 @@ impl NetworkCost {
     }
 }
 
-fn choose_device(requested: Option<&str>) -> Result<Device> {
+pub(crate) fn choose_device(requested: Option<&str>) -> Result<Device> {
     match requested {
         Some(text) => resolve_device(text).with_context(|| format!("device {text:?}")),
         None => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
@@ -344,6 +351,10 @@ fn prepare(args: &Args) -> Result<Prepared> {
     // The database is opened before training so that an unwritable path fails at once.
     let store = args.db.as_deref().map(BlockingStore::open).transpose()?;
     let dataset = data::load(&args.dataset).context("--dataset")?;
+    let dataset = match &args.classes {
+        Some(classes) => dataset.select_classes(&classes.0).context("--classes")?,
+        None => dataset,
+    };
     let resolution = args.resolution.unwrap_or_else(|| u32::try_from(dataset.train.height()).unwrap_or(32));
     let data = ProxyData::from_dataset(&dataset, args.validation_images, args.train_images, args.test, 0)
         .with_context(|| format!("proxy split of {}", dataset.name))?;
@@ -353,8 +364,9 @@ fn prepare(args: &Args) -> Result<Prepared> {
     if !args.json {
         eprintln!("{dataset}");
     }
+    let keyed_dataset = dataset_key(&args.dataset, args.classes.as_ref());
     let proxy_key = ProxyKey {
-        dataset: &args.dataset,
+        dataset: &keyed_dataset,
         validation_images: args.validation_images,
         train_images: args.train_images,
         resolution,
@@ -365,6 +377,15 @@ fn prepare(args: &Args) -> Result<Prepared> {
     }
     .to_string();
     Ok(Prepared { device, config, network, proxy_arch, data, dataset, proxy_key, store })
+}
+
+/// The data set as the proxy key names it: with `--classes`, the canonical class list too, so
+/// that a training on some classes is never taken for one on all of them.
+pub fn dataset_key(dataset: &str, classes: Option<&flags::ClassList>) -> String {
+    match classes {
+        Some(classes) => format!("{dataset}[classes {}]", classes.canonical()),
+        None => dataset.to_owned(),
+    }
 }
 
 /// A training needs at least one optimizer step, and a step two images (batch norm): a split
@@ -384,7 +405,7 @@ fn check_training_images(data: &ProxyData, args: &Args) -> Result<()> {
 
 /// `--save DIR` must be a folder that holds no checkpoint yet (or not exist): checked before
 /// training, so that a long training is never lost to a path that cannot be written.
-fn check_save_folder(dir: &Path) -> Result<()> {
+pub(crate) fn check_save_folder(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("--save {}: exists and is not a folder", dir.display());
     }
@@ -440,6 +461,7 @@ fn report(args: &Args, prepared: &Prepared, result: TrainResult) -> Result<Repor
         spec: args.spec.clone(),
         dataset: prepared.dataset.name.clone(),
         dataset_format: prepared.dataset.format.as_str().to_owned(),
+        classes: args.classes.as_ref().map(|c| c.0.clone()),
         network: NetworkCost::of(&prepared.network),
         reward,
         objective,

@@ -230,6 +230,7 @@ pub fn abbreviate_blocks(arch: &ArchSpec) -> String {
                 Op::DepthwiseSeparable => "ds".to_owned(),
                 Op::Basic => "bb".to_owned(),
                 Op::Bottleneck => format!("bt{}", b.expansion),
+                Op::Projection => "pj".to_owned(),
             };
             let se = if b.se_ratio > 0.0 { "+" } else { "" };
             let skip = match b.skip {

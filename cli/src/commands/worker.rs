@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = flags::slots)]
     pub slots: usize,
 
-    /// Only this run's trials (an id, or =NAME for a name); default: any running run's.
+    /// Only this run's trials (an id, or =NAME for a name), and exit once the run is complete
+    /// or failed; default: any running run's.
     #[arg(long)]
     pub run: Option<String>,
 

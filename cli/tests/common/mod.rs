@@ -1,6 +1,8 @@
 //! Running the built `effnas` binary from the CLI tests.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod procs;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -58,20 +60,16 @@ pub fn fails_naming(args: &[&str], needle: &str) {
 /// Starts `effnas` with `args`, waits until `ready()` holds (asked every 200 ms, for at most 300
 /// s), interrupts it as Ctrl-C would (SIGINT to the process alone) and returns what it printed.
 pub fn interrupt_when(args: &[&str], mut ready: impl FnMut() -> bool) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_effnas"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("effnas starts");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_effnas"));
+    command.args(args);
+    let child = procs::Proc::spawn(command, format!("effnas {args:?}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while !ready() {
         assert!(std::time::Instant::now() < deadline, "{args:?}: what the test waits for never happened");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
-    child.wait_with_output().expect("effnas ends")
+    child.signal("-INT");
+    child.finish()
 }
 
 /// The trials of run 1 in `db` as `effnas trials --json` lists them; empty while it cannot (the

@@ -243,3 +243,11 @@ fn class_folders(root: &Path) -> Result<(Vec<String>, Vec<SplitDir>), DataError>
     }
     Ok((class_names, splits))
 }
+
+/// One image file as uint8 `[1, C, H, W]` at its own size, converted to `channels` (1: luma,
+/// 3: RGB) as the folder reader converts them.
+pub(crate) fn read_image(path: &Path, channels: usize) -> Result<Tensor, DataError> {
+    let image = decode(path)?;
+    let size = (image.width(), image.height());
+    pack(&[image], channels, size, path)
+}

@@ -18,9 +18,10 @@
 //!
 //! The proxy split (a seeded, stratified validation set held out of the training set, and the
 //! image budget drawn from the rest) is in `split.rs`: [`ImageSet::split_validation`] and
-//! [`ImageSet::take`].
+//! [`ImageSet::take`]. [`ImageSet::select_classes`] keeps some classes, relabelled (`classes.rs`).
 
 mod cifar;
+mod classes;
 mod error;
 mod folder;
 mod idx;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 pub use cifar::CIFAR10_CLASSES;
+pub use classes::{format_class_list, parse_class_list};
 pub use error::DataError;
 pub use idx::{FASHION_MNIST_CLASSES, IMAGES_MAGIC, LABELS_MAGIC};
 
@@ -365,6 +367,24 @@ pub fn load_path(path: &Path) -> Result<Dataset, DataError> {
     } else {
         Err(DataError::UnknownFormat { path: path.into() })
     }
+}
+
+/// One PNG or JPEG file as uint8 `[1, C, H, W]` at its own size, with `channels` channels (1:
+/// luma, 3: RGB; other counts are refused).
+pub fn read_image(path: &Path, channels: u32) -> Result<Tensor, DataError> {
+    if channels != 1 && channels != 3 {
+        return Err(DataError::InvalidArgument(format!("images have 1 or 3 channels, not {channels}")));
+    }
+    if !path.exists() {
+        return Err(DataError::Missing { path: path.into() });
+    }
+    if path.is_dir() {
+        return Err(DataError::Malformed {
+            path: path.into(),
+            reason: "is a folder; expected an image file".into(),
+        });
+    }
+    folder::read_image(path, channels as usize)
 }
 
 fn fashion_names() -> Vec<String> {

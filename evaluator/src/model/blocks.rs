@@ -393,6 +393,11 @@ impl Branch {
                 let squeeze_excite = parts.squeeze_excite(squeeze, c_out, act)?;
                 Ok(Branch { expand: None, spatial, squeeze_excite, project: None })
             }
+            Op::Projection => {
+                let shape = ConvShape::new(c_in, c_out, k).stride(stride);
+                let spatial = parts.conv(shape, Activation::Linear, norm)?;
+                Ok(Branch { expand: None, spatial, squeeze_excite: None, project: None })
+            }
             Op::Basic => {
                 let spatial = resnet_conv(1, ConvShape::new(c_in, c_out, k).stride(stride), act)?;
                 let project = resnet_conv(2, ConvShape::new(c_out, c_out, k), Activation::Linear)?;

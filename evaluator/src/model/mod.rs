@@ -91,6 +91,22 @@ pub struct Network {
     /// Inputs are re-laid channels-last (NHWC strides) before the stem; see
     /// [`Model::to_channels_last`].
     channels_last: bool,
+    /// Parts that run as in evaluation even while training (see [`Frozen`]).
+    frozen: Frozen,
+}
+
+/// Parts of a network that stay as they are while the rest trains (a fine-tuning with a frozen
+/// backbone, see [`crate::transfer`]): they run as in evaluation in every forward pass, batch
+/// norm on its running statistics (which are neither used from the batch nor updated) and
+/// without stochastic depth, as a frozen backbone in PyTorch is usually put in `eval()` mode;
+/// batch-norm recalibration leaves them alone. The classifier, and the dropout before it, are
+/// never frozen here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frozen {
+    /// The stem convolution and its batch norm.
+    pub stem: bool,
+    /// Every block and the head.
+    pub body: bool,
 }
 
 impl Network {
@@ -105,7 +121,8 @@ impl Network {
         let naming = Naming::of(arch);
         let style = LayerStyle { norm, activation: Activation::from(arch.activation) };
         let features = root / "features";
-        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, arch.stem_kernel).stride(2);
+        let stem_shape = ConvShape::new(arch.input_channels, arch.stem_channels, arch.stem_kernel)
+            .stride(arch.stem_stride);
         let stem = match naming {
             Naming::EfficientNet => ConvNormAct::new(&(&features / 0), stem_shape, style.activation, norm)?,
             Naming::ResNet => {
@@ -155,6 +172,7 @@ impl Network {
             dropout: arch.dropout,
             precision: Precision::Fp32,
             channels_last: false,
+            frozen: Frozen::default(),
         })
     }
 
@@ -166,14 +184,47 @@ impl Network {
         self.precision
     }
 
+    /// Which parts run as in evaluation even while training.
+    pub fn set_frozen(&mut self, frozen: Frozen) {
+        self.frozen = frozen;
+    }
+
+    pub fn frozen(&self) -> Frozen {
+        self.frozen
+    }
+
+    /// The classifier's weight `[classes, channels]` and bias `[classes]`.
+    pub fn classifier(&self) -> (&Tensor, &Tensor) {
+        (&self.classifier_weight, &self.classifier_bias)
+    }
+
+    /// The last feature map, before global pooling, in evaluation mode: `[N, K, h, w]` (fp32),
+    /// where K is the classifier's input channels. The logits are
+    /// `classifier(mean over h, w of this)`; class activation maps ([`crate::cam`]) weight it.
+    pub fn try_features(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let ys = self.features_mode(xs, false, false)?;
+        if ys.kind() == Kind::Float {
+            Ok(ys)
+        } else {
+            ys.f_to_kind(Kind::Float)
+        }
+    }
+
     /// The forward pass, fallible: images `[N, C, H, W]` (float) → logits `[N, classes]` (fp32).
     /// `train` selects batch statistics, stochastic depth and dropout.
     pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor, TchError> {
         self.forward_mode(xs, train, train)
     }
 
+    /// The batch norms that train (those of frozen parts are left out).
     fn norms(&self) -> Vec<&blocks::BatchNorm> {
-        let mut norms = vec![self.stem.norm()];
+        let mut norms = Vec::new();
+        if !self.frozen.stem {
+            norms.push(self.stem.norm());
+        }
+        if self.frozen.body {
+            return norms;
+        }
         for layer in &self.layers {
             norms.extend(layer.norms());
         }
@@ -220,21 +271,29 @@ impl Network {
         self.channels_last
     }
 
-    fn forward_mode(&self, xs: &Tensor, train: bool, stochastic: bool) -> Result<Tensor, TchError> {
+    /// Stem, blocks and head: the feature map before pooling, in the network's precision.
+    fn features_mode(&self, xs: &Tensor, train: bool, stochastic: bool) -> Result<Tensor, TchError> {
         let kind = self.precision.kind();
         let xs = if xs.kind() == kind { xs.shallow_clone() } else { xs.f_to_kind(kind)? };
         let xs = if self.channels_last { channels_last(&xs)? } else { xs };
-        let mut ys = self.stem.forward(&xs, train)?;
+        let mut ys = self.stem.forward(&xs, train && !self.frozen.stem)?;
         if self.stem_max_pool {
             // 3×3, stride 2, padding 1 (torchvision's ResNet).
             ys = ys.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         }
+        let (train, stochastic) = (train && !self.frozen.body, stochastic && !self.frozen.body);
         for layer in &self.layers {
             ys = layer.forward(&ys, train, stochastic)?;
         }
         if let Some(head) = &self.head {
             ys = head.forward(&ys, train)?;
         }
+        Ok(ys)
+    }
+
+    fn forward_mode(&self, xs: &Tensor, train: bool, stochastic: bool) -> Result<Tensor, TchError> {
+        let kind = self.precision.kind();
+        let ys = self.features_mode(xs, train, stochastic)?;
         let ys = ys.f_mean_dim(&[2i64, 3][..], false, None::<Kind>)?;
         let ys = if kind == Kind::Float { ys } else { ys.f_to_kind(Kind::Float)? };
         let ys = ys.f_dropout(self.dropout, stochastic)?;

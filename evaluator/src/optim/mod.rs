@@ -77,6 +77,30 @@ impl Update for per_tensor::PerTensorOptimizer {
     }
 }
 
+/// Several optimizers stepped together, each at its own multiple of the learning rate:
+/// discriminative learning rates for fine-tuning (a pretrained backbone at a fraction of the
+/// new classifier's rate, as in Howard & Ruder, 2018, "Universal Language Model Fine-tuning").
+#[derive(Debug)]
+pub struct Scaled {
+    parts: Vec<(Optimizer, f64)>,
+}
+
+impl Scaled {
+    /// `parts`: each optimizer with the factor its learning rate is multiplied by.
+    pub fn new(parts: Vec<(Optimizer, f64)>) -> Self {
+        Scaled { parts }
+    }
+}
+
+impl Update for Scaled {
+    fn zero_grad(&mut self) -> Result<(), TchError> {
+        self.parts.iter_mut().try_for_each(|(optimizer, _)| optimizer.zero_grad())
+    }
+    fn step(&mut self, lr: f64) -> Result<(), TchError> {
+        self.parts.iter_mut().try_for_each(|(optimizer, scale)| optimizer.step(lr * *scale))
+    }
+}
+
 /// The parameters of one dtype and device, and their gradients, as two flat buffers.
 #[derive(Debug)]
 struct FlatGroup {
@@ -170,7 +194,12 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(vs: &VarStore, kind: OptimizerKind, weight_decay: f64) -> Result<Self, TchError> {
-        let variables = vs.trainable_variables();
+        Optimizer::over(vs.trainable_variables(), kind, weight_decay)
+    }
+
+    /// An optimizer of some variables only (each requiring gradients), e.g. one part of a
+    /// network that trains at its own learning rate ([`Scaled`]).
+    pub fn over(variables: Vec<Tensor>, kind: OptimizerKind, weight_decay: f64) -> Result<Self, TchError> {
         define_gradients(&variables)?;
         let mut by_place: Vec<((Kind, Device), Vec<Tensor>)> = Vec::new();
         for var in variables {

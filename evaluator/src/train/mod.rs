@@ -32,6 +32,7 @@ pub use measure::{evaluate, measure_latency, time_inference, InferenceTiming};
 use crate::device::device_name;
 use crate::error::{EvalError, Result};
 use crate::model::Model;
+use crate::transfer::Transfer;
 use run::{Run, RunFailure};
 
 /// Whether a trial finished.
@@ -231,7 +232,38 @@ pub fn train_with_progress(
     let span = info_span!("trial", arch = %run.result.arch_hash, device = %run.result.device);
     let _enter = span.enter();
     let mut learner = None;
-    let outcome = run.execute(data, progress, &mut learner);
+    let outcome = run.execute(data, progress, &mut learner, None);
+    let result = conclude(run.finish(), outcome)?;
+    Ok(Trained { result, model: learner.map(|l| l.model) })
+}
+
+/// Fine-tunes a pretrained network adapted to `data` ([`crate::transfer::adapt`], on `device`)
+/// as [`train_with_progress`] trains a new one: the same data preparation, schedule, batch-norm
+/// recalibration (of the parts that train) and scoring, with only what `transfer` leaves
+/// unfrozen updated, each part at its learning rate.
+pub fn finetune_with_progress(
+    transfer: Transfer,
+    data: &ProxyData,
+    config: &ProxyConfig,
+    device: Device,
+    progress: &mut dyn FnMut(Progress),
+    stop: &AtomicBool,
+) -> Result<Trained> {
+    config.validate()?;
+    let arch = transfer.model.arch.clone();
+    arch.validate()?;
+    data.check_fits(&arch)?;
+    if transfer.model.device() != device {
+        return Err(EvalError::config(
+            "device",
+            "the pretrained network is on another device than the training",
+        ));
+    }
+    let mut run = Run::new(&arch, config, device, stop);
+    let span = info_span!("finetune", arch = %run.result.arch_hash, device = %run.result.device);
+    let _enter = span.enter();
+    let mut learner = None;
+    let outcome = run.execute(data, progress, &mut learner, Some(transfer));
     let result = conclude(run.finish(), outcome)?;
     Ok(Trained { result, model: learner.map(|l| l.model) })
 }

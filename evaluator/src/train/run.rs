@@ -23,6 +23,7 @@ use crate::model::checkpoint::{InputNorm, Meta};
 use crate::model::{Model, NormConfig};
 use crate::optim::per_tensor::PerTensorOptimizer;
 use crate::optim::{Optimizer, Update};
+use crate::transfer::Transfer;
 
 /// Why a run ended early. Mapped to a [`super::Failure`] (or an `Err`) by the caller.
 pub(super) enum RunFailure {
@@ -126,12 +127,17 @@ impl<'a> Run<'a> {
         data: &ProxyData,
         progress: &mut dyn FnMut(Progress),
         learner: &mut Option<Learner>,
+        transfer: Option<Transfer>,
     ) -> Step {
         self.seed_libtorch();
         self.check_stop()?;
         let prepared = self.prepare_data(data)?;
         self.check_stop()?;
-        let learner = learner.insert(self.build()?);
+        let built = match transfer {
+            None => self.build()?,
+            Some(transfer) => self.adopt(transfer)?,
+        };
+        let learner = learner.insert(built);
         describe_input(&mut learner.model.meta, &prepared, data, self.arch.resolution);
         self.check_stop()?;
         self.check_time()?;
@@ -211,6 +217,19 @@ impl<'a> Run<'a> {
         } else {
             Box::new(Optimizer::new(&model.vs, config.optimizer, config.weight_decay)?)
         };
+        Ok(Learner { model, optimizer })
+    }
+
+    /// A pretrained network adapted to the task (`crate::transfer`), with the config's
+    /// precision and layout, its frozen part frozen and the optimizer of what trains.
+    fn adopt(&mut self, mut transfer: Transfer) -> Step<Learner> {
+        let config = self.config;
+        transfer.model.net.set_precision(config.precision);
+        if config.channels_last {
+            transfer.model.to_channels_last()?;
+        }
+        self.result.params = transfer.model.num_parameters();
+        let (model, optimizer) = transfer.into_learner(config.optimizer, config.weight_decay)?;
         Ok(Learner { model, optimizer })
     }
 

@@ -28,6 +28,11 @@ pub const DATA_FILE: &str = "benchmarks/accel-nasbench/anb_dataset_jsons.tar.gz"
 /// Blocks in EfficientNet-B0's skeleton.
 pub const BLOCKS: usize = 7;
 
+/// A block's expansion choices, in token order.
+const EXPANSIONS: [u8; 3] = [1, 4, 6];
+/// A block's kernel choices, in token order.
+const KERNELS: [u8; 2] = [3, 5];
+
 /// One block's choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccelBlock {
@@ -71,6 +76,49 @@ impl AccelArch {
                 se: true,
             }),
         }
+    }
+
+    /// The architecture's tokens in effnas's `accel-nasbench` space
+    /// ([`effnas_space::SearchSpace::accel_nasbench`]): per block, the operator (expansion 1,
+    /// 4, 6), kernel (3, 5), SE (off, on), skip and channels (one choice each) and layers
+    /// (1 to 3 or 4) as choice indices.
+    pub fn tokens(&self) -> Vec<usize> {
+        let index = |list: &[u8], value: u8| list.iter().position(|&v| v == value).unwrap_or(0);
+        self.blocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    index(&EXPANSIONS, b.expansion),
+                    index(&KERNELS, b.kernel),
+                    usize::from(b.se),
+                    0,
+                    0,
+                    usize::from(b.layers.saturating_sub(1)),
+                ]
+            })
+            .collect()
+    }
+
+    /// The architecture of a token sequence of the `accel-nasbench` space, or `None` when the
+    /// sequence is not one.
+    pub fn from_tokens(tokens: &[usize]) -> Option<Self> {
+        if tokens.len() != BLOCKS * 6 {
+            return None;
+        }
+        let mut blocks = [AccelBlock { expansion: 1, kernel: 3, layers: 1, se: false }; BLOCKS];
+        for (i, (block, t)) in blocks.iter_mut().zip(tokens.chunks(6)).enumerate() {
+            let max_layers = if i == 5 { 4 } else { 3 };
+            if t[2] > 1 || t[3] != 0 || t[4] != 0 || t[5] >= max_layers {
+                return None;
+            }
+            *block = AccelBlock {
+                expansion: *EXPANSIONS.get(t[0])?,
+                kernel: *KERNELS.get(t[1])?,
+                layers: u8::try_from(t[5] + 1).ok()?,
+                se: t[2] == 1,
+            };
+        }
+        Some(AccelArch { blocks })
     }
 
     fn from_json(fields: &BTreeMap<String, serde_json::Value>) -> Result<Self, String> {

@@ -124,6 +124,35 @@ impl MacroCode {
     pub fn is_canonical(&self) -> bool {
         self.canonical() == *self
     }
+
+    /// The code's tokens in effnas's `nas-bench-macro` space
+    /// ([`effnas_space::SearchSpace::nas_bench_macro`]): one block per layer, whose operator
+    /// token is the layer's digit and whose other tokens have one choice.
+    pub fn tokens(&self) -> Vec<usize> {
+        let per_block = effnas_space::search_space::Decision::PER_BLOCK;
+        let mut tokens = vec![0; LAYERS * per_block];
+        for (layer, op) in self.0.iter().enumerate() {
+            tokens[layer * per_block] = MacroOp::ALL.iter().position(|o| o == op).unwrap_or(0);
+        }
+        tokens
+    }
+
+    /// The code of a token sequence of the `nas-bench-macro` space, or `None` when the
+    /// sequence has the wrong length or a choice the space does not have.
+    pub fn from_tokens(tokens: &[usize]) -> Option<Self> {
+        let per_block = effnas_space::search_space::Decision::PER_BLOCK;
+        if tokens.len() != LAYERS * per_block {
+            return None;
+        }
+        let mut ops = [MacroOp::Identity; LAYERS];
+        for (op, block) in ops.iter_mut().zip(tokens.chunks(per_block)) {
+            if block[1..].iter().any(|&t| t != 0) {
+                return None;
+            }
+            *op = *MacroOp::ALL.get(block[0])?;
+        }
+        Some(MacroCode(ops))
+    }
 }
 
 impl FromStr for MacroCode {

@@ -12,10 +12,13 @@
 //!   proxified ImageNet trainings in EfficientNet-B0's own search space, with throughput and
 //!   latency on six accelerators.
 //!
+//! [`lookup`] answers a search's trials from either benchmark instead of training them.
+//!
 //! Both readers check every record and return a [`BenchmarkError`] that names the file and the
 //! record; a damaged file is an error value, never a panic.
 
 pub mod accel;
+pub mod lookup;
 pub mod macro_cifar;
 
 use std::path::PathBuf;

@@ -1,0 +1,252 @@
+//! `effnas` processes that a test starts, signals and waits for, on any database (a SQLite path
+//! or a PostgreSQL URL, passed in `EFFNAS_DB` as a user keeps a password off the command line).
+//!
+//! Every wait has a deadline and every process is killed when its handle is dropped, so a
+//! failing test (a worker that never comes, a search that waits forever) fails with what the
+//! process printed instead of hanging the suite.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The longest a test waits for one process to end.
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(300);
+
+/// A proxy a little longer than [`super::TINY_PROXY`] (three epochs): long enough that a
+/// worker is still training a trial that a test has just seen running.
+pub const SLOW_PROXY: &[&str] = &[
+    "--width",
+    "0.25",
+    "--depth",
+    "0.5",
+    "--train-images",
+    "256",
+    "--validation-images",
+    "64",
+    "--epochs",
+    "3",
+    "--resolution",
+    "16",
+];
+
+/// A running `effnas`, killed when dropped; its output is read as it comes (a full pipe would
+/// block it).
+pub struct Proc {
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    what: String,
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    })
+}
+
+impl Proc {
+    /// Starts `command` with its output piped; `what` names it in failures.
+    pub fn spawn(mut command: Command, what: String) -> Proc {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("effnas starts");
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+        Proc { child, stdout, stderr, what }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, `-INT`, `-TERM`) to this process alone.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([name, &self.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {name} {}", self.what);
+    }
+
+    /// `kill -9`, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn has_ended(&mut self) -> bool {
+        self.child.try_wait().expect("the process").is_some()
+    }
+
+    /// Waits for the process to end (for at most [`PROCESS_LIMIT`]: past it the process is
+    /// killed and the test fails with what it printed) and returns its output, which must not
+    /// report a panic.
+    pub fn finish(mut self) -> Output {
+        let deadline = Instant::now() + PROCESS_LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the process") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = self.output(status.unwrap_or_default());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(status.is_some(), "{} did not end within {PROCESS_LIMIT:?}; it printed: {stderr}", self.what);
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", self.what);
+        output
+    }
+
+    fn output(&mut self, status: ExitStatus) -> Output {
+        let join = |handle: Option<JoinHandle<Vec<u8>>>| handle.map(|h| h.join().unwrap_or_default());
+        Output {
+            status,
+            stdout: join(self.stdout.take()).unwrap_or_default(),
+            stderr: join(self.stderr.take()).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `effnas ARGS` on `db`.
+pub fn command(db: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_effnas"));
+    command.args(args).env("EFFNAS_DB", db).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+pub fn start(db: &str, args: &[&str]) -> Proc {
+    Proc::spawn(command(db, args), format!("effnas {args:?}"))
+}
+
+/// Runs `effnas ARGS` on `db` to its end (within [`PROCESS_LIMIT`]).
+pub fn run(db: &str, args: &[&str]) -> Output {
+    start(db, args).finish()
+}
+
+/// The JSON a command that succeeded printed.
+pub fn ok(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Run 1's trials.
+pub fn trials(db: &str) -> Vec<Value> {
+    ok(&run(db, &["trials", "--run", "1", "--json"])).as_array().cloned().unwrap_or_default()
+}
+
+/// Run 1's trials in `state`; none while they cannot be read (the database not made yet, a
+/// server restarting).
+pub fn trials_in_state(db: &str, state: &str) -> Vec<Value> {
+    let out = run(db, &["trials", "--run", "1", "--state", state, "--json"]);
+    serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
+}
+
+/// Waits (at most 120 s) until `ready()` holds, asking every 50 ms.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} never happened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A search that only queues (`--external-workers`) run 1's trials on `db`; returned once it
+/// has made the run.
+pub fn external_search(db: &str, trials: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["search", "--external-workers", "--trials", trials, "--finalists", "0", "--json"];
+    args.extend(extra);
+    let search = start(db, &args);
+    // A query is not asked before the search has made a SQLite file.
+    let made = || db.contains("://") || std::path::Path::new(db).exists();
+    wait_until("the search queueing its trials", || {
+        made() && command(db, &["trials", "--run", "1"]).status().is_ok_and(|s| s.success())
+    });
+    search
+}
+
+/// A worker for run 1 with a lease of `lease` seconds. It ends when the run is complete (its
+/// idle limit only bounds a failing test).
+pub fn worker(db: &str, lease: &str) -> Proc {
+    start(db, &["worker", "--run", "1", "--lease", lease, "--idle-exit", "240", "--json", "--threads", "1"])
+}
+
+/// A worker for any run, until it is stopped.
+pub fn worker_for_any_run(db: &str) -> Proc {
+    start(db, &["worker", "--lease", "30", "--idle-exit", "240", "--json", "--threads", "1"])
+}
+
+/// The worker's JSON summary.
+pub fn summary(out: &Output) -> Value {
+    ok(out)
+}
+
+/// Stops workers as a scheduler would (SIGTERM) and returns their summaries.
+pub fn stop_workers(workers: Vec<Proc>) -> Vec<Value> {
+    workers.iter().for_each(|w| w.signal("-TERM"));
+    workers.into_iter().map(|w| summary(&w.finish())).collect()
+}
+
+/// Waits until `worker` trains a trial of run 1, freezes it (SIGSTOP) there and returns that
+/// trial as it stands, still running. A trial seen running may have finished by the time the
+/// worker is frozen: then the worker is let go on and the next one is waited for.
+pub fn freeze_while_training(db: &str, worker: &Proc) -> Value {
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(120), "the worker never trained a trial");
+        if trials_in_state(db, "running").is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        worker.signal("-STOP");
+        if let Some(trial) = trials_in_state(db, "running").into_iter().next() {
+            return trial;
+        }
+        worker.signal("-CONT");
+    }
+}
+
+/// The run ended with exactly `n` trials, each complete, each trained once (or reused, never
+/// claimed).
+pub fn assert_exactly_once(all: &[Value], n: usize) {
+    assert_eq!(all.len(), n, "exactly N trials");
+    assert!(all.iter().all(|t| t["state"] == "complete"), "{all:?}");
+    let (reused, trained): (Vec<&Value>, Vec<&Value>) = all.iter().partition(|t| !t["reused_from"].is_null());
+    assert!(reused.iter().all(|t| t["attempts"] == 0), "reused trials are never claimed");
+    assert!(trained.iter().all(|t| t["attempts"] == 1), "each trained once");
+}
+
+/// Workers shared the run's trials exactly once: their own counts add up to the trained trials,
+/// none superseded, more than one of them did some.
+pub fn assert_shared_exactly_once(all: &[Value], n: usize, summaries: &[Value]) {
+    assert_exactly_once(all, n);
+    let trained = all.iter().filter(|t| t["reused_from"].is_null()).count() as u64;
+    let completed: u64 = summaries.iter().map(|s| s["completed"].as_u64().expect("count")).sum();
+    assert_eq!(completed, trained, "the workers' own counts add up: no trial finished twice");
+    assert!(summaries.iter().all(|s| s["superseded"] == 0), "{summaries:?}");
+    let names: std::collections::BTreeSet<&str> = all.iter().filter_map(|t| t["worker"].as_str()).collect();
+    assert!(names.len() >= 2, "the work was shared: {names:?}");
+}
+
+/// After a worker was killed (or frozen) in `victim`: every trial complete, the victim trained
+/// again (attempt 2) by another worker, and `rescuer_completed` is what the dead worker left.
+pub fn assert_rescued(all: &[Value], n: usize, victim: &Value, rescuer_completed: Option<u64>) {
+    assert_eq!(all.len(), n);
+    assert!(all.iter().all(|t| t["state"] == "complete"), "{all:?}");
+    let by_dead = all.iter().filter(|t| t["worker"] == victim["worker"]).count() as u64;
+    assert_eq!(rescuer_completed, Some(n as u64 - by_dead), "the rescuer trains what the other left");
+    let again = all.iter().find(|t| t["id"] == victim["id"]).expect("the stopped worker's trial");
+    assert_eq!((&again["state"], again["attempts"].as_u64()), (&Value::from("complete"), Some(2)), "{again}");
+    assert_ne!(again["worker"], victim["worker"], "another worker finished it");
+}
