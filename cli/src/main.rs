@@ -61,6 +61,12 @@ enum Command {
     Plot(commands::plot::Args),
     /// Manage databases: copy runs between SQLite and PostgreSQL.
     Db(commands::db::Args),
+    /// Write a trained network for PyTorch: safetensors with torchvision's names, or TorchScript.
+    ExportModel(commands::export_model::Args),
+    /// Make a checkpoint from PyTorch weights (a safetensors state dict with torchvision's names).
+    ImportModel(commands::import_model::Args),
+    /// Inference speed: latency (median, p90) and throughput per batch size.
+    BenchInfer(commands::bench_infer::Args),
     /// A live web dashboard over a database (read-only): runs, charts, trials, workers.
     Serve(commands::serve::Args),
 }
@@ -128,6 +134,9 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Worker(args) => commands::worker::run(args),
         Command::Db(args) => commands::db::run(args),
+        Command::ExportModel(args) => commands::export_model::run(args),
+        Command::ImportModel(args) => commands::import_model::run(args),
+        Command::BenchInfer(args) => commands::bench_infer::run(args),
         Command::Serve(args) => commands::serve::run(args),
     };
     match result {

@@ -31,8 +31,9 @@ pub struct Args {
     /// network and image in a sub-folder named after the network's column label.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// The data set the networks were trained on: its training images give the input
-    /// normalisation (as the trainer computes it), its class names label the pictures, and
+    /// The data set the networks were trained on: its class names label the pictures, its
+    /// training images give the input normalisation of checkpoints that do not record their
+    /// own (older than `meta.json`), and
     /// `--count` takes images from it. Default: the data set the first checkpoint's
     /// result.json names.
     #[arg(long)]
@@ -77,6 +78,9 @@ struct Network {
     path: PathBuf,
     label: String,
     model: Model,
+    /// The normalisation its checkpoint records (`meta.json`); older checkpoints have none and
+    /// take the data set's.
+    normalize: Option<Normalizer>,
 }
 
 /// An input image at its own size, uint8 `[C, H, W]`.
@@ -246,7 +250,16 @@ fn load_networks(paths: &[PathBuf], labels: Option<&[String]>, device: Device) -
         if networks.iter().any(|n| n.label == label) {
             label = format!("{label}-{j}");
         }
-        networks.push(Network { path: path.clone(), label, model });
+        let recorded =
+            checkpoint::read_meta(path).with_context(|| format!("checkpoint {}", path.display()))?;
+        let normalize = match recorded.input {
+            Some(input) => Some(
+                Normalizer::from_stats(&input.mean, &input.std, device)
+                    .with_context(|| format!("{}: meta.json's normalisation", path.display()))?,
+            ),
+            None => None,
+        };
+        networks.push(Network { path: path.clone(), label, model, normalize });
     }
     Ok(networks)
 }
@@ -332,6 +345,7 @@ fn inputs(args: &Args, files: &[PathBuf], dataset: &Dataset) -> Result<Vec<Input
 fn network_input(network: &Network, input: &Input, normalize: &Normalizer, device: Device) -> Result<Tensor> {
     let resolution = i64::from(network.model.arch.resolution);
     let resized = resize_uint8(&input.pixels.f_unsqueeze(0)?, resolution)?;
+    let normalize = network.normalize.as_ref().unwrap_or(normalize);
     Ok(normalize.apply(&resized.f_to_device(device)?)?)
 }
 

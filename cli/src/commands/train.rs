@@ -170,7 +170,8 @@ pub struct Args {
     /// Also report accuracy on the data set's test split.
     #[arg(long)]
     pub test: bool,
-    /// Save the trained weights (weights.safetensors), the architecture (arch.json) and the
+    /// Save the trained weights (weights.safetensors, torchvision's names), the architecture
+    /// (arch.json), the input normalisation, resolution and class names (meta.json) and the
     /// result (result.json) into this folder.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -416,7 +417,9 @@ pub(crate) fn check_save_folder(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("--save {}: exists and is not a folder", dir.display());
     }
-    for file in [checkpoint::ARCH_FILE, checkpoint::WEIGHTS_FILE, checkpoint::RESULT_FILE] {
+    for file in
+        [checkpoint::ARCH_FILE, checkpoint::WEIGHTS_FILE, checkpoint::META_FILE, checkpoint::RESULT_FILE]
+    {
         if dir.join(file).exists() {
             bail!("--save {}: already holds a checkpoint ({file}); choose another folder", dir.display());
         }

@@ -319,6 +319,10 @@ pub struct Model {
     pub arch: ArchSpec,
     pub vs: nn::VarStore,
     pub net: Network,
+    /// What a user of the network needs besides its weights (batch-norm eps, input
+    /// normalisation, class names); saved by [`checkpoint::save`] as `meta.json`. The trainer
+    /// fills in the normalisation and class names of the data it trained on.
+    pub meta: checkpoint::Meta,
 }
 
 impl Model {
@@ -330,7 +334,8 @@ impl Model {
     pub fn with_norm(arch: &ArchSpec, device: Device, norm: NormConfig) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let net = Network::with_norm(&vs.root(), arch, norm)?;
-        Ok(Model { arch: arch.clone(), vs, net })
+        let meta = checkpoint::Meta { batch_norm_eps: norm.eps, ..checkpoint::Meta::default() };
+        Ok(Model { arch: arch.clone(), vs, net, meta })
     }
 
     /// Trainable parameters (running statistics are buffers, not parameters): equals

@@ -146,24 +146,34 @@ impl ProxyData {
 pub struct Normalizer {
     scale: Tensor,
     shift: Tensor,
+    /// μ and σ of pixels scaled to [0, 1] (torchvision's convention), as a checkpoint keeps them.
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
 }
 
 impl Normalizer {
     /// Statistics of uint8 images `[N, C, H, W]` ([`channel_stats`]), as tensors on their device.
-    /// σ is at least 10⁻³ pixel units, so a constant channel does not divide by zero.
     pub fn from_images(images: &Tensor) -> Result<Self, TchError> {
         let (means, stds) = channel_stats(images)?;
+        Normalizer::from_stats(&means, &stds, images.device())
+    }
+
+    /// The normalisation by per-channel `means` and `stds` of pixels scaled to [0, 1] (a
+    /// checkpoint's `meta.json`). σ is at least 10⁻³ pixel units, so a constant channel does
+    /// not divide by zero.
+    pub fn from_stats(means: &[f64], stds: &[f64], device: tch::Device) -> Result<Self, TchError> {
         let (mut scale, mut shift) = (Vec::new(), Vec::new());
-        for (mean, std) in means.iter().zip(&stds) {
+        for (mean, std) in means.iter().zip(stds) {
             let (mean, std) = (mean * 255.0, (std * 255.0).max(1e-3));
             scale.push((1.0 / std) as f32);
             shift.push((-mean / std) as f32);
         }
-        let shape = [1, means.len() as i64, 1, 1];
-        let device = images.device();
+        let shape = [1, scale.len() as i64, 1, 1];
         Ok(Normalizer {
             scale: Tensor::f_from_slice(&scale)?.f_reshape(shape)?.f_to_device(device)?,
             shift: Tensor::f_from_slice(&shift)?.f_reshape(shape)?.f_to_device(device)?,
+            mean: means.to_vec(),
+            std: stds.to_vec(),
         })
     }
 

@@ -34,19 +34,41 @@ pub fn evaluate(
     })
 }
 
-/// Median batch-1 inference latency in milliseconds at the model's resolution (MnasNet measured
-/// on a phone; this measures on the model's device), after `warmup` untimed runs.
-pub fn measure_latency(model: &Model, warmup: usize, runs: usize) -> Result<f64> {
-    let r = i64::from(model.arch.resolution);
-    let c = i64::from(model.arch.input_channels);
+/// Inference timing at one batch size: eval mode, no gradients, after untimed warm-up runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InferenceTiming {
+    pub batch: usize,
+    pub resolution: u32,
+    /// Timed forward passes.
+    pub runs: usize,
+    pub median_ms: f64,
+    /// The 90th percentile (nearest rank) of the forward passes' times.
+    pub p90_ms: f64,
+    /// Images per second at the median: `batch / median`.
+    pub images_per_second: f64,
+}
+
+/// Times `runs` forward passes of a batch of `batch` random images at `resolution` (the model's
+/// own when `None`) on the model's device, after `warmup` untimed ones, each pass synchronised
+/// on a GPU. The one inference measurement of effnas: the latency of a search's and `train`'s
+/// results ([`measure_latency`]) and `effnas bench-infer` both come from it.
+pub fn time_inference(
+    model: &Model,
+    batch: usize,
+    resolution: Option<u32>,
+    warmup: usize,
+    runs: usize,
+) -> Result<InferenceTiming> {
+    let resolution = resolution.unwrap_or(model.arch.resolution);
+    let (r, c) = (i64::from(resolution), i64::from(model.arch.input_channels));
     let device = model.device();
-    let xs = Tensor::f_zeros([1, c, r, r], (Kind::Float, device))?;
+    let xs = Tensor::f_randn([batch.max(1) as i64, c, r, r], (Kind::Float, device))?;
     let sync = || {
         if let Device::Cuda(i) = device {
             tch::Cuda::synchronize(i as i64);
         }
     };
-    tch::no_grad(|| {
+    let mut times = tch::no_grad(|| -> Result<Vec<f64>> {
         for _ in 0..warmup {
             let _ = model.net.try_forward(&xs, false)?;
         }
@@ -58,7 +80,42 @@ pub fn measure_latency(model: &Model, warmup: usize, runs: usize) -> Result<f64>
             sync();
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        Ok(times)
+    })?;
+    times.sort_by(f64::total_cmp);
+    let median_ms = times[times.len() / 2];
+    let p90_ms = times[(times.len() * 9).div_ceil(10).saturating_sub(1)];
+    Ok(InferenceTiming {
+        batch: batch.max(1),
+        resolution,
+        runs: times.len(),
+        median_ms,
+        p90_ms,
+        images_per_second: batch.max(1) as f64 / (median_ms / 1e3),
     })
+}
+
+/// Median batch-1 inference latency in milliseconds at the model's resolution (MnasNet measured
+/// on a phone; this measures on the model's device), after `warmup` untimed runs: the latency
+/// objective's figure, from [`time_inference`].
+pub fn measure_latency(model: &Model, warmup: usize, runs: usize) -> Result<f64> {
+    Ok(time_inference(model, 1, None, warmup, runs)?.median_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::quarter_b0;
+
+    #[test]
+    fn inference_timing_counts_its_runs_and_orders_its_percentiles(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let model = Model::new(&quarter_b0(10, 32)?, Device::Cpu)?;
+        let timing = time_inference(&model, 4, Some(48), 1, 7)?;
+        assert_eq!((timing.batch, timing.resolution, timing.runs), (4, 48, 7));
+        assert!(timing.median_ms > 0.0 && timing.p90_ms >= timing.median_ms, "{timing:?}");
+        let expected = 4.0 / (timing.median_ms / 1e3);
+        assert!((timing.images_per_second - expected).abs() < 1e-9 * expected);
+        Ok(())
+    }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, info, info_span, warn};
 
 pub use config::{Augment, ProxyConfig, Schedule};
 pub use data::{resize_uint8, Normalizer, ProxyData};
-pub use measure::{evaluate, measure_latency};
+pub use measure::{evaluate, measure_latency, time_inference, InferenceTiming};
 
 use crate::device::device_name;
 use crate::error::{EvalError, Result};

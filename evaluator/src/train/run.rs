@@ -19,6 +19,7 @@ use super::{
 use crate::data::ImageSet;
 use crate::device::device_name;
 use crate::error::EvalError;
+use crate::model::checkpoint::{InputNorm, Meta};
 use crate::model::{Model, NormConfig};
 use crate::optim::per_tensor::PerTensorOptimizer;
 use crate::optim::{Optimizer, Update};
@@ -137,6 +138,7 @@ impl<'a> Run<'a> {
             Some(transfer) => self.adopt(transfer)?,
         };
         let learner = learner.insert(built);
+        describe_input(&mut learner.model.meta, &prepared, data, self.arch.resolution);
         self.check_stop()?;
         self.check_time()?;
         self.train_epochs(learner, &prepared, progress)?;
@@ -390,6 +392,17 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
+}
+
+/// What a checkpoint of this training tells its users: the normalisation of the training
+/// images, the resolution, and the class names when the data set has more than numbers.
+fn describe_input(meta: &mut Meta, prepared: &DeviceData, data: &ProxyData, resolution: u32) {
+    let normalize = &prepared.normalize;
+    meta.input = Some(InputNorm { resolution, mean: normalize.mean.clone(), std: normalize.std.clone() });
+    let names = &data.train.class_names;
+    let numbered = names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+    meta.class_names = (!numbered).then(|| names.clone());
+    meta.dataset = Some(data.name.clone());
 }
 
 #[cfg(test)]
