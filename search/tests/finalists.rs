@@ -54,6 +54,7 @@ fn search_run(store: &BlockingStore, finalists: Option<FinalistPlan>) -> RunId {
         evaluator: EvaluatorKind::Train,
         proxy: Some(ProxySettings::default()),
         lookup: None,
+        predictor: None,
         finalists,
         rungs: Vec::new(),
     };

@@ -35,6 +35,7 @@ fn search_run(store: &BlockingStore, name: &str, objective: Objective, trials: u
         evaluator: EvaluatorKind::Oracle,
         proxy: None,
         lookup: None,
+        predictor: None,
         finalists: None,
         rungs: Vec::new(),
     };

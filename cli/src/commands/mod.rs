@@ -10,6 +10,7 @@ pub mod finalists;
 pub mod finetune;
 pub mod pareto;
 pub mod plot;
+pub mod predictor;
 pub mod proxy;
 pub mod resume;
 pub mod runs;

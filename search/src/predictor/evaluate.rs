@@ -41,7 +41,11 @@ impl PredictorSettings {
     }
 }
 
-fn check_space(model: &PredictorModel, path: &Path, space: &SearchSpace) -> std::result::Result<(), PredictorError> {
+fn check_space(
+    model: &PredictorModel,
+    path: &Path,
+    space: &SearchSpace,
+) -> std::result::Result<(), PredictorError> {
     if model.space != *space {
         return Err(PredictorError::Space {
             path: path.to_owned(),
@@ -73,7 +77,13 @@ impl PredictorEvaluator {
             });
         }
         let features = model.features();
-        Ok(PredictorEvaluator { model, features, key: settings.key(), capacity: capacity.max(1), ready: VecDeque::new() })
+        Ok(PredictorEvaluator {
+            model,
+            features,
+            key: settings.key(),
+            capacity: capacity.max(1),
+            ready: VecDeque::new(),
+        })
     }
 
     fn answer(&self, arch: &ArchSpec) -> std::result::Result<Measured, TrialFailure> {

@@ -24,7 +24,11 @@ impl Ridge {
         let scale: Vec<f64> = (0..features)
             .map(|f| {
                 let var = x.iter().map(|r| (r[f] - mean[f]).powi(2)).sum::<f64>() / n;
-                if var > 1e-24 { 1.0 / var.sqrt() } else { 0.0 }
+                if var > 1e-24 {
+                    1.0 / var.sqrt()
+                } else {
+                    0.0
+                }
             })
             .collect();
         let y_mean = y.iter().sum::<f64>() / n;
@@ -96,8 +100,7 @@ mod tests {
     #[test]
     fn ridge_recovers_a_linear_function() {
         // y = 2 + 3·x0 − x1, x2 constant: nearly exact with a small penalty.
-        let x: Vec<Vec<f64>> =
-            (0..50).map(|i| vec![f64::from(i % 7), f64::from(i % 5) * 0.5, 4.0]).collect();
+        let x: Vec<Vec<f64>> = (0..50).map(|i| vec![f64::from(i % 7), f64::from(i % 5) * 0.5, 4.0]).collect();
         let y: Vec<f64> = x.iter().map(|r| 2.0 + 3.0 * r[0] - r[1]).collect();
         let model = Ridge::fit(&x, &y, 1e-6);
         assert!((model.weights[0] - 3.0).abs() < 1e-4, "{:?}", model.weights);
