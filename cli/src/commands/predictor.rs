@@ -26,6 +26,21 @@ pub enum PredictorCommand {
     Fit(FitArgs),
     /// Print what a model file holds: its source, space, model and held-out figures.
     Show(ShowArgs),
+    /// Predict the accuracy of architectures (members of the model's space).
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Architectures: presets (b0), comma-separated block strings or JSON files, as `effnas arch`
+    /// takes them; each must be a member of the model's space.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<String>,
+    /// Print JSON (a list of objects).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         PredictorCommand::Fit(args) => fit(args),
         PredictorCommand::Show(args) => show(args),
+        PredictorCommand::Predict(args) => predict(args),
     }
 }
 
@@ -119,6 +135,35 @@ async fn run_data(db: &str, selector: &str) -> Result<FitData> {
 fn show(args: ShowArgs) -> Result<ExitCode> {
     let (model, _) = PredictorModel::load(&args.model)?;
     print(&model, &args.model, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict(args: PredictArgs) -> Result<ExitCode> {
+    let (model, _) = PredictorModel::load(&args.model)?;
+    let features = model.features();
+    let mut rows = Vec::new();
+    for spec in &args.specs {
+        let arch = super::arch::resolve(spec, None, None, None)?;
+        // The member as the space builds it (its resolution and classes), as `search --include`.
+        let tokens = model.space.encode(&arch).with_context(|| format!("{spec}: in space {}", model.space.name))?;
+        let arch = model.space.decode(&tokens)?;
+        let predicted = model.predict(&features, &arch).with_context(|| spec.clone())?;
+        let cost = effnas_space::checked_cost(&arch)?;
+        rows.push(json!({"spec": spec, "predicted": predicted, "flops": cost.macs, "params": cost.params, "tokens": tokens}));
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
+    } else {
+        for row in &rows {
+            outln!(
+                "{:.4}  {:>7.1}M multiply-adds  {:>5.2}M params  {}",
+                row["predicted"].as_f64().unwrap_or(f64::NAN),
+                row["flops"].as_f64().unwrap_or(f64::NAN) / 1e6,
+                row["params"].as_f64().unwrap_or(f64::NAN) / 1e6,
+                row["spec"].as_str().unwrap_or_default()
+            )?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
