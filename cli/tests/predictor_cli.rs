@@ -147,3 +147,107 @@ fn bad_model_files_and_flags_are_refused_in_one_line() {
     fails_naming(&["predictor", "fit", "--from", db, "--out", out], "needs --run");
     assert!(!std::path::Path::new(out).exists());
 }
+
+#[test]
+fn a_screen_trains_the_fraction_the_predictor_ranks_highest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("s.db");
+    let db = db.to_str().expect("path");
+    json(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--strategy",
+        "random",
+        "--trials",
+        "60",
+        "--finalists",
+        "0",
+        "--json",
+    ]);
+    let model = dir.path().join("m.json");
+    let model = model.to_str().expect("path");
+    json(&["predictor", "fit", "--from", db, "--run", "1", "--out", model, "--json"]);
+    let screen = format!("predictor:{model}");
+    let summary = json(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--strategy",
+        "random",
+        "--seed",
+        "7",
+        "--trials",
+        "40",
+        "--finalists",
+        "0",
+        "--screen",
+        &screen,
+        "--screen-keep",
+        "0.25",
+        "--name",
+        "screened",
+        "--json",
+    ]);
+    assert_eq!(summary["trials_done"], 10, "a quarter trained: {summary}");
+    assert_eq!(summary["trials_failed"], 30, "{summary}");
+    let trials = json(&["trials", "--db", db, "--run", "screened", "--json"]);
+    let trials = trials.as_array().expect("trials");
+    // Within each batch (trials proposed at the same step), every trained candidate has a
+    // predicted reward at least that of every screened one.
+    let specs: Vec<String> = trials
+        .iter()
+        .map(|t| {
+            t["blocks"]
+                .as_array()
+                .expect("blocks")
+                .iter()
+                .map(|b| b.as_str().expect("block"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let mut args = vec!["predictor", "predict", model];
+    args.extend(specs.iter().map(String::as_str));
+    args.push("--json");
+    let predicted = json(&args);
+    let reward = |i: usize| {
+        let p = &predicted[i];
+        p["predicted"].as_f64().expect("p").clamp(0.0, 1.0)
+            * (p["flops"].as_f64().expect("f") / 400e6).powf(-0.07)
+    };
+    let mut batches = std::collections::BTreeMap::<i64, (f64, f64)>::new();
+    for (i, t) in trials.iter().enumerate() {
+        let entry =
+            batches.entry(t["step"].as_i64().expect("step")).or_insert((f64::INFINITY, f64::NEG_INFINITY));
+        match t["state"].as_str() {
+            Some("complete") => entry.0 = entry.0.min(reward(i)),
+            _ => {
+                assert_eq!(t["failure"], "rejected", "{t}");
+                assert!(
+                    t["error"].as_str().is_some_and(|e| e.starts_with("screened out by predictor:")),
+                    "{t}"
+                );
+                entry.1 = entry.1.max(reward(i));
+            }
+        }
+    }
+    assert!(batches.len() >= 5, "{batches:?}");
+    for (step, (lowest_kept, highest_screened)) in &batches {
+        assert!(lowest_kept + 1e-9 >= *highest_screened, "step {step}: {lowest_kept} < {highest_screened}");
+    }
+
+    fails_naming(&["search", "--db", db, "--screen", "magic.json"], "expected predictor:MODEL");
+    fails_naming(
+        &["search", "--db", db, "--screen", &screen, "--screen-keep", "0"],
+        "--screen-keep 0 is out of range",
+    );
+    fails_naming(
+        &["search", "--db", db, "--space", "accel-nasbench", "--screen", &screen],
+        "not on the searched space",
+    );
+}

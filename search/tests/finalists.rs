@@ -50,6 +50,7 @@ fn search_run(store: &BlockingStore, finalists: Option<FinalistPlan>) -> RunId {
             proxy_key: "k".into(),
             workers: 1,
             rungs: None,
+            screen: None,
         },
         evaluator: EvaluatorKind::Train,
         proxy: Some(ProxySettings::default()),

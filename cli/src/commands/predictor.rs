@@ -145,7 +145,8 @@ fn predict(args: PredictArgs) -> Result<ExitCode> {
     for spec in &args.specs {
         let arch = super::arch::resolve(spec, None, None, None)?;
         // The member as the space builds it (its resolution and classes), as `search --include`.
-        let tokens = model.space.encode(&arch).with_context(|| format!("{spec}: in space {}", model.space.name))?;
+        let tokens =
+            model.space.encode(&arch).with_context(|| format!("{spec}: in space {}", model.space.name))?;
         let arch = model.space.decode(&tokens)?;
         let predicted = model.predict(&features, &arch).with_context(|| spec.clone())?;
         let cost = effnas_space::checked_cost(&arch)?;

@@ -14,6 +14,7 @@ use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy
 use effnas_search::evaluate::Evaluator;
 use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
 use effnas_search::predictor::evaluate::PredictorSettings;
+use effnas_search::predictor::screen::ScreenPlan;
 use effnas_search::proxy::ProxySettings;
 use effnas_search::recipe::Recipe;
 use effnas_space::{ArchSpec, SearchSpace};
@@ -157,6 +158,16 @@ pub struct Args {
     /// search meets it).
     #[arg(long)]
     pub benchmark_noise: bool,
+    /// Screen proposals with a predictor (`predictor:MODEL`, fitted on --space with `effnas
+    /// predictor fit`): about 1/F candidates are proposed per free slot and only the fraction F
+    /// with the highest predicted reward are trained; the others are recorded as failed trials
+    /// of kind `rejected` that give their predicted reward (`effnas trials --failure
+    /// rejected`). --trials counts both.
+    #[arg(long, value_name = "predictor:MODEL")]
+    pub screen: Option<String>,
+    /// The fraction F of proposals that --screen trains (above 0, at most 1).
+    #[arg(long, value_name = "F", requires = "screen")]
+    pub screen_keep: Option<f64>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     /// Multi-fidelity: `asha` promotes the best candidates through rungs of longer training.
@@ -298,6 +309,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         (None, None, None) => format!("oracle-v1:{}", space.name),
     };
     let (rungs, rung_proxies) = rungs(args, proxy.as_ref(), &proxy_key);
+    let screen = screen_plan(args, &space)?;
     let plan = SearchPlan {
         space,
         strategy: strategy(args),
@@ -308,6 +320,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         proxy_key,
         workers: args.workers,
         rungs,
+        screen,
     };
     let include = included.iter().map(effnas_space::arch_hash).collect();
     // Finalists of a multi-fidelity search train at its top rung unless told otherwise.
@@ -325,6 +338,20 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         rungs: rung_proxies,
     };
     Ok((config, included))
+}
+
+/// The screen of `--screen predictor:MODEL --screen-keep F`, checked.
+fn screen_plan(args: &Args, space: &SearchSpace) -> Result<Option<ScreenPlan>> {
+    let Some(screen) = &args.screen else { return Ok(None) };
+    let Some(path) = screen.strip_prefix("predictor:").filter(|p| !p.is_empty()) else {
+        bail!("--screen {screen:?}: expected predictor:MODEL (a model file of `effnas predictor fit`)");
+    };
+    let keep = args.screen_keep.unwrap_or(0.5);
+    if !(keep > 0.0 && keep <= 1.0) {
+        bail!("--screen-keep {keep} is out of range (above 0, at most 1)");
+    }
+    let predictor = PredictorSettings::new(std::path::Path::new(path), space).context("--screen")?;
+    Ok(Some(ScreenPlan { predictor, keep }))
 }
 
 /// The look-up settings of `--evaluator benchmark`: the benchmark is the one of the space.

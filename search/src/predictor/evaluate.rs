@@ -86,6 +86,11 @@ impl PredictorEvaluator {
         })
     }
 
+    /// The loaded model.
+    pub fn into_model(self) -> PredictorModel {
+        self.model
+    }
+
     fn answer(&self, arch: &ArchSpec) -> std::result::Result<Measured, TrialFailure> {
         let predicted = self
             .model

@@ -20,6 +20,7 @@
 
 pub mod evaluate;
 pub mod ridge;
+pub mod screen;
 pub mod trees;
 
 use std::collections::BTreeMap;
