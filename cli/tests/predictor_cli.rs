@@ -4,7 +4,7 @@
 //! another space are one-line refusals.
 
 mod common;
-use common::{effnas, exported, fails_naming, json};
+use common::{exported, fails_naming, json};
 
 #[test]
 fn a_model_fitted_on_accel_nasbench_scores_a_search() {
