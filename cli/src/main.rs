@@ -43,6 +43,8 @@ enum Command {
     Compound(commands::compound::Args),
     /// Search a space for the best architecture under a FLOPS-aware reward (MnasNet/EfficientNet).
     Search(commands::search::Args),
+    /// Fit an accuracy predictor on Accel-NASBench or a run's trials, or show a model file.
+    Predictor(commands::predictor::Args),
     /// Measure how far a proxy can be trusted: seed noise and rank agreement with a longer training.
     Fidelity(commands::fidelity::Args),
     /// List the runs in a database: status, trial counts, best reward, duration.
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Cam(args) => commands::cam::run(args),
         Command::Search(args) => commands::search::run(args),
         Command::Compound(args) => commands::compound::run(args),
+        Command::Predictor(args) => commands::predictor::run(args),
         Command::Fidelity(args) => commands::fidelity::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Trials(args) => commands::trials::run(args),

@@ -36,6 +36,8 @@ pub enum EvaluatorKind {
     Oracle,
     /// Look-ups in a published benchmark (`crate::benchmarks::lookup`); searches only.
     Benchmark,
+    /// A fitted accuracy predictor (`crate::predictor`); searches only.
+    Predictor,
 }
 
 fn before_versions() -> u32 {
@@ -54,6 +56,9 @@ pub struct SearchConfig {
     /// The benchmark and its mode, for the `benchmark` evaluator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<crate::benchmarks::lookup::LookupSettings>,
+    /// The model file, for the `predictor` evaluator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<crate::predictor::evaluate::PredictorSettings>,
     /// The best trials re-trained with several seeds once the search is done; `None` for runs
     /// stored before finalists existed, or started with `--finalists 0`.
     #[serde(default)]

@@ -12,6 +12,7 @@ pub mod fidelity;
 pub mod finalists;
 pub mod oracle;
 pub mod orchestrator;
+pub mod predictor;
 pub mod proxy;
 pub mod recipe;
 pub mod remote;

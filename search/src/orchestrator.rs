@@ -25,6 +25,7 @@ use serde_json::json;
 use crate::asha::{promotable, Rungs};
 use crate::controller::{Controller, ControllerError, Observation, Strategy};
 pub use crate::evaluate::{Evaluation, Evaluator, Measured, Outcome, TrialFailure};
+use crate::predictor::screen::{Screen, ScreenPlan};
 use crate::scoring::{score, ScoreError};
 
 /// Why a search stopped early.
@@ -36,6 +37,8 @@ pub enum SearchError {
     Controller(#[from] ControllerError),
     #[error("evaluator: {0}")]
     Evaluator(String),
+    #[error("--screen: {0}")]
+    Screen(String),
     #[error("reward: {0}")]
     Score(#[from] ScoreError),
     #[error("architecture: {0}")]
@@ -74,6 +77,9 @@ pub struct SearchPlan {
     /// `None` trains every candidate once, at the proxy.
     #[serde(default)]
     pub rungs: Option<Rungs>,
+    /// Proposals screened by a predictor before training ([`crate::predictor::screen`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<ScreenPlan>,
 }
 
 /// The metrics stored for a measured trial: the searched model's own cost and the reward
@@ -429,6 +435,8 @@ pub struct Search<'a> {
     promoted: (u64, u64),
     /// This process's lease on the run, renewed in the background while the search runs.
     hold: RunHold,
+    /// The predictor that screens proposals, if the plan has one.
+    screen: Option<Screen>,
 }
 
 const CHECKPOINTS_KEPT: i64 = 3;
@@ -444,6 +452,10 @@ impl<'a> Search<'a> {
         plan: &'a SearchPlan,
         evaluator: &'a mut dyn Evaluator,
     ) -> Result<Self> {
+        let screen = match &plan.screen {
+            Some(screen) => Some(Screen::load(screen).map_err(|e| SearchError::Screen(e.to_string()))?),
+            None => None,
+        };
         let hold = store.hold_run(run)?;
         let mut controller = plan.strategy.build(&plan.space, plan.seed)?;
         let mut observed = 0;
@@ -478,6 +490,7 @@ impl<'a> Search<'a> {
             summary: Summary::default(),
             promoted,
             hold,
+            screen,
         })
     }
 
@@ -524,7 +537,7 @@ impl<'a> Search<'a> {
             let budget = target.saturating_sub(self.counts()?.0);
             let wanted = (room as u64).min(budget) as usize;
             if wanted > 0 {
-                self.propose(wanted, &mut on_event)?;
+                self.propose(wanted, budget as usize, &mut on_event)?;
                 self.dispatch_pending()?;
             }
             if self.in_flight.is_empty() && self.waiting.is_empty() {
@@ -581,19 +594,29 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    fn propose(&mut self, wanted: usize, on_event: &mut impl FnMut(&Event)) -> Result<()> {
-        let proposals = self.controller.propose(wanted)?;
+    /// Asks the controller for candidates to fill `wanted` slots (more with a screen, within
+    /// `budget`), and queues, reuses, rejects or screens out each.
+    fn propose(&mut self, wanted: usize, budget: usize, on_event: &mut impl FnMut(&Event)) -> Result<()> {
+        let batch = self.screen.as_ref().map_or(wanted, |s| s.batch(wanted, budget));
+        let proposals = self.controller.propose(batch)?;
+        let archs = proposals.iter().map(|t| self.plan.space.decode(t)).collect::<Result<Vec<_>, _>>()?;
+        let screened = match &self.screen {
+            Some(screen) => {
+                screen.screen(&archs, wanted, &self.plan.objective).map_err(SearchError::Screen)?
+            }
+            None => vec![None; archs.len()],
+        };
         let mut queued = Vec::new();
         let mut immediate = Vec::new();
-        for tokens in proposals {
-            let arch = self.plan.space.decode(&tokens)?;
+        for ((tokens, arch), screened) in proposals.into_iter().zip(archs).zip(screened) {
             let hash = arch_hash(&arch);
             let trial =
                 NewTrial::new(arch.clone(), self.plan.proxy_key.clone()).at_step(self.observed as i64);
             let macs = cost(&arch).macs;
-            if let Some(limit) = self.plan.max_flops.filter(|&limit| macs > limit) {
-                let reason =
-                    format!("rejected before training: {macs} multiply-adds over --max-flops {limit}");
+            let over = self.plan.max_flops.filter(|&limit| macs > limit).map(|limit| {
+                format!("rejected before training: {macs} multiply-adds over --max-flops {limit}")
+            });
+            if let Some(reason) = over.or(screened) {
                 // Inserted failed at once: a worker process must never see it pending.
                 let id = self.store.insert_failed_trial(self.run, &trial, FailureKind::Rejected, &reason)?;
                 self.summary.rejected += 1;

@@ -20,6 +20,7 @@ use crate::evaluate::{Evaluator, OracleEvaluator};
 use crate::fidelity::{FidelityConfig, TrainingSetting, REFERENCE_RESOLUTION};
 use crate::finalists::FinalistPlan;
 use crate::orchestrator::SearchError;
+use crate::predictor::evaluate::{PredictorEvaluator, PredictorSettings};
 use crate::proxy::{ProxyError, ProxySettings};
 use crate::train_evaluator::{Latency, TrainEvaluator};
 
@@ -40,6 +41,14 @@ pub enum RecipeError {
     BenchmarkCompound,
     #[error("benchmark: {0}")]
     Benchmark(String),
+    #[error("the run's configuration names no predictor model")]
+    NoPredictor,
+    #[error(
+        "a predictor scores members of the space it was fitted on; a compound run trains or uses the oracle"
+    )]
+    PredictorCompound,
+    #[error("predictor: {0}")]
+    Predictor(Box<crate::predictor::PredictorError>),
     // Boxed: these carry data-set and device errors, large next to the other variants.
     #[error("proxy task: {0}")]
     Proxy(Box<ProxyError>),
@@ -56,6 +65,8 @@ enum Method {
     CompoundOracle(ArchSpec),
     /// Look-ups in a published benchmark, with the run's seed for drawn answers.
     Lookup { settings: LookupSettings, seed: u64 },
+    /// A fitted predictor's accuracy.
+    Predictor(PredictorSettings),
     /// Proxy training: the settings, the seed and the resolution the proxy's is relative to.
     Train { settings: ProxySettings, seed: u64, reference_resolution: u32, latency: Latency },
 }
@@ -77,6 +88,9 @@ impl Recipe {
                 settings: config.lookup.clone().ok_or(RecipeError::NoBenchmark)?,
                 seed: plan.seed,
             },
+            EvaluatorKind::Predictor => {
+                Method::Predictor(config.predictor.clone().ok_or(RecipeError::NoPredictor)?)
+            }
             EvaluatorKind::Train => Method::Train {
                 settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
                 seed: plan.seed,
@@ -94,6 +108,7 @@ impl Recipe {
         let method = match config.evaluator {
             EvaluatorKind::Oracle => Method::CompoundOracle(config.base.clone()),
             EvaluatorKind::Benchmark => return Err(RecipeError::BenchmarkCompound),
+            EvaluatorKind::Predictor => return Err(RecipeError::PredictorCompound),
             EvaluatorKind::Train => Method::Train {
                 settings: config.proxy.clone().ok_or(RecipeError::NoProxy)?,
                 seed: config.seed,
@@ -203,6 +218,9 @@ impl Recipe {
             Method::Lookup { settings, seed } => {
                 LookupEvaluator::new(settings.clone(), *seed, 1).map_err(RecipeError::Benchmark)?;
             }
+            Method::Predictor(settings) => {
+                PredictorEvaluator::new(settings, 1).map_err(|e| RecipeError::Predictor(Box::new(e)))?;
+            }
             Method::SearchOracle(_) | Method::CompoundOracle(_) => {}
         }
         Ok(())
@@ -225,6 +243,10 @@ impl Recipe {
             Method::CompoundOracle(base) => Box::new(OracleEvaluator::for_compound(base.clone(), workers)),
             Method::Lookup { settings, seed } => Box::new(
                 LookupEvaluator::new(settings.clone(), *seed, workers).map_err(RecipeError::Benchmark)?,
+            ),
+            Method::Predictor(settings) => Box::new(
+                PredictorEvaluator::new(settings, workers)
+                    .map_err(|e| RecipeError::Predictor(Box::new(e)))?,
             ),
             Method::Train { settings, seed, reference_resolution, latency } => {
                 let proxy = settings

@@ -50,10 +50,12 @@ fn search_run(store: &BlockingStore, finalists: Option<FinalistPlan>) -> RunId {
             proxy_key: "k".into(),
             workers: 1,
             rungs: None,
+            screen: None,
         },
         evaluator: EvaluatorKind::Train,
         proxy: Some(ProxySettings::default()),
         lookup: None,
+        predictor: None,
         finalists,
         rungs: Vec::new(),
     };

@@ -45,6 +45,7 @@ fn a_search_stopped_by_a_lock_marks_its_run_interrupted_and_says_how_to_resume()
         proxy_key: "oracle".to_owned(),
         workers: 1,
         rungs: None,
+        screen: None,
     };
 
     let searcher = std::thread::spawn(move || {

@@ -31,10 +31,12 @@ fn search_run(store: &BlockingStore, name: &str, objective: Objective, trials: u
             proxy_key: "oracle".to_owned(),
             workers: 1,
             rungs: None,
+            screen: None,
         },
         evaluator: EvaluatorKind::Oracle,
         proxy: None,
         lookup: None,
+        predictor: None,
         finalists: None,
         rungs: Vec::new(),
     };

@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
     /// Train proxies, or score with the synthetic compound oracle.
-    #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
+    #[arg(long, default_value_t = EvaluatorName::Train, value_parser = super::search::parse_evaluator, value_name = "EVALUATOR")]
     pub evaluator: EvaluatorName,
     /// Seed of the proxies.
     #[arg(long, default_value_t = 0)]
@@ -194,6 +194,11 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
             "--evaluator benchmark: look-ups answer members of a benchmark's search space; compound trains (train) or uses the oracle"
         );
     }
+    if let EvaluatorName::Predictor(_) = args.evaluator {
+        bail!(
+            "--evaluator predictor: a predictor scores members of the space it was fitted on; compound trains (train) or uses the oracle"
+        );
+    }
     if !(args.phi.is_finite() && args.phi > 0.0 && args.phi <= 16.0) {
         bail!("--phi {} is out of range (above 0, at most 16)", args.phi);
     }
@@ -234,7 +239,7 @@ fn plan_new_run(args: &Args, store: Option<&BlockingStore>) -> Result<CompoundCo
             Some(settings)
         }
         EvaluatorName::Oracle => None,
-        EvaluatorName::Benchmark => unreachable!("refused by the flag checks"),
+        EvaluatorName::Benchmark | EvaluatorName::Predictor(_) => unreachable!("refused by the flag checks"),
     };
     let finalists = args.finalists.plan(proxy.as_ref(), args.seed, Vec::new(), 1)?;
     Ok(CompoundConfig {

@@ -13,6 +13,7 @@ pub mod finetune;
 pub mod import_model;
 pub mod pareto;
 pub mod plot;
+pub mod predictor;
 pub mod proxy;
 pub mod resume;
 pub mod runs;

@@ -13,6 +13,8 @@ use effnas_search::config::{EvaluatorKind, SearchConfig, CONFIG_VERSION};
 use effnas_search::controller::{EvolutionConfig, RlAlgorithm, RlConfig, Strategy};
 use effnas_search::evaluate::Evaluator;
 use effnas_search::orchestrator::{Event, Search, SearchPlan, Summary};
+use effnas_search::predictor::evaluate::PredictorSettings;
+use effnas_search::predictor::screen::ScreenPlan;
 use effnas_search::proxy::ProxySettings;
 use effnas_search::recipe::Recipe;
 use effnas_space::{ArchSpec, SearchSpace};
@@ -45,16 +47,42 @@ pub enum FidelityName {
     Asha,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How candidates are evaluated (`--evaluator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EvaluatorName {
     /// Train every candidate as a proxy task with libtorch.
     Train,
     /// A synthetic objective computed from the architecture (microseconds; for dry runs and tests).
     Oracle,
-    /// Look the accuracy up in the published benchmark of --space nas-bench-macro (every member
-    /// trained 3 times on CIFAR-10) or accel-nasbench (5,125 members trained on ImageNet; other
-    /// members fail as `invalid`); search only.
+    /// Look the accuracy up in the published benchmark of the space; search only.
     Benchmark,
+    /// Score with the accuracy a fitted predictor (`effnas predictor fit`) gives; search only.
+    Predictor(std::path::PathBuf),
+}
+
+impl std::fmt::Display for EvaluatorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvaluatorName::Train => f.write_str("train"),
+            EvaluatorName::Oracle => f.write_str("oracle"),
+            EvaluatorName::Benchmark => f.write_str("benchmark"),
+            EvaluatorName::Predictor(path) => write!(f, "predictor:{}", path.display()),
+        }
+    }
+}
+
+/// Parses `--evaluator`: train, oracle, benchmark or predictor:MODEL.
+pub fn parse_evaluator(text: &str) -> std::result::Result<EvaluatorName, String> {
+    match text {
+        "train" => Ok(EvaluatorName::Train),
+        "oracle" => Ok(EvaluatorName::Oracle),
+        "benchmark" => Ok(EvaluatorName::Benchmark),
+        _ => match text.strip_prefix("predictor:") {
+            Some("") => Err("predictor: needs a model file (predictor:MODEL.json)".to_owned()),
+            Some(path) => Ok(EvaluatorName::Predictor(path.into())),
+            None => Err(format!("{text:?}: expected train, oracle, benchmark or predictor:MODEL")),
+        },
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,8 +105,13 @@ pub struct Args {
     /// workers started elsewhere (1 to 256).
     #[arg(long, default_value_t = 2, value_parser = flags::workers)]
     pub workers: usize,
-    /// Train proxies, or score with the synthetic oracle.
-    #[arg(long, value_enum, default_value_t = EvaluatorName::Train)]
+    /// How candidates are scored: `train` (proxy training with libtorch), `oracle` (a synthetic
+    /// objective, for dry runs and tests), `benchmark` (the published trainings of --space
+    /// nas-bench-macro, every member trained 3 times on CIFAR-10, or accel-nasbench, 5,125
+    /// members trained on ImageNet; other members fail as `invalid`), or `predictor:MODEL` (the
+    /// accuracy a model from `effnas predictor fit` predicts; the model must have been fitted on
+    /// --space).
+    #[arg(long, default_value_t = EvaluatorName::Train, value_parser = parse_evaluator, value_name = "EVALUATOR")]
     pub evaluator: EvaluatorName,
     /// T in the reward ACC × (FLOPS / T)^w, in multiply-adds of the searched (full-size) model
     /// (400M, 0.4G, 4e8; at least 1).
@@ -125,6 +158,16 @@ pub struct Args {
     /// search meets it).
     #[arg(long)]
     pub benchmark_noise: bool,
+    /// Screen proposals with a predictor (`predictor:MODEL`, fitted on --space with `effnas
+    /// predictor fit`): about 1/F candidates are proposed per free slot and only the fraction F
+    /// with the highest predicted reward are trained; the others are recorded as failed trials
+    /// of kind `rejected` that give their predicted reward (`effnas trials --failure
+    /// rejected`). --trials counts both.
+    #[arg(long, value_name = "predictor:MODEL")]
+    pub screen: Option<String>,
+    /// The fraction F of proposals that --screen trains (above 0, at most 1).
+    #[arg(long, value_name = "F", requires = "screen")]
+    pub screen_keep: Option<f64>,
     #[command(flatten)]
     pub proxy: ProxyArgs,
     /// Multi-fidelity: `asha` promotes the best candidates through rungs of longer training.
@@ -238,7 +281,9 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         ..Objective::default()
     };
     let (evaluator, proxy) = match args.evaluator {
-        EvaluatorName::Oracle | EvaluatorName::Benchmark => (EvaluatorKind::Oracle, None),
+        EvaluatorName::Oracle | EvaluatorName::Benchmark | EvaluatorName::Predictor(_) => {
+            (EvaluatorKind::Oracle, None)
+        }
         EvaluatorName::Train => {
             let settings = args.proxy.settings();
             settings.validate()?;
@@ -246,13 +291,25 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         }
     };
     let lookup = lookup_settings(args, &space)?;
-    let evaluator = if lookup.is_some() { EvaluatorKind::Benchmark } else { evaluator };
-    let proxy_key = match (&proxy, &lookup) {
-        (Some(settings), _) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
-        (None, Some(lookup)) => lookup.key(args.seed),
-        (None, None) => format!("oracle-v1:{}", space.name),
+    let predictor = match &args.evaluator {
+        EvaluatorName::Predictor(path) => {
+            Some(PredictorSettings::new(path, &space).context("--evaluator predictor")?)
+        }
+        _ => None,
+    };
+    let evaluator = match (&lookup, &predictor) {
+        (Some(_), _) => EvaluatorKind::Benchmark,
+        (None, Some(_)) => EvaluatorKind::Predictor,
+        (None, None) => evaluator,
+    };
+    let proxy_key = match (&proxy, &lookup, &predictor) {
+        (Some(settings), _, _) => settings.key(args.seed, effnas_space::arch::defaults::RESOLUTION),
+        (None, Some(lookup), _) => lookup.key(args.seed),
+        (None, None, Some(predictor)) => predictor.key(),
+        (None, None, None) => format!("oracle-v1:{}", space.name),
     };
     let (rungs, rung_proxies) = rungs(args, proxy.as_ref(), &proxy_key);
+    let screen = screen_plan(args, &space)?;
     let plan = SearchPlan {
         space,
         strategy: strategy(args),
@@ -263,6 +320,7 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         proxy_key,
         workers: args.workers,
         rungs,
+        screen,
     };
     let include = included.iter().map(effnas_space::arch_hash).collect();
     // Finalists of a multi-fidelity search train at its top rung unless told otherwise.
@@ -275,10 +333,25 @@ fn plan_new_run(args: &Args) -> Result<(SearchConfig, Vec<ArchSpec>)> {
         evaluator,
         proxy,
         lookup,
+        predictor,
         finalists,
         rungs: rung_proxies,
     };
     Ok((config, included))
+}
+
+/// The screen of `--screen predictor:MODEL --screen-keep F`, checked.
+fn screen_plan(args: &Args, space: &SearchSpace) -> Result<Option<ScreenPlan>> {
+    let Some(screen) = &args.screen else { return Ok(None) };
+    let Some(path) = screen.strip_prefix("predictor:").filter(|p| !p.is_empty()) else {
+        bail!("--screen {screen:?}: expected predictor:MODEL (a model file of `effnas predictor fit`)");
+    };
+    let keep = args.screen_keep.unwrap_or(0.5);
+    if !(keep > 0.0 && keep <= 1.0) {
+        bail!("--screen-keep {keep} is out of range (above 0, at most 1)");
+    }
+    let predictor = PredictorSettings::new(std::path::Path::new(path), space).context("--screen")?;
+    Ok(Some(ScreenPlan { predictor, keep }))
 }
 
 /// The look-up settings of `--evaluator benchmark`: the benchmark is the one of the space.

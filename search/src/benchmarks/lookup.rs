@@ -96,7 +96,8 @@ fn macro_table() -> std::result::Result<&'static MacroCifarTable, String> {
     parsed.as_ref().map_err(Clone::clone)
 }
 
-fn accel_index() -> std::result::Result<&'static BTreeMap<AccelArch, Vec<f64>>, String> {
+/// Accel-NASBench's recorded members with the top-1 accuracies (fractions) of their trainings.
+pub fn accel_index() -> std::result::Result<&'static BTreeMap<AccelArch, Vec<f64>>, String> {
     static INDEX: OnceLock<std::result::Result<BTreeMap<AccelArch, Vec<f64>>, String>> = OnceLock::new();
     let parsed = INDEX.get_or_init(|| {
         let dataset = AccelDataset::from_reader(ACCEL_BYTES, Path::new(super::accel::DATA_FILE))
