@@ -100,6 +100,28 @@ impl Activation {
             Activation::Linear => Ok(xs),
         }
     }
+
+    /// The same, computed in `xs`'s own memory: outside training (no gradient needs the input)
+    /// this spares allocating and faulting in a fresh activation-sized buffer, which is what
+    /// inference at large batches spends its time on (torchvision's layers are in-place too).
+    pub fn forward_in_place(self, mut xs: Tensor) -> TResult<Tensor> {
+        match self {
+            Activation::Silu => drop(xs.f_silu_()?),
+            Activation::Relu => drop(xs.f_relu_()?),
+            Activation::Linear => {}
+        }
+        Ok(xs)
+    }
+
+    /// [`Activation::forward`] while training or while gradients flow through `xs` (a frozen
+    /// body behind a stem that trains), [`Activation::forward_in_place`] otherwise.
+    fn apply(self, xs: Tensor, train: bool) -> TResult<Tensor> {
+        if train || xs.requires_grad() {
+            self.forward(xs)
+        } else {
+            self.forward_in_place(xs)
+        }
+    }
 }
 
 impl From<effnas_space::Activation> for Activation {
@@ -242,7 +264,7 @@ impl ConvNormAct {
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> TResult<Tensor> {
         let ys = self.norm.forward(&self.conv.forward(xs)?, train)?;
-        self.activation.forward(ys)
+        self.activation.apply(ys, train)
     }
 }
 
@@ -494,7 +516,7 @@ impl Layer {
     pub fn forward(&self, xs: &Tensor, train: bool, stochastic: bool) -> TResult<Tensor> {
         let ys = self.branch.forward(xs, train)?;
         let shortcut = match &self.shortcut {
-            LayerShortcut::None => return self.after_add.forward(ys),
+            LayerShortcut::None => return self.after_add.apply(ys, train),
             LayerShortcut::Identity => xs.shallow_clone(),
             LayerShortcut::Projection(conv) => conv.forward(xs, train)?,
             LayerShortcut::Pool { stride, project } => {
@@ -509,8 +531,15 @@ impl Layer {
                 }
             }
         };
-        let ys = if stochastic && self.drop_rate > 0.0 { drop_path(&ys, self.drop_rate)? } else { ys };
-        self.after_add.forward(ys.f_add(&shortcut)?)
+        let mut ys = if stochastic && self.drop_rate > 0.0 { drop_path(&ys, self.drop_rate)? } else { ys };
+        // The branch's output is this layer's own (never the input), so outside training the
+        // shortcut is added into it.
+        if train || ys.requires_grad() {
+            ys = ys.f_add(&shortcut)?;
+        } else {
+            let _ = ys.f_add_(&shortcut)?;
+        }
+        self.after_add.apply(ys, train)
     }
 }
 
