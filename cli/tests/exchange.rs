@@ -96,7 +96,6 @@ fn torchvision_efficientnet_b0_loads_into_effnas_with_the_same_logits() -> TestR
 /// The committed fixture (`scripts/exchange-fixture` trained it), evaluated on Fashion-MNIST's
 /// 10,000 test images by effnas and by torchvision's EfficientNet.
 #[test]
-#[ignore = "needs cli/tests/data/exchange/fashion-b0 from scripts/exchange-fixture (not committed yet)"]
 fn a_network_trained_by_effnas_scores_the_same_in_torchvision() -> TestResult {
     let fixture = root().join("cli/tests/data/exchange/fashion-b0");
     let model = checkpoint::load(&fixture, Device::Cpu)?;
