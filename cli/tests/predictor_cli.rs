@@ -53,11 +53,8 @@ fn a_model_fitted_on_accel_nasbench_scores_a_search() {
     }
 }
 
-#[test]
-fn a_model_fitted_on_a_run_scores_its_own_space_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("o.db");
-    let db = db.to_str().expect("path");
+/// Run 1 of `db`: 60 random members of the `default` space scored by the oracle, to fit on.
+fn oracle_run(db: &str) {
     json(&[
         "search",
         "--db",
@@ -72,6 +69,14 @@ fn a_model_fitted_on_a_run_scores_its_own_space_only() {
         "0",
         "--json",
     ]);
+}
+
+#[test]
+fn a_model_fitted_on_a_run_scores_its_own_space_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("o.db");
+    let db = db.to_str().expect("path");
+    oracle_run(db);
     let model = dir.path().join("oracle.json");
     let model = model.to_str().expect("path");
     let fitted = json(&["predictor", "fit", "--from", db, "--run", "1", "--out", model, "--json"]);
@@ -153,20 +158,7 @@ fn a_screen_trains_the_fraction_the_predictor_ranks_highest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("s.db");
     let db = db.to_str().expect("path");
-    json(&[
-        "search",
-        "--db",
-        db,
-        "--evaluator",
-        "oracle",
-        "--strategy",
-        "random",
-        "--trials",
-        "60",
-        "--finalists",
-        "0",
-        "--json",
-    ]);
+    oracle_run(db);
     let model = dir.path().join("m.json");
     let model = model.to_str().expect("path");
     json(&["predictor", "fit", "--from", db, "--run", "1", "--out", model, "--json"]);
