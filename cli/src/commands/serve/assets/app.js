@@ -52,9 +52,18 @@
       last = token;
     };
     if (window.EventSource) {
-      var source = new EventSource('/events');
-      source.addEventListener('change', function (event) { setStatus('live', true); seen(event.data); });
-      source.onerror = function () { setStatus('reconnecting…', false); };
+      var source = null;
+      var open = function () {
+        source = new EventSource('/events');
+        source.addEventListener('change', function (event) { setStatus('live', true); seen(event.data); });
+        source.onerror = function () { setStatus('reconnecting…', false); };
+      };
+      open();
+      // A page left for another may be kept whole in the back/forward cache; its stream would
+      // keep one of the six connections a browser allows per host, and after a few pages the
+      // next one waits for a free connection. Closed when left, opened again when come back to.
+      window.addEventListener('pagehide', function () { if (source) { source.close(); source = null; } });
+      window.addEventListener('pageshow', function (event) { if (event.persisted && !source) open(); });
     } else {
       setInterval(function () {
         fetch('/api/token', { cache: 'no-store' })
