@@ -3,7 +3,7 @@
 //! (LS_Boost) with shrinkage, and row subsampling as in his "Stochastic gradient boosting", 2002).
 //!
 //! Each tree is fitted to the residuals of the ensemble so far. Split search runs over
-//! histograms of pre-binned features (at most [`MAX_BINS`] cut points per feature, the distinct
+//! histograms of pre-binned features (at most `MAX_BINS` cut points per feature, the distinct
 //! values' midpoints or quantiles), as LightGBM does, so a level of a tree costs one pass over
 //! the rows per feature. A fitted tree keeps the raw thresholds, so prediction needs no bins.
 
