@@ -29,6 +29,8 @@ pub const POPULATION: RangeInclusive<usize> = 2..=100_000;
 pub const RL_BATCH: RangeInclusive<usize> = 1..=10_000;
 /// Trials of a search: each is a training (or, with the oracle, a row in the database).
 pub const TRIALS: RangeInclusive<usize> = 1..=1_000_000;
+/// PPO gradient steps per batch: each re-evaluates the batch's sequences.
+pub const RL_EPOCHS: RangeInclusive<usize> = 1..=100;
 
 /// A whole number within `range`; the message states the range (clap adds flag and value).
 fn whole_in<T>(text: &str, range: RangeInclusive<T>) -> Result<T, String>
@@ -95,6 +97,29 @@ pub fn tournament(text: &str) -> Result<usize, String> {
 
 pub fn rl_batch(text: &str) -> Result<usize, String> {
     whole_in(text, RL_BATCH)
+}
+
+pub fn rl_epochs(text: &str) -> Result<usize, String> {
+    whole_in(text, RL_EPOCHS)
+}
+
+/// A finite number of at least 0 (an entropy weight).
+pub fn non_negative(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err("must be a number of at least 0".to_owned()),
+        Err(_) => Err("not a number".to_owned()),
+    }
+}
+
+/// A moving average's decay: at least 0 (the baseline is the last batch's mean), below 1 (a
+/// baseline that never moves).
+pub fn decay(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
+        Ok(_) => Err("must be at least 0 and below 1".to_owned()),
+        Err(_) => Err("not a number".to_owned()),
+    }
 }
 
 pub fn workers(text: &str) -> Result<usize, String> {

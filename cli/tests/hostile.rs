@@ -162,6 +162,13 @@ const REFUSED: &[Case] = &[
     case(&["compound", "--db", "{db}", "--evaluator", "oracle", "--step", "0"], "--step"),
     case(&["search", "--db", "{db}", "--evaluator", "oracle", "--population", "1000000000"], "--population"),
     case(&["search", "--db", "{db}", "--evaluator", "oracle", "--rl-batch", "0"], "--rl-batch"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--rl-lr", "0"], "--rl-lr"),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--rl-entropy", "nan"], "--rl-entropy"),
+    case(
+        &["search", "--db", "{db}", "--evaluator", "oracle", "--rl-baseline-decay", "1"],
+        "--rl-baseline-decay",
+    ),
+    case(&["search", "--db", "{db}", "--evaluator", "oracle", "--rl-epochs", "0"], "--rl-epochs"),
     case(
         &["search", "--db", "{db}", "--evaluator", "oracle", "--population", "4", "--tournament", "9"],
         "--tournament 9",

@@ -324,3 +324,52 @@ fn bad_input_is_refused_before_any_work() {
         refused(unwritable.to_str().expect("path"), &["--evaluator", "oracle", "--trials", "2"], "x.db");
     }
 }
+
+/// The `--rl-*` knobs reach the controller's configuration, which the run stores (so that
+/// `--resume` continues with them).
+#[test]
+fn rl_flags_are_stored_in_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("rl.db");
+    let db = db.to_str().expect("path");
+    let summary = json(&[
+        "search",
+        "--db",
+        db,
+        "--evaluator",
+        "oracle",
+        "--finalists",
+        "0",
+        "--strategy",
+        "rl",
+        "--trials",
+        "12",
+        "--workers",
+        "1",
+        "--rl-batch",
+        "4",
+        "--rl-lr",
+        "0.05",
+        "--rl-entropy",
+        "0.02",
+        "--rl-baseline-decay",
+        "0.5",
+        "--rl-epochs",
+        "2",
+        "--rl-algorithm",
+        "reinforce",
+        "--name",
+        "tuned",
+        "--json",
+    ]);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let runs = json(&["runs", "--db", db, "--json"]);
+    let rl = &runs[0]["config"]["plan"]["strategy"];
+    assert_eq!(rl["strategy"], "rl", "{rl}");
+    assert_eq!(rl["batch_size"], 4, "{rl}");
+    assert_eq!(rl["learning_rate"], 0.05, "{rl}");
+    assert_eq!(rl["entropy_weight"], 0.02, "{rl}");
+    assert_eq!(rl["baseline_decay"], 0.5, "{rl}");
+    assert_eq!(rl["epochs"], 2, "{rl}");
+    assert_eq!(rl["algorithm"], "reinforce", "{rl}");
+}

@@ -153,6 +153,19 @@ pub struct Args {
     /// RL: results per policy update (1 to 10,000).
     #[arg(long, default_value_t = RlConfig::default().batch_size, value_parser = flags::rl_batch)]
     pub rl_batch: usize,
+    /// RL: Adam's learning rate (above 0).
+    #[arg(long, default_value_t = RlConfig::default().learning_rate, value_parser = flags::positive)]
+    pub rl_lr: f64,
+    /// RL: weight of the entropy bonus (at least 0; more keeps the policy closer to uniform).
+    #[arg(long, default_value_t = RlConfig::default().entropy_weight, value_parser = flags::non_negative)]
+    pub rl_entropy: f64,
+    /// RL: decay of the moving-average reward baseline (at least 0, below 1; 0 uses each
+    /// batch's own mean).
+    #[arg(long, default_value_t = RlConfig::default().baseline_decay, value_parser = flags::decay)]
+    pub rl_baseline_decay: f64,
+    /// RL: PPO's gradient steps per batch (1 to 100; REINFORCE always takes one).
+    #[arg(long, default_value_t = RlConfig::default().epochs, value_parser = flags::rl_epochs)]
+    pub rl_epochs: usize,
     /// Benchmark look-ups: answer each trial with one of the member's recorded trainings,
     /// drawn by the run's seed and the trial, instead of their mean (search noise as a real
     /// search meets it).
@@ -209,6 +222,10 @@ fn strategy(args: &Args) -> Strategy {
                 RlAlgorithmName::Reinforce => RlAlgorithm::Reinforce,
             },
             batch_size: args.rl_batch,
+            learning_rate: args.rl_lr,
+            entropy_weight: args.rl_entropy,
+            baseline_decay: args.rl_baseline_decay,
+            epochs: args.rl_epochs,
             ..RlConfig::default()
         }),
     }
