@@ -9,9 +9,9 @@ mod common;
 use std::path::Path;
 
 use common::procs::{
-    assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training, start, stop_workers,
-    summary, trials, trials_in_state, wait_until, worker, worker_for_any_run, worker_until_stopped, Proc,
-    SLOW_PROXY,
+    assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training, ok, start,
+    stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run, worker_until_stopped,
+    Proc, SLOW_PROXY,
 };
 use common::{effnas, json, TINY_PROXY};
 use serde_json::Value;
@@ -73,7 +73,7 @@ fn a_paused_worker_that_comes_back_changes_nothing() {
     assert_rescued(&stored, 1, &first, rescued);
 
     sleeper.signal("-CONT");
-    let late = summary(&sleeper.finish());
+    let late = ok(&sleeper.finish());
     assert_eq!((late["superseded"].as_u64(), late["completed"].as_u64()), (Some(1), Some(0)), "{late}");
     assert_eq!(trials(db), stored, "the late result changed nothing");
     let shown = json(&["show", &stored[0]["id"].to_string(), "--db", db, "--json"]);

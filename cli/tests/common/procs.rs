@@ -196,15 +196,10 @@ pub fn worker_for_any_run(db: &str) -> Proc {
     start(db, &["worker", "--lease", "30", "--idle-exit", "240", "--json", "--threads", "1"])
 }
 
-/// The worker's JSON summary.
-pub fn summary(out: &Output) -> Value {
-    ok(out)
-}
-
 /// Stops workers as a scheduler would (SIGTERM) and returns their summaries.
 pub fn stop_workers(workers: Vec<Proc>) -> Vec<Value> {
     workers.iter().for_each(|w| w.signal("-TERM"));
-    workers.into_iter().map(|w| summary(&w.finish())).collect()
+    workers.into_iter().map(|w| ok(&w.finish())).collect()
 }
 
 /// Waits until `worker` trains a trial of run 1, freezes it (SIGSTOP) there and returns that
