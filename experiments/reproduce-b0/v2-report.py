@@ -91,9 +91,8 @@ if finals:
     some = next(iter(finals.values()))[0]
     print(f"Each trained {some['train_images']:,} images for {some['images_seen'] // some['train_images']} epochs "
           f"at {some['resolution']} px on {some['device']}; test accuracy on the data set's test images.\n")
-    print("| network | params (proxy) | multiply-adds (224 px, 1000 classes) | seeds | test accuracy | validation accuracy |")
-    print("|---|---|---|---|---|---|")
-    flops_224 = {"efficientnet-b0": None, "mnasnet-a1": None}
+    print("| network | params (proxy) | multiply-adds (224 px, 1000 classes) | seeds | test accuracy (per seed) | validation accuracy | reward (validation) |")
+    print("|---|---|---|---|---|---|---|")
     summary = {}
     for label in ("answer", "efficientnet-b0", "mnasnet-a1"):
         rs = [r for r in finals.get(label, []) if r.get("status") == "complete"]
@@ -101,19 +100,27 @@ if finals:
             continue
         test, test_sd, n = mean_std([r.get("test_accuracy") for r in rs])
         val, val_sd, _ = mean_std([r["accuracy"] for r in rs])
+        rew, rew_sd, _ = mean_std([r["reward"] for r in rs])
         ref = "EfficientNet-B0" if label == "efficientnet-b0" else "MnasNet-A1" if label == "mnasnet-a1" else None
         answer_blocks = open(os.path.join(results, "answer.txt")).read().strip()
         match = [t for t in trials if (t.get("reference") == ref if ref else
                                        ",".join(t["blocks"]) == answer_blocks)]
         flops = match[0]["flops"] if match else None
-        summary[label] = (test, test_sd, flops)
-        print(f"| {label} | {rs[0]['params']:,} | {flops / 1e6:.1f}M | {n} | {pct(test)} ± {100 * test_sd:.2f} | "
-              f"{pct(val)} ± {100 * val_sd:.2f} |" if flops else
-              f"| {label} | {rs[0]['params']:,} | ? | {n} | {pct(test)} ± {100 * test_sd:.2f} | {pct(val)} ± {100 * val_sd:.2f} |")
-    if "answer" in summary and "efficientnet-b0" in summary:
-        (a, a_sd, a_f), (b, b_sd, b_f) = summary["answer"], summary["efficientnet-b0"]
-        spread = max(a_sd, b_sd)
-        verdict = "a tie" if abs(a - b) <= spread else ("the answer ahead" if a > b else "B0 ahead")
-        print(f"\nAnswer − B0: {100 * (a - b):+.2f} points of test accuracy; the larger seed std is "
-              f"{100 * spread:.2f} points, so this is {verdict}"
-              + (f"; the answer costs {a_f / b_f:.2f}× B0's multiply-adds." if a_f and b_f else "."))
+        summary[label] = (test, test_sd, flops, n)
+        per_seed = ", ".join(f"{100 * r['test_accuracy']:.2f}" for r in rs)
+        cost = f"{flops / 1e6:.1f}M" if flops else "?"
+        print(f"| {label} | {rs[0]['params']:,} | {cost} | {n} | {pct(test)} ± {100 * test_sd:.2f} ({per_seed}) | "
+              f"{pct(val)} ± {100 * val_sd:.2f} | {rew:.4f} ± {rew_sd:.4f} |")
+    # A difference counts only when it exceeds twice its standard error (Welch: the two
+    # networks' seed variances over their seed counts) and the larger seed spread: with 3 seeds
+    # anything closer is a tie.
+    for other, label in (("efficientnet-b0", "B0"), ("mnasnet-a1", "MnasNet-A1")):
+        if "answer" not in summary or other not in summary:
+            continue
+        (a, a_sd, a_f, a_n), (b, b_sd, b_f, b_n) = summary["answer"], summary[other]
+        se = (a_sd ** 2 / a_n + b_sd ** 2 / b_n) ** 0.5
+        bar = max(2 * se, a_sd, b_sd)
+        verdict = "a tie" if abs(a - b) <= bar else ("the answer ahead" if a > b else f"{label} ahead")
+        print(f"\nAnswer − {label}: {100 * (a - b):+.2f} points of test accuracy; standard error of the "
+              f"difference {100 * se:.2f}, larger seed std {100 * max(a_sd, b_sd):.2f}: {verdict}"
+              + (f". The answer costs {a_f / b_f:.2f}× {label}'s multiply-adds." if a_f and b_f else "."))
