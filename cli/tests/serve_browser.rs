@@ -2,7 +2,8 @@
 //! (WebDriver) with fantoccini. A seeded database is served on a free port; the runs page and
 //! a run page must show the right counts and sort order, show a hostile run name as text, draw
 //! their charts, and update by themselves within 2 s of a trial being added to the database.
-//! Screenshots of both pages are saved under the target directory.
+//! Screenshots of both pages are saved under the target directory. Going back and forth between
+//! pages must not leave their event streams open (Chromium's back/forward cache).
 //!
 //! `scripts/setup` installs `chromium` and `chromium-driver`; EFFNAS_CHROMIUM and
 //! EFFNAS_CHROMEDRIVER name other binaries. Without them this test fails, saying so: it is

@@ -124,7 +124,7 @@ pub fn runs_page(lines: &[RunLine<'_>], location: &str, now: &str) -> String {
         format!(
             "<table class=\"grid\" id=\"runs\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>status</th>\
 <th title=\"queued, waiting for a worker\">pending</th><th>running</th><th>complete</th><th>failed</th>\
-<th title=\"claimed again after a worker died or stopped\">reclaimed</th><th>best reward</th>\
+<th title=\"claimed again after a worker died or hung\">reclaimed</th><th>best reward</th>\
 <th>started (UTC)</th><th>finished</th><th title=\"finished trials per hour\">trials/h</th>\
 <th title=\"at the pace so far\">time left</th></tr></thead><tbody>{rows}</tbody></table>"
         )
