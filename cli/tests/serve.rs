@@ -118,6 +118,75 @@ fn every_route_answers_with_its_shape() {
     }
 }
 
+/// A trial whose first worker was lost (claimed with a lease that then passed, and taken back)
+/// and that a second worker finished, as happens when a worker is killed; the first worker's
+/// name is hostile. Returns the database and the trial.
+fn reclaimed_and_finished() -> (tempfile::TempDir, String, effnas_store::TrialId) {
+    const LOST: &str = "<i>lost-worker</i>";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("effnas.db").display().to_string();
+    let trial = block_on(async {
+        let store = Store::open(&path).await.unwrap();
+        let run = seed(&store, &Seed { name: "reclaims", complete: 1, failed: 0, pending: 0 }).await;
+        let id = store.insert_trial(run, &dashboard::trial(300)).await.unwrap();
+        let first = store.claim_next(Some(run), LOST, Duration::from_millis(1)).await.unwrap().unwrap();
+        assert_eq!((first.id, first.attempt), (id, 1));
+        // Its lease passes (1 ms) without an extension: expiry takes it back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while store.requeue_expired(effnas_store::MAX_ATTEMPTS).await.unwrap().pending != [id] {
+            assert!(std::time::Instant::now() < deadline, "the 1 ms lease never expired");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let second =
+            store.claim_next(Some(run), "host-b:42:0", Duration::from_secs(600)).await.unwrap().unwrap();
+        assert_eq!((second.id, second.attempt), (id, 2));
+        let epoch = effnas_store::EpochMetrics { epoch: 0, val_accuracy: Some(0.6), ..Default::default() };
+        let written = store.complete_claim(second.claim(), &dashboard::metrics(7), &[epoch]).await.unwrap();
+        assert!(written.is_written());
+        store.close().await;
+        id
+    });
+    (dir, path, trial)
+}
+
+#[test]
+fn a_reclaimed_trial_shows_both_attempts_on_its_page_and_in_json() {
+    let (_dir, db, trial) = reclaimed_and_finished();
+    let server = Server::start(&db);
+    let json = server.json(&format!("/api/trials/{trial}"));
+    assert_eq!((json["attempts"].as_u64(), json["state"].as_str()), (Some(2), Some("complete")));
+    let history = json["attempt_history"].as_array().unwrap();
+    let summary: Vec<(u64, &str, &str)> = history
+        .iter()
+        .map(|a| {
+            (a["attempt"].as_u64().unwrap(), a["worker"].as_str().unwrap(), a["outcome"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(summary, [(1, "<i>lost-worker</i>", "reclaimed"), (2, "host-b:42:0", "complete")]);
+    for a in history {
+        assert!(a["started"].is_string() && a["ended"].is_string() && a["failure"].is_null(), "{a}");
+    }
+    assert_eq!(history[1]["ended"], json["finished"], "the last attempt ended when the trial did");
+
+    let page = server.text(&format!("/trials/{trial}"));
+    assert!(page.contains("<h2>Attempts (2)</h2>"), "{page}");
+    let rows: Vec<&str> =
+        page.split("<tr data-attempt=\"").skip(1).map(|r| r.split("</tr>").next().unwrap()).collect();
+    assert_eq!(rows.len(), 2, "one row per attempt");
+    assert!(rows[0].starts_with("1\"") && rows[0].contains(">reclaimed<"), "{}", rows[0]);
+    assert!(rows[0].contains("&lt;i&gt;lost-worker&lt;/i&gt;"), "the worker's name as text: {}", rows[0]);
+    assert!(rows[1].starts_with("2\"") && rows[1].contains(">complete<") && rows[1].contains("host-b:42:0"));
+    assert!(!page.contains("<i>lost-worker</i>"), "no worker name unescaped");
+
+    // A trial recorded whole (never claimed) says so; the one claimed in-process has its one
+    // attempt, running.
+    let queued = server.text("/trials/1");
+    assert!(queued.contains("<h2>Attempts (0)</h2>") && queued.contains("Not claimed by any worker"));
+    let running = server.json("/api/trials/2");
+    assert_eq!(running["attempt_history"][0]["outcome"], "running");
+    assert_eq!(running["attempt_history"][0]["worker"], "worker-1");
+}
+
 #[test]
 fn bad_requests_get_their_status_and_a_reason() {
     let (_dir, db) = seeded();
@@ -192,6 +261,37 @@ fn the_event_stream_sends_a_change_when_the_database_changes() {
         7,
         "a page fetched after the event sees the trial"
     );
+}
+
+/// Waits (up to a minute, polling) until `/api/status` counts `want` open event streams.
+fn wait_for_streams(server: &Server, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = server.json("/api/status")["open_streams"].as_u64().unwrap();
+        if open == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{open} open event streams, not {want}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn open_event_streams_are_counted_until_their_client_goes() {
+    let (_dir, db) = seeded();
+    let server = Server::start(&db);
+    let status = server.json("/api/status");
+    assert_eq!((status["open_streams"].as_u64(), status["read_only"].as_bool()), (Some(0), Some(true)));
+    assert_eq!(status["backend"], "sqlite");
+    let mut first = Events::open(server.port);
+    let mut second = Events::open(server.port);
+    first.next_change();
+    second.next_change();
+    wait_for_streams(&server, 2);
+    drop(first);
+    wait_for_streams(&server, 1);
+    drop(second);
+    wait_for_streams(&server, 0);
 }
 
 #[test]
@@ -299,6 +399,11 @@ fn postgres_runs_are_served_and_update_live() {
     assert!(server.text("/").contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_eq!(server.get("/runs/1").status, 200);
     assert_eq!(server.get("/trials/13").status, 200);
+    let claimed = server.json("/api/trials/14");
+    assert_eq!(
+        claimed["attempt_history"][0]["outcome"], "running",
+        "the trigger recorded the claim: {claimed}"
+    );
     let mut events = Events::open(server.port);
     let first = events.next_change();
     block_on(async {

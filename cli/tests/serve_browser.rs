@@ -2,7 +2,8 @@
 //! (WebDriver) with fantoccini. A seeded database is served on a free port; the runs page and
 //! a run page must show the right counts and sort order, show a hostile run name as text, draw
 //! their charts, and update by themselves within 2 s of a trial being added to the database.
-//! Screenshots of both pages are saved under the target directory.
+//! Screenshots of both pages are saved under the target directory. Going back and forth between
+//! pages must not leave their event streams open (Chromium's back/forward cache).
 //!
 //! `scripts/setup` installs `chromium` and `chromium-driver`; EFFNAS_CHROMIUM and
 //! EFFNAS_CHROMEDRIVER name other binaries. Without them this test fails, saying so: it is
@@ -189,6 +190,92 @@ async fn pages_show_counts_sort_and_update_live_in_chromium() {
     screenshot(&client, &shots, "run.png").await;
     eprintln!("screenshots in {}; page updated {:?} after the write", shots.display(), written.elapsed());
 
+    client.close().await.unwrap();
+    store.close().await;
+}
+
+/// Which page the browser shows (`data-page` of its body: runs, run, trial), once loaded.
+async fn page_kind(client: &Client) -> String {
+    let value =
+        client.execute("return document.body ? document.body.dataset.page : null", vec![]).await.unwrap();
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// Waits (polling, up to 30 s) until the server holds one or two event streams: the page shown
+/// has its stream, and a page just left may not have hung up yet, but no more.
+async fn streams_settle(server: &Server, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let port = server.port;
+        let status = tokio::task::spawn_blocking(move || dashboard::get(port, "/api/status")).await.unwrap();
+        let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+        let open = status["open_streams"].as_u64().unwrap();
+        if (1..=2).contains(&open) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{step}: the server holds {open} event streams (left pages kept theirs open: the page \
+             script must close its stream on pagehide)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A guard against the stall of left pages: Chromium keeps pages left for another whole in its
+/// back/forward cache, and a cached page that kept its event stream open held one of the six
+/// connections allowed per host, until a later page waited a minute for one. Back and forth
+/// between pages, the server must never hold more than two streams, every navigation must
+/// complete, and a page restored from the cache must be live again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn left_pages_close_their_event_streams_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("effnas.db").display().to_string();
+    let store = Store::open(&db).await.unwrap();
+    seed(&store, &Seed { name: "first", complete: 12, failed: 0, pending: 0 }).await;
+    seed(&store, &Seed { name: "second", complete: 3, failed: 0, pending: 0 }).await;
+    let server = Server::start(&db);
+    let driver = Driver::start();
+    let client = browser(&driver, &dir.path().join("profile"), (1000, 700)).await;
+    // A navigation that waits for a connection fails here instead of after five minutes.
+    let timeouts = fantoccini::wd::TimeoutConfiguration::new(None, Some(Duration::from_secs(30)), None);
+    client.update_timeouts(timeouts).await.unwrap();
+
+    let mut restored = 0;
+    for round in 0..8 {
+        client.goto(&format!("{}/runs/1", server.base)).await.unwrap();
+        assert_eq!(page_kind(&client).await, "run", "round {round}: the run page");
+        // A mark that only survives if the page is kept whole and restored from the cache.
+        client.execute("window.effnasKept = true", vec![]).await.unwrap();
+        streams_settle(&server, &format!("round {round}, run page")).await;
+        client.goto(&format!("{}/trials/{}", server.base, round + 1)).await.unwrap();
+        assert_eq!(page_kind(&client).await, "trial", "round {round}: the trial page");
+        streams_settle(&server, &format!("round {round}, trial page")).await;
+        client.back().await.unwrap();
+        assert_eq!(page_kind(&client).await, "run", "round {round}: back on the run page");
+        let kept = client.execute("return window.effnasKept === true", vec![]).await.unwrap();
+        restored += usize::from(kept.as_bool() == Some(true));
+        streams_settle(&server, &format!("round {round}, back")).await;
+        let other = if round % 2 == 0 { "/".to_owned() } else { "/runs/2".to_owned() };
+        client.goto(&format!("{}{other}", server.base)).await.unwrap();
+        assert!(["runs", "run"].contains(&page_kind(&client).await.as_str()), "round {round}: {other}");
+        streams_settle(&server, &format!("round {round}, {other}")).await;
+    }
+    assert!(restored > 0, "no page came back from the back/forward cache: this test did not exercise it");
+
+    // A page restored from the cache listens again: it shows a trial added after it came back.
+    client.goto(&format!("{}/runs/1", server.base)).await.unwrap();
+    client.goto(&format!("{}/trials/1", server.base)).await.unwrap();
+    client.back().await.unwrap();
+    streams_settle(&server, "back for the update").await;
+    let before = text(&client, "#run-summary [data-count='total']").await;
+    store.insert_trial(RunId(1), &dashboard::trial(950)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while text(&client, "#run-summary [data-count='total']").await == before {
+        assert!(Instant::now() < deadline, "the restored page never updated: its stream was not reopened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{restored} of 8 back navigations were restored from the back/forward cache");
     client.close().await.unwrap();
     store.close().await;
 }

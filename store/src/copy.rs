@@ -1,7 +1,7 @@
 //! Copying runs from one database to another, either backend to either: a search started on a
 //! laptop's SQLite file continues on a cluster's PostgreSQL (`effnas db copy`), and back.
 //!
-//! Every row of a run goes along: the run, its trials, their curves, the controller's
+//! Every row of a run goes along: the run, its trials, their curves and attempts, the controller's
 //! checkpoints, the compound grid points and the scaled models, column for column (timestamps,
 //! states, leases and attempts as they are), all in one transaction on the destination, so a
 //! copy that fails leaves the destination as it was.
@@ -41,6 +41,8 @@ pub struct CopiedRun {
     pub name: String,
     pub trials: u64,
     pub epochs: u64,
+    /// Rows of `trial_attempts`.
+    pub attempts: u64,
     pub checkpoints: u64,
     pub compound_points: u64,
     pub scaled_models: u64,
@@ -181,6 +183,22 @@ const EPOCHS: Table = Table {
     order: "trial_id, epoch",
 };
 
+const ATTEMPTS: Table = Table {
+    name: "trial_attempts",
+    columns: &[
+        reference("trial_id", Refers::Trial),
+        col("attempt", Int),
+        col("worker", Text),
+        col("started_at", Text),
+        col("ended_at", Text),
+        col("heartbeat_at", Text),
+        col("outcome", Text),
+        col("failure", Text),
+    ],
+    of_run: "trial_id IN (SELECT id FROM trials WHERE run_id = $1)",
+    order: "trial_id, attempt",
+};
+
 const CHECKPOINTS: Table = Table {
     name: "controller_checkpoints",
     columns: &[
@@ -235,7 +253,8 @@ const SCALED_MODELS: Table = Table {
 };
 
 /// Every table, in the order rows are inserted (referenced before referencing).
-const TABLES: [&Table; 6] = [&RUNS, &TRIALS, &EPOCHS, &CHECKPOINTS, &COMPOUND_POINTS, &SCALED_MODELS];
+const TABLES: [&Table; 7] =
+    [&RUNS, &TRIALS, &EPOCHS, &ATTEMPTS, &CHECKPOINTS, &COMPOUND_POINTS, &SCALED_MODELS];
 
 /// The tables and columns a copy carries, for the test that holds them to the schema.
 #[doc(hidden)]
@@ -459,7 +478,7 @@ impl Store {
                 rows.push(read_rows(self, table, run).await?);
             }
             // Runs first, then trials (whose ids the later tables refer to).
-            let mut counts = [0u64; 6];
+            let mut counts = [0u64; 7];
             for (t, (table, table_rows)) in TABLES.iter().zip(&rows).enumerate() {
                 let new_ids =
                     insert_rows(tx.conn(), table, table_rows, &mut ids).await.map_err(|e| to.db_error(e))?;
@@ -486,9 +505,10 @@ impl Store {
                 },
                 trials: counts[1],
                 epochs: counts[2],
-                checkpoints: counts[3],
-                compound_points: counts[4],
-                scaled_models: counts[5],
+                attempts: counts[3],
+                checkpoints: counts[4],
+                compound_points: counts[5],
+                scaled_models: counts[6],
             };
             progress(&copied);
             report.runs.push(copied);

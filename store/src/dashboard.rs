@@ -231,7 +231,8 @@ FROM (SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last_id,
     }
 
     /// For each run, how many of its trials were claimed more than once: taken back from a
-    /// worker that died or stopped (its lease passed, or it released them) and claimed again.
+    /// worker that died or hung (its lease passed, or its process was gone on `--resume`) and
+    /// claimed again. A release on an orderly stop gives its attempt back, so it does not count.
     /// Runs without such trials are left out.
     pub async fn reclaimed_counts(&self) -> Result<Vec<(RunId, u64)>> {
         const SQL: &str =

@@ -134,6 +134,19 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// How one attempt at a trial ended (`trial_attempts.outcome`).
+    AttemptOutcome {
+        /// Still running under its worker.
+        Running = "running",
+        Complete = "complete",
+        Failed = "failed",
+        /// Taken back from a worker that died or hung (its lease passed, or its process was
+        /// gone on `--resume`); the trial went back to pending for another attempt.
+        Reclaimed = "reclaimed",
+    }
+}
+
 impl RunStatus {
     /// Complete, failed and interrupted runs have an end time.
     pub fn is_finished(self) -> bool {
@@ -364,6 +377,23 @@ impl Trial {
         serde_json::from_str(&self.arch_json)
             .map_err(|e| StoreError::corrupt(format!("architecture of trial {}", self.id), e))
     }
+}
+
+/// One attempt at a trial: a claim by a worker and how it ended (`trial_attempts`, schema 7;
+/// see `store/SCHEMA.md`). A claim given back on an orderly stop did not count and has none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialAttempt {
+    /// 1 for the first claim, 2 for the next, …
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub started: Option<String>,
+    /// `None` while it runs.
+    pub ended: Option<String>,
+    /// Its worker's last heartbeat, recorded when it ended.
+    pub heartbeat: Option<String>,
+    pub outcome: AttemptOutcome,
+    /// The failure kind when this attempt failed the trial.
+    pub failure: Option<FailureKind>,
 }
 
 /// A trial handed to a worker by [`crate::Store::claim_next`] or [`crate::Store::claim_trial`].

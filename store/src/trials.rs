@@ -6,8 +6,8 @@ use tracing::instrument;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialFilter, TrialId,
-    TrialMetrics, TrialState,
+    ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialAttempt, TrialFilter,
+    TrialId, TrialMetrics, TrialState,
 };
 use crate::{from_sql_int, time, to_sql_int, Backend, Conn, Store};
 
@@ -826,6 +826,43 @@ impl Store {
                     val_accuracy: r.val_accuracy,
                     learning_rate: r.learning_rate,
                     seconds: r.seconds,
+                })
+            })
+            .collect()
+    }
+
+    /// A trial's attempts, first to last (`trial_attempts`): each claim that counted, with its
+    /// worker, times and outcome. Empty for a trial never claimed (queued, or recorded whole
+    /// without a worker); an upgraded database holds only the latest attempt of trials that
+    /// ran before schema 7.
+    pub async fn attempts(&self, trial: TrialId) -> Result<Vec<TrialAttempt>> {
+        type Row =
+            (i64, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>);
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT attempt, worker, started_at, ended_at, heartbeat_at, outcome, failure
+                 FROM trial_attempts WHERE trial_id = $1 ORDER BY attempt",
+            )
+            .bind(trial.0)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(|e| self.db_error(e))?;
+        let what = |column: &str| format!("{column} of an attempt of trial {trial}");
+        rows.into_iter()
+            .map(|(attempt, worker, started, ended, heartbeat, outcome, failure)| {
+                Ok(TrialAttempt {
+                    attempt: from_sql_int(&what("attempt"), attempt)?,
+                    worker,
+                    started,
+                    ended,
+                    heartbeat,
+                    outcome: outcome.parse().map_err(|e| StoreError::corrupt(what("outcome"), e))?,
+                    failure: failure
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|e| StoreError::corrupt(what("failure"), e))?,
                 })
             })
             .collect()

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{metrics, search_run, trial, TempDb};
 use effnas_store::{
-    time, BlockingStore, Claim, EpochMetrics, FailureKind, Fenced, RunStatus, Store, Trial, TrialId,
-    TrialState,
+    time, AttemptOutcome, BlockingStore, Claim, EpochMetrics, FailureKind, Fenced, RunStatus, Store, Trial,
+    TrialId, TrialState,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -532,5 +532,87 @@ on_both_backends! {
         assert_eq!((stored.state, stored.failure), (TrialState::Failed, Some(FailureKind::Rejected)));
         assert_eq!((stored.attempts, stored.worker.as_deref()), (0, None), "never claimed");
         assert_eq!(stored.error.as_deref(), Some("over --max-flops"));
+    }
+}
+
+/// `(attempt, worker, outcome, failure, ended)` of each attempt of `trial`, in order.
+async fn attempt_rows(
+    store: &Store,
+    trial: TrialId,
+) -> Vec<(u32, Option<String>, AttemptOutcome, Option<FailureKind>, bool)> {
+    let attempts = store.attempts(trial).await.unwrap();
+    attempts.into_iter().map(|a| (a.attempt, a.worker, a.outcome, a.failure, a.ended.is_some())).collect()
+}
+
+fn row(
+    attempt: u32,
+    worker: &str,
+    outcome: AttemptOutcome,
+    failure: Option<FailureKind>,
+) -> (u32, Option<String>, AttemptOutcome, Option<FailureKind>, bool) {
+    (attempt, Some(worker.to_owned()), outcome, failure, outcome != AttemptOutcome::Running)
+}
+
+on_both_backends! {
+    #[tokio::test]
+    async fn every_attempt_is_kept_with_its_worker_and_outcome(db) {
+        use AttemptOutcome::{Complete, Failed, Reclaimed, Running};
+        let store = db.open().await;
+        // Lost by one worker, given back by a stopping one, finished by a third.
+        let run = search_run(&store, "reclaimed-then-finished").await;
+        let id = store.insert_trial(run, &trial(1)).await.unwrap();
+        let first = store.claim_next(Some(run), "dies", MINUTE).await.unwrap().unwrap();
+        assert_eq!(attempt_rows(&store, id).await, [row(1, "dies", Running, None)]);
+        expire(&store, id).await;
+        assert_eq!(store.requeue_expired(3).await.unwrap().pending, [id]);
+        let stopping = store.claim_next(Some(run), "stops", MINUTE).await.unwrap().unwrap();
+        assert_eq!(stopping.attempt, 2);
+        assert!(store.release_claim(stopping.claim()).await.unwrap().is_written());
+        assert_eq!(
+            attempt_rows(&store, id).await,
+            [row(1, "dies", Reclaimed, None)],
+            "a claim given back on an orderly stop did not count"
+        );
+        let last = store.claim_next(Some(run), "finishes", MINUTE).await.unwrap().unwrap();
+        assert_eq!(last.attempt, 2);
+        assert!(store.complete_claim(last.claim(), &metrics(0.8, 1_000), &[]).await.unwrap().is_written());
+        assert_eq!(
+            attempt_rows(&store, id).await,
+            [row(1, "dies", Reclaimed, None), row(2, "finishes", Complete, None)]
+        );
+        let attempts = store.attempts(id).await.unwrap();
+        let trial_row = store.trial(id).await.unwrap();
+        assert_eq!(attempts[1].ended, trial_row.finished, "ended when the trial finished");
+        assert!(attempts[0].heartbeat.is_some() && attempts[0].started.is_some());
+        // The superseded first claim changes nothing now.
+        assert!(!store.complete_claim(first.claim(), &metrics(0.1, 1_000), &[]).await.unwrap().is_written());
+        assert_eq!(store.attempts(id).await.unwrap(), attempts);
+
+        // Lost on both of two attempts: reclaimed, then failed as lost.
+        let run = search_run(&store, "lost").await;
+        let id = store.insert_trial(run, &trial(2)).await.unwrap();
+        for worker in ["a", "b"] {
+            store.claim_next(Some(run), worker, MINUTE).await.unwrap().unwrap();
+            expire(&store, id).await;
+            store.requeue_expired(2).await.unwrap();
+        }
+        assert_eq!(
+            attempt_rows(&store, id).await,
+            [row(1, "a", Reclaimed, None), row(2, "b", Failed, Some(FailureKind::Lost))]
+        );
+
+        // In-process: a failure is recorded; a stop's give-back leaves nothing; a trial recorded
+        // whole was never claimed.
+        let run = search_run(&store, "in-process").await;
+        let failing = store.insert_trial(run, &trial(3)).await.unwrap();
+        store.claim_trial(run, "search").await.unwrap().unwrap();
+        store.fail_trial(failing, FailureKind::Diverged, "loss NaN").await.unwrap();
+        assert_eq!(attempt_rows(&store, failing).await, [row(1, "search", Failed, Some(FailureKind::Diverged))]);
+        let stopped = store.insert_trial(run, &trial(4)).await.unwrap();
+        store.claim_trial(run, "search").await.unwrap().unwrap();
+        assert_eq!(store.requeue_running(run).await.unwrap(), [stopped]);
+        assert_eq!(attempt_rows(&store, stopped).await, []);
+        let whole = store.insert_completed_trial(run, &trial(5), &metrics(0.7, 1_000), &[]).await.unwrap();
+        assert_eq!(attempt_rows(&store, whole).await, []);
     }
 }

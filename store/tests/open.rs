@@ -17,6 +17,8 @@ const SCHEMA_1: i64 = 20251125000001;
 const SCHEMA_2: i64 = 20251125000002;
 /// The schema before fidelity runs and per-trial settings (whose migration rebuilds `runs`).
 const SCHEMA_5: i64 = 20261127000005;
+/// The schema before the history of attempts (`trial_attempts`).
+const SCHEMA_6: i64 = 20261127000006;
 
 #[tokio::test]
 async fn an_empty_file_and_a_missing_file_become_current_databases() {
@@ -516,4 +518,25 @@ async fn schema_6_admits_fidelity_runs_and_keeps_every_row_and_foreign_key() {
     conn.close().await.unwrap();
     assert_eq!(store.trial(child.id).await.unwrap().parent, None);
     assert_eq!(store.trials(other, &TrialFilter::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn schema_7_keeps_the_latest_attempt_of_every_trial_that_ran() {
+    let db = TempDb::new();
+    let old = Store::open_at_schema_version(&db.url(), SCHEMA_6).await.unwrap();
+    let run = search_run(&old, "before").await;
+    let ids = old.insert_trials(run, &[trial(1), trial(2), trial(3)]).await.unwrap();
+    let done = old.claim_trial(run, "w1").await.unwrap().unwrap();
+    old.complete_trial(done.id, &common::metrics(0.7, 1_000)).await.unwrap();
+    old.claim_next(Some(run), "w2", Duration::from_secs(60)).await.unwrap().unwrap();
+    old.close().await;
+
+    let store = db.open().await;
+    assert_eq!(store.schema_version().await.unwrap(), latest_version());
+    let latest = |a: &effnas_store::TrialAttempt| (a.attempt, a.worker.clone(), a.outcome, a.ended.is_some());
+    let complete: Vec<_> = store.attempts(ids[0]).await.unwrap().iter().map(latest).collect();
+    assert_eq!(complete, [(1, Some("w1".to_owned()), effnas_store::AttemptOutcome::Complete, true)]);
+    let running: Vec<_> = store.attempts(ids[1]).await.unwrap().iter().map(latest).collect();
+    assert_eq!(running, [(1, Some("w2".to_owned()), effnas_store::AttemptOutcome::Running, false)]);
+    assert!(store.attempts(ids[2]).await.unwrap().is_empty(), "never claimed");
 }

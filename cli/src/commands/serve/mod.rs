@@ -53,6 +53,8 @@ pub(crate) struct App {
     pub store: Store,
     /// The latest change token, pushed by the poller.
     pub changes: tokio::sync::watch::Receiver<String>,
+    /// The event streams open now.
+    pub streams: live::OpenStreams,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -83,7 +85,7 @@ async fn serve(args: Args) -> Result<ExitCode> {
         Store::redacted(&args.db.db),
         store.backend()
     );
-    let app = routes::router(App { store: store.clone(), changes });
+    let app = routes::router(App { store: store.clone(), changes, streams: live::OpenStreams::default() });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;

@@ -7,7 +7,10 @@
 use std::fmt::Write as _;
 
 use effnas_space::{cost_breakdown, ArchSpec};
-use effnas_store::{CompoundPoint, EpochMetrics, Run, RunStatus, Trial, TrialColumn, TrialPage, TrialState};
+use effnas_store::{
+    AttemptOutcome, CompoundPoint, EpochMetrics, Run, RunStatus, Trial, TrialAttempt, TrialColumn, TrialPage,
+    TrialState,
+};
 
 use super::query::TableParams;
 use crate::commands::runs::{human_duration, short_time};
@@ -121,7 +124,7 @@ pub fn runs_page(lines: &[RunLine<'_>], location: &str, now: &str) -> String {
         format!(
             "<table class=\"grid\" id=\"runs\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>status</th>\
 <th title=\"queued, waiting for a worker\">pending</th><th>running</th><th>complete</th><th>failed</th>\
-<th title=\"claimed again after a worker died or stopped\">reclaimed</th><th>best reward</th>\
+<th title=\"claimed again after a worker died or hung\">reclaimed</th><th>best reward</th>\
 <th>started (UTC)</th><th>finished</th><th title=\"finished trials per hour\">trials/h</th>\
 <th title=\"at the pace so far\">time left</th></tr></thead><tbody>{rows}</tbody></table>"
         )
@@ -390,9 +393,19 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// Everything the trial page shows.
+pub struct TrialView<'a> {
+    pub trial: &'a Trial,
+    pub run: &'a Run,
+    pub epochs: &'a [EpochMetrics],
+    pub attempts: &'a [TrialAttempt],
+    pub now: &'a str,
+}
+
 /// One trial in full, as `effnas show`: what was trained and how, the blocks with their cost,
-/// the result, the curve by epoch (table and chart) and the failure.
-pub fn trial_page(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
+/// the result, its attempts, the curve by epoch (table and chart) and the failure.
+pub fn trial_page(view: &TrialView<'_>) -> String {
+    let (t, run, epochs) = (view.trial, view.run, view.epochs);
     let arch = t.arch();
     let reference = arch.as_ref().ok().and_then(reference_model).map_or(String::new(), |n| format!(" = {n}"));
     let mut out = format!(
@@ -414,6 +427,7 @@ pub fn trial_page(t: &Trial, run: &Run, epochs: &[EpochMetrics]) -> String {
             esc(error)
         );
     }
+    out.push_str(&attempts_table(t, view.attempts, view.now));
     out.push_str("<div class=\"chart\" id=\"chart-curve\"></div>");
     out.push_str(&curve_table(epochs));
     out.push_str("</section>");
@@ -461,6 +475,60 @@ fn trial_facts(t: &Trial) -> String {
         rows.push_str(&row("extra", format!("<code>{}</code>", esc(&extra.to_string()))));
     }
     format!("<table class=\"facts\">{rows}</table>")
+}
+
+/// The trial's attempts: who claimed it, when, how long it ran and how each ended. A trial
+/// that a worker lost (its lease passed) and another finished has two rows. The history is
+/// kept from schema 7 on; for attempts from before, only the count is known, and it is said so.
+fn attempts_table(t: &Trial, attempts: &[TrialAttempt], now: &str) -> String {
+    let mut rows = String::new();
+    for a in attempts {
+        let end = a.ended.as_deref().unwrap_or(now);
+        let took = a.started.as_deref().and_then(|s| effnas_store::time::seconds_between(s, end));
+        let outcome = match (a.outcome, &t.lease_until) {
+            (AttemptOutcome::Running, Some(until)) => {
+                format!("running, lease until {}", esc(&short_time(until)))
+            }
+            (outcome, _) => outcome.as_str().to_owned(),
+        };
+        let _ = write!(
+            rows,
+            "<tr data-attempt=\"{n}\"><td class=\"num\">{n}</td><td>{worker}</td><td>{started}</td><td>{ended}</td>\
+<td class=\"num\">{took}</td><td><span class=\"state {class}\">{outcome}</span></td><td>{failure}</td><td>{beat}</td></tr>",
+            n = a.attempt,
+            worker = or_dash(a.worker.as_deref(), esc),
+            started = or_dash(a.started.as_deref(), |s| esc(&short_time(s))),
+            ended = or_dash(a.ended.as_deref(), |s| esc(&short_time(s))),
+            took = or_dash(took, human_duration),
+            class = a.outcome.as_str(),
+            failure = or_dash(a.failure, |f| f.as_str().to_owned()),
+            beat = or_dash(a.heartbeat.as_deref(), |s| esc(&short_time(s))),
+        );
+    }
+    let recorded = attempts.len() as u64;
+    let note = if t.attempts == 0 && attempts.is_empty() {
+        "<p class=\"empty\">Not claimed by any worker: queued, or its result was recorded without one.</p>"
+            .to_owned()
+    } else if recorded < u64::from(t.attempts) {
+        format!(
+            "<p class=\"empty\">{} of its {} attempts were not recorded: the database kept only the latest attempt \
+before schema 7.</p>",
+            u64::from(t.attempts) - recorded,
+            t.attempts
+        )
+    } else {
+        String::new()
+    };
+    let table = if attempts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<table class=\"grid\" id=\"attempts\"><thead><tr><th>attempt</th><th>worker</th><th>claimed (UTC)</th>\
+<th>ended</th><th>ran for</th><th>outcome</th><th>failure</th><th title=\"the worker's last sign of life in this attempt\">\
+last heartbeat</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    format!("<h2>Attempts ({})</h2>{table}{note}", t.attempts)
 }
 
 fn curve_table(epochs: &[EpochMetrics]) -> String {

@@ -11,8 +11,9 @@
 //! | `GET /api/runs/{id}/trials` | one page of the trials table as JSON |
 //! | `GET /api/runs/{id}/trials.csv`, `.json` | every trial that passes the table's filters |
 //! | `GET /api/runs/{id}/chart` | the run page's chart data |
-//! | `GET /api/trials/{id}` | a trial with its curve |
+//! | `GET /api/trials/{id}` | a trial with its curve, lease and attempts |
 //! | `GET /api/token` | the change token (for polling) |
+//! | `GET /api/status` | the database, its backend, and the event streams open now |
 //! | `GET /events` | server-sent events: `change` whenever the token moves |
 //! | `GET /assets/{file}` | uPlot, the stylesheet, the page script |
 
@@ -26,7 +27,7 @@ use axum::{Json, Router};
 use effnas_store::{Run, RunId, RunKind, StoreError, Trial, TrialFilter, TrialId, TrialQuery, TrialState};
 use serde_json::{json, Value};
 
-use super::pages::{self, RunLine, RunView};
+use super::pages::{self, RunLine, RunView, TrialView};
 use super::query::{self, TableParams};
 use super::{charts, live, App};
 use crate::commands::runs::run_json;
@@ -46,6 +47,7 @@ pub fn router(app: App) -> Router {
         .route("/api/runs/{id}/chart", get(chart_api))
         .route("/api/trials/{id}", get(trial_api))
         .route("/api/token", get(live::token))
+        .route("/api/status", get(live::status))
         .route("/events", get(live::events))
         .route("/assets/{file}", get(asset))
         .fallback(|| async { WebError::new(StatusCode::NOT_FOUND, "no such page") })
@@ -256,16 +258,24 @@ async fn trial_page(State(app): State<App>, Path(id): Path<i64>) -> Answer<Html<
     let trial = app.store.trial(TrialId(id)).await?;
     let run = app.store.run(trial.run_id).await?;
     let epochs = app.store.epochs(trial.id).await?;
+    let attempts = app.store.attempts(trial.id).await?;
+    let now = effnas_store::time::now();
+    let view = TrialView { trial: &trial, run: &run, epochs: &epochs, attempts: &attempts, now: &now };
     let title = format!("Trial {}", trial.id);
     let data = [("run", run.id.to_string()), ("trial", trial.id.to_string()), ("token", token(&app))];
-    Ok(Html(pages::layout(&title, "trial", &data, &pages::trial_page(&trial, &run, &epochs))))
+    Ok(Html(pages::layout(&title, "trial", &data, &pages::trial_page(&view))))
 }
 
+/// A trial as `effnas trials --json` gives it, with its curve (`epochs`), its current lease
+/// and the history of its attempts (`attempt_history`: one object per attempt, first to last).
 async fn trial_api(State(app): State<App>, Path(id): Path<i64>) -> Answer<Json<Value>> {
     let trial = app.store.trial(TrialId(id)).await?;
     let epochs = app.store.epochs(trial.id).await?;
+    let attempts = app.store.attempts(trial.id).await?;
     let mut value = trial_json(&trial, true);
     value["epochs"] = serde_json::to_value(&epochs).unwrap_or_default();
+    value["lease_until"] = json!(trial.lease_until);
+    value["attempt_history"] = serde_json::to_value(&attempts).unwrap_or_default();
     Ok(Json(value))
 }
 
