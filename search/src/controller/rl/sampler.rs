@@ -12,8 +12,9 @@ use rand::Rng;
 pub(super) struct HostPolicy {
     /// `[rows, 4H]`: every embedding row through the input weights, plus the gate bias.
     projected: Vec<f32>,
-    /// `[4H, H]`.
-    hidden_weight: Vec<f32>,
+    /// `[H, 4H]`: the hidden weights transposed, so that a step runs through them row by row
+    /// (see `step`).
+    hidden_weight_t: Vec<f32>,
     /// `[Σ choices, H]`.
     head_weight: Vec<f32>,
     /// `[Σ choices]`.
@@ -40,7 +41,14 @@ impl HostPolicy {
         hidden: usize,
         adam_steps: i64,
     ) -> Self {
-        HostPolicy { projected, hidden_weight, head_weight, head_bias, hidden, adam_steps }
+        let gates = 4 * hidden;
+        let mut hidden_weight_t = vec![0f32; hidden_weight.len()];
+        for (j, row) in hidden_weight.chunks_exact(hidden.max(1)).enumerate() {
+            for (k, &w) in row.iter().enumerate() {
+                hidden_weight_t[k * gates + j] = w;
+            }
+        }
+        HostPolicy { projected, hidden_weight_t, head_weight, head_bias, hidden, adam_steps }
     }
 
     /// `n` sequences, each decision drawn from the softmax over its choices (`counts`, with
@@ -86,12 +94,20 @@ impl HostPolicy {
         total
     }
 
-    /// One LSTM step fed embedding row `row`: updates `h` and `c`.
+    /// One LSTM step fed embedding row `row`: updates `h` and `c`. Each gate's `h·w` is summed
+    /// over the hidden units in order, as a dot product would, but all gates advance together
+    /// (one row of the transposed weights per hidden unit), which the compiler vectorises: the
+    /// same values, a fraction of the time.
     fn step(&self, row: usize, h: &mut [f32], c: &mut [f32], gates: &mut [f32]) {
         let width = self.hidden;
-        gates.copy_from_slice(&self.projected[row * 4 * width..(row + 1) * 4 * width]);
-        for (j, gate) in gates.iter_mut().enumerate() {
-            *gate += dot(&self.hidden_weight[j * width..(j + 1) * width], h);
+        gates.fill(0.0);
+        for (&hk, weights) in h.iter().zip(self.hidden_weight_t.chunks_exact(4 * width)) {
+            for (gate, &w) in gates.iter_mut().zip(weights) {
+                *gate += w * hk;
+            }
+        }
+        for (gate, &x) in gates.iter_mut().zip(&self.projected[row * 4 * width..(row + 1) * 4 * width]) {
+            *gate += x;
         }
         for k in 0..width {
             let (i, f) = (sigmoid(gates[k]), sigmoid(gates[width + k]));
