@@ -143,3 +143,44 @@ fn draw(probabilities: &[f32], rng: &mut impl Rng) -> usize {
     }
     probabilities.len() - 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The transposed step computes each gate as `projected + w·h` with the dot product summed
+    /// in order, bit for bit as the straightforward form: sampling is unchanged by it.
+    #[test]
+    fn the_vectorised_step_is_the_dot_product_step_bit_for_bit() {
+        let (width, rows) = (8usize, 3usize);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut values = |n: usize| (0..n).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<_>>();
+        let (projected, hidden_weight) = (values(rows * 4 * width), values(4 * width * width));
+        let policy =
+            HostPolicy::new(projected.clone(), hidden_weight.clone(), values(2 * width), values(2), width, 0);
+        let (mut h, mut c, mut gates) = (values(width), values(width), vec![0f32; 4 * width]);
+        let (mut want_h, mut want_c) = (h.clone(), c.clone());
+        for row in [0, 2, 1, 1] {
+            policy.step(row, &mut h, &mut c, &mut gates);
+            let gate = |j: usize| {
+                projected[row * 4 * width + j] + dot(&hidden_weight[j * width..(j + 1) * width], &want_h)
+            };
+            let all: Vec<f32> = (0..4 * width).map(gate).collect();
+            for k in 0..width {
+                let (i, f) = (sigmoid(all[k]), sigmoid(all[width + k]));
+                let (g, o) = (all[2 * width + k].tanh(), sigmoid(all[3 * width + k]));
+                want_c[k] = f * want_c[k] + i * g;
+                want_h[k] = o * want_c[k].tanh();
+            }
+            assert_eq!(
+                h.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_h.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+}
