@@ -1,16 +1,22 @@
-//! Where the RL controller's time goes per search trial (investigation aid): 64 rounds of
-//! propose one candidate, checkpoint, observe its (synthetic) reward, checkpoint; wall time and
-//! libtorch operations dispatched (`effnas-opcount`) per round. `scripts/bench-controllers`
-//! measures the whole search.
+//! Where the RL controller's time goes per search trial (investigation aid): ROUNDS rounds
+//! (default 64, four policy updates) of propose one candidate, checkpoint, observe its
+//! (synthetic) reward, checkpoint; wall time and libtorch operations dispatched
+//! (`effnas-opcount`) per round. `scripts/bench-controllers` measures the whole search.
+//!
+//!     cargo run --release -p effnas-search --example rl_profile [ROUNDS]
 use effnas_search::controller::{Controller, Observation, RlConfig, RlController};
 use effnas_space::SearchSpace;
 use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: u64 = match std::env::args().nth(1) {
+        Some(text) => text.parse().map_err(|e| format!("ROUNDS {text:?}: {e}"))?,
+        None => 64,
+    };
     let space = SearchSpace::resolve("default")?;
     let mut c = RlController::new(space, RlConfig::default(), 0)?;
     let (mut tp, mut to, mut ts) = (0.0, 0.0, 0.0);
     let (mut op, mut oo) = (0u64, 0u64);
-    for i in 0..64 {
+    for i in 0..rounds {
         let t = Instant::now();
         let (p, n) = effnas_opcount::count(|| c.propose(1))?;
         op += n.top_level;
@@ -31,12 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ts += t.elapsed().as_secs_f64();
     }
     println!(
-        "per trial: propose {:.2} ms ({} ops), observe {:.2} ms ({} ops), 2 states {:.2} ms",
-        tp * 1000.0 / 64.0,
-        op / 64,
-        to * 1000.0 / 64.0,
-        oo / 64,
-        ts * 1000.0 / 64.0
+        "{rounds} rounds, per trial: propose {:.2} ms ({} ops), observe {:.2} ms ({} ops), 2 states {:.2} ms",
+        tp * 1000.0 / rounds as f64,
+        op / rounds,
+        to * 1000.0 / rounds as f64,
+        oo / rounds,
+        ts * 1000.0 / rounds as f64
     );
     Ok(())
 }

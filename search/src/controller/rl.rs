@@ -96,8 +96,8 @@ impl Policy {
     }
 }
 
-/// The checkpoint form: weights and moments as flat lists.
-#[derive(Serialize, Deserialize)]
+/// The checkpoint form: weights and moments as flat lists (written as [`RlStateOut`]).
+#[derive(Deserialize)]
 struct RlState {
     rng: RngState,
     weights: Vec<Floats>,
@@ -109,6 +109,20 @@ struct RlState {
     #[serde(default)]
     rung_baselines: Vec<Option<f64>>,
     buffer: Vec<Observation>,
+    updates: usize,
+}
+
+/// [`RlState`] as written: the same fields, borrowed.
+#[derive(Serialize)]
+struct RlStateOut<'a> {
+    rng: RngState,
+    weights: &'a [Floats],
+    first_moments: &'a [Floats],
+    second_moments: &'a [Floats],
+    adam_steps: i64,
+    baseline: Option<f64>,
+    rung_baselines: &'a [Option<f64>],
+    buffer: &'a [Observation],
     updates: usize,
 }
 
@@ -161,6 +175,8 @@ pub struct RlController {
     /// `[positions, 1, Σ choices]`: 0 at each position's own choices, −10⁹ elsewhere, added to
     /// the stacked output layers' logits so that each position's softmax covers its own.
     choice_mask: Tensor,
+    /// `[4H]` zeros: the LSTM's hidden-side bias, which the policy does not have.
+    zero_bias: Tensor,
     policy: Policy,
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
@@ -246,6 +262,7 @@ impl RlController {
             counts,
             offsets,
             choice_mask,
+            zero_bias: Tensor::f_zeros([4 * h], (Kind::Float, tch::Device::Cpu))?,
             policy,
             first_moments,
             second_moments,
@@ -259,22 +276,23 @@ impl RlController {
         })
     }
 
-    /// Weights and moments, encoded, from the cache when no Adam step was taken since.
-    fn encoded_policy(&self) -> Result<[Vec<Floats>; 3]> {
+    /// `write` given the weights and moments, encoded, from the cache when no Adam step was
+    /// taken since (lent, not copied: a checkpoint's lists are some 0.6 MB).
+    fn with_encoded_policy<T>(&self, write: impl FnOnce(&[Vec<Floats>; 3]) -> T) -> Result<T> {
         let mut cache = self.encoded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((step, lists)) = cache.as_ref() {
-            if *step == self.adam_steps {
-                return Ok(lists.clone());
-            }
+        if cache.as_ref().is_none_or(|(step, _)| *step != self.adam_steps) {
+            let encode =
+                |tensors: Vec<&Tensor>| tensors.into_iter().map(Floats::of).collect::<Result<Vec<_>>>();
+            let lists = [
+                encode(self.policy.parameters().to_vec())?,
+                encode(self.first_moments.iter().collect())?,
+                encode(self.second_moments.iter().collect())?,
+            ];
+            *cache = Some((self.adam_steps, lists));
         }
-        let encode = |tensors: Vec<&Tensor>| tensors.into_iter().map(Floats::of).collect::<Result<Vec<_>>>();
-        let lists = [
-            encode(self.policy.parameters().to_vec())?,
-            encode(self.first_moments.iter().collect())?,
-            encode(self.second_moments.iter().collect())?,
-        ];
-        *cache = Some((self.adam_steps, lists.clone()));
-        Ok(lists)
+        let (_, lists) =
+            cache.as_ref().ok_or_else(|| ControllerError::BadState("no encoded policy".into()))?;
+        Ok(write(lists))
     }
 
     /// Policy updates done so far.
@@ -321,11 +339,12 @@ impl RlController {
     }
 
     /// Log-probability and entropy of each sequence under the current policy. The inputs of
-    /// every position are known (the sequences themselves), so they are embedded and projected
-    /// in one operation each, and every position's output layer, softmax and choice are computed
-    /// together after the recurrence, each position's softmax kept to its own choices by
-    /// `choice_mask`: a handful of operations per position instead of some thirty (the update
-    /// runs this five times a batch).
+    /// every position are known (the sequences themselves), so they are embedded in one
+    /// operation and the whole recurrence runs as libtorch's LSTM (`at::lstm`, one fused
+    /// operation forward and one backward on the CPU, where the same cell written step by step
+    /// was a dozen operations per position and dominated the update); then every position's
+    /// output layer, softmax and choice are computed together, each position's softmax kept to
+    /// its own choices by `choice_mask`.
     fn evaluate(&self, sequences: &[Vec<usize>]) -> Result<(Tensor, Tensor)> {
         let (positions, batch) = (self.counts.len() as i64, sequences.len() as i64);
         let (mut rows, mut chosen) = (Vec::new(), Vec::new());
@@ -339,19 +358,16 @@ impl RlController {
                 chosen.push(self.offsets[position] + sequence[position] as i64);
             }
         }
-        let inputs = self.policy.embedding.f_index_select(0, &Tensor::from_slice(&rows))?;
-        let projected = self.project(&inputs.f_view([positions, batch, -1])?)?;
-        let (mut h, mut c) = self.initial_state(batch)?;
-        let mut outputs = Vec::with_capacity(self.counts.len());
-        for position in 0..positions {
-            (h, c) = self.step(&projected.f_select(0, position)?, &h, &c)?;
-            outputs.push(h.shallow_clone());
-        }
         let p = &self.policy;
-        let logits = Tensor::f_stack(&outputs, 0)?
-            .f_matmul(&p.head_weight.f_tr()?)?
-            .f_add(&p.head_bias)?
-            .f_add(&self.choice_mask)?;
+        let inputs =
+            p.embedding.f_index_select(0, &Tensor::from_slice(&rows))?.f_view([positions, batch, -1])?;
+        let start = Tensor::f_zeros([1, batch, self.config.hidden.max(1)], (Kind::Float, tch::Device::Cpu))?;
+        // The gates are x·Wᵢᵀ + bᵢ + h·Wₕᵀ + bₕ in the order i, f, g, o, as in `step`; the policy
+        // has one gate bias, so bₕ is zero.
+        let weights = [&p.input_weight, &p.hidden_weight, &p.gate_bias, &self.zero_bias];
+        let (outputs, _, _) = inputs.f_lstm(&[&start, &start], &weights, true, 1, 0.0, true, false, false)?;
+        let logits =
+            outputs.f_matmul(&p.head_weight.f_tr()?)?.f_add(&p.head_bias)?.f_add(&self.choice_mask)?;
         let log_p = logits.f_log_softmax(2, Kind::Float)?;
         let chosen = Tensor::from_slice(&chosen).f_view([positions, batch, 1])?;
         let log_prob =
@@ -458,20 +474,20 @@ impl RlController {
         let advantages = Tensor::from_slice(&advantages.iter().map(|&a| a as f32).collect::<Vec<_>>());
         let sequences: Vec<Vec<usize>> = batch.into_iter().map(|o| o.tokens).collect();
 
-        let old_log_prob = {
-            let _no_grad = tch::no_grad_guard();
-            self.evaluate(&sequences)?.0
-        };
         let epochs = match self.config.algorithm {
             RlAlgorithm::Ppo => self.config.epochs.max(1),
             RlAlgorithm::Reinforce => 1,
         };
+        // PPO's old policy is the policy before this batch's first step: the first epoch's
+        // log-probabilities, detached (the same values a separate pass would compute, without it).
+        let mut old_log_prob: Option<Tensor> = None;
         for _ in 0..epochs {
             let (log_prob, entropy) = self.evaluate(&sequences)?;
+            let old_log_prob = old_log_prob.get_or_insert_with(|| log_prob.detach());
             let objective = match self.config.algorithm {
                 RlAlgorithm::Reinforce => log_prob.f_mul(&advantages)?,
                 RlAlgorithm::Ppo => {
-                    let ratio = log_prob.f_sub(&old_log_prob)?.f_exp()?;
+                    let ratio = log_prob.f_sub(old_log_prob)?.f_exp()?;
                     let clipped = ratio.f_clamp(1.0 - self.config.clip, 1.0 + self.config.clip)?;
                     ratio.f_mul(&advantages)?.f_minimum(&clipped.f_mul(&advantages)?)?
                 }
@@ -528,18 +544,19 @@ impl Controller for RlController {
     }
 
     fn state(&self) -> Result<Value> {
-        let [weights, first_moments, second_moments] = self.encoded_policy()?;
-        serde_json::to_value(RlState {
-            rng: RngState::capture(self.seed, &self.rng),
-            weights,
-            first_moments,
-            second_moments,
-            adam_steps: self.adam_steps,
-            baseline: self.baseline,
-            rung_baselines: self.rung_baselines.clone(),
-            buffer: self.buffer.clone(),
-            updates: self.updates,
-        })
+        self.with_encoded_policy(|[weights, first_moments, second_moments]| {
+            serde_json::to_value(RlStateOut {
+                rng: RngState::capture(self.seed, &self.rng),
+                weights,
+                first_moments,
+                second_moments,
+                adam_steps: self.adam_steps,
+                baseline: self.baseline,
+                rung_baselines: &self.rung_baselines,
+                buffer: &self.buffer,
+                updates: self.updates,
+            })
+        })?
         .map_err(|e| ControllerError::BadState(e.to_string()))
     }
 
@@ -659,6 +676,72 @@ mod tests {
         restored.restore(&state)?;
         assert_eq!(restored.propose(4)?, original.propose(4)?);
         assert_eq!(restored.state()?, original.state()?);
+        Ok(())
+    }
+
+    /// Log-probability and entropy of `sequence` by the cell written out step by step (`step`,
+    /// as `greedy` runs it), with gradients.
+    fn stepwise(controller: &RlController, sequence: &[usize]) -> Result<(Tensor, Tensor)> {
+        let (mut h, mut c) = controller.initial_state(1)?;
+        let mut x = controller.embed(None, &Tensor::from_slice(&[0i64]))?;
+        let (mut log_prob, mut entropy) = (Tensor::from(0f32), Tensor::from(0f32));
+        for (position, &choice) in sequence.iter().enumerate() {
+            (h, c) = controller.step(&controller.project(&x)?, &h, &c)?;
+            let log_p = controller.logits(position, &h)?.f_log_softmax(1, Kind::Float)?.f_squeeze_dim(0)?;
+            log_prob = log_prob.f_add(&log_p.f_select(0, choice as i64)?)?;
+            entropy = entropy.f_sub(&log_p.f_exp()?.f_mul(&log_p)?.f_sum(Kind::Float)?)?;
+            x = controller.embed(Some(position), &Tensor::from_slice(&[choice as i64]))?;
+        }
+        Ok((log_prob, entropy))
+    }
+
+    /// The gradients of `loss` for every policy weight, flattened; the gradients are cleared.
+    fn gradients(controller: &RlController, loss: Tensor) -> Result<Vec<Vec<f32>>> {
+        loss.f_backward()?;
+        let mut all = Vec::new();
+        for parameter in controller.policy.parameters() {
+            let mut grad = parameter.grad();
+            all.push(to_vec(&grad)?);
+            let _ = grad.f_zero_()?;
+        }
+        Ok(all)
+    }
+
+    /// `evaluate` runs the recurrence as libtorch's fused LSTM; it computes the cell that `step`
+    /// writes out (and the host sampler copies): the same log-probabilities, entropies and
+    /// gradients for every weight, to float precision, after an update as before it.
+    #[test]
+    fn the_fused_recurrence_is_the_stepwise_cell() -> Result<(), Box<dyn std::error::Error>> {
+        let _alone = alone();
+        let space = SearchSpace::resolve("default")?;
+        let mut controller = RlController::new(space, RlConfig { batch_size: 4, ..RlConfig::default() }, 7)?;
+        let first = controller.propose(4)?;
+        controller.observe(&rewarded(first, &[0.2, 0.8, 0.5, 0.3]))?;
+        assert_eq!(controller.updates(), 1);
+        let sequences = controller.propose(3)?;
+
+        let (log_prob, entropy) = controller.evaluate(&sequences)?;
+        let (fused_log_prob, fused_entropy) = (to_vec(&log_prob)?, to_vec(&entropy)?);
+        let fused =
+            gradients(&controller, log_prob.f_sum(Kind::Float)?.f_add(&entropy.f_sum(Kind::Float)?)?)?;
+        let mut loss = Tensor::from(0f32);
+        for (index, sequence) in sequences.iter().enumerate() {
+            let (log_prob, entropy) = stepwise(&controller, sequence)?;
+            let (want_log_prob, want_entropy) = (log_prob.f_double_value(&[])?, entropy.f_double_value(&[])?);
+            assert!(
+                (f64::from(fused_log_prob[index]) - want_log_prob).abs() < 1e-4,
+                "log-probability {index}"
+            );
+            assert!((f64::from(fused_entropy[index]) - want_entropy).abs() < 1e-4, "entropy {index}");
+            loss = loss.f_add(&log_prob.f_add(&entropy)?)?;
+        }
+        let stepwise = gradients(&controller, loss)?;
+        for (weight, (got, want)) in fused.iter().zip(&stepwise).enumerate() {
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let worst = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst < 1e-4 * scale, "weight {weight}: gradients differ by {worst} (scale {scale})");
+            assert!(want.iter().any(|&v| v != 0.0), "weight {weight} has a gradient");
+        }
         Ok(())
     }
 

@@ -12,8 +12,9 @@ use rand::Rng;
 pub(super) struct HostPolicy {
     /// `[rows, 4H]`: every embedding row through the input weights, plus the gate bias.
     projected: Vec<f32>,
-    /// `[4H, H]`.
-    hidden_weight: Vec<f32>,
+    /// `[H, 4H]`: the hidden weights transposed, so that a step runs through them row by row
+    /// (see `step`).
+    hidden_weight_t: Vec<f32>,
     /// `[Σ choices, H]`.
     head_weight: Vec<f32>,
     /// `[Σ choices]`.
@@ -40,7 +41,14 @@ impl HostPolicy {
         hidden: usize,
         adam_steps: i64,
     ) -> Self {
-        HostPolicy { projected, hidden_weight, head_weight, head_bias, hidden, adam_steps }
+        let gates = 4 * hidden;
+        let mut hidden_weight_t = vec![0f32; hidden_weight.len()];
+        for (j, row) in hidden_weight.chunks_exact(hidden.max(1)).enumerate() {
+            for (k, &w) in row.iter().enumerate() {
+                hidden_weight_t[k * gates + j] = w;
+            }
+        }
+        HostPolicy { projected, hidden_weight_t, head_weight, head_bias, hidden, adam_steps }
     }
 
     /// `n` sequences, each decision drawn from the softmax over its choices (`counts`, with
@@ -86,12 +94,20 @@ impl HostPolicy {
         total
     }
 
-    /// One LSTM step fed embedding row `row`: updates `h` and `c`.
+    /// One LSTM step fed embedding row `row`: updates `h` and `c`. Each gate's `h·w` is summed
+    /// over the hidden units in order, as a dot product would, but all gates advance together
+    /// (one row of the transposed weights per hidden unit), which the compiler vectorises: the
+    /// same values, a fraction of the time.
     fn step(&self, row: usize, h: &mut [f32], c: &mut [f32], gates: &mut [f32]) {
         let width = self.hidden;
-        gates.copy_from_slice(&self.projected[row * 4 * width..(row + 1) * 4 * width]);
-        for (j, gate) in gates.iter_mut().enumerate() {
-            *gate += dot(&self.hidden_weight[j * width..(j + 1) * width], h);
+        gates.fill(0.0);
+        for (&hk, weights) in h.iter().zip(self.hidden_weight_t.chunks_exact(4 * width)) {
+            for (gate, &w) in gates.iter_mut().zip(weights) {
+                *gate += w * hk;
+            }
+        }
+        for (gate, &x) in gates.iter_mut().zip(&self.projected[row * 4 * width..(row + 1) * 4 * width]) {
+            *gate += x;
         }
         for k in 0..width {
             let (i, f) = (sigmoid(gates[k]), sigmoid(gates[width + k]));
@@ -126,4 +142,45 @@ fn draw(probabilities: &[f32], rng: &mut impl Rng) -> usize {
         draw -= p;
     }
     probabilities.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The transposed step computes each gate as `projected + w·h` with the dot product summed
+    /// in order, bit for bit as the straightforward form: sampling is unchanged by it.
+    #[test]
+    fn the_vectorised_step_is_the_dot_product_step_bit_for_bit() {
+        let (width, rows) = (8usize, 3usize);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut values = |n: usize| (0..n).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<_>>();
+        let (projected, hidden_weight) = (values(rows * 4 * width), values(4 * width * width));
+        let policy =
+            HostPolicy::new(projected.clone(), hidden_weight.clone(), values(2 * width), values(2), width, 0);
+        let (mut h, mut c, mut gates) = (values(width), values(width), vec![0f32; 4 * width]);
+        let (mut want_h, mut want_c) = (h.clone(), c.clone());
+        for row in [0, 2, 1, 1] {
+            policy.step(row, &mut h, &mut c, &mut gates);
+            let gate = |j: usize| {
+                projected[row * 4 * width + j] + dot(&hidden_weight[j * width..(j + 1) * width], &want_h)
+            };
+            let all: Vec<f32> = (0..4 * width).map(gate).collect();
+            for k in 0..width {
+                let (i, f) = (sigmoid(all[k]), sigmoid(all[width + k]));
+                let (g, o) = (all[2 * width + k].tanh(), sigmoid(all[3 * width + k]));
+                want_c[k] = f * want_c[k] + i * g;
+                want_h[k] = o * want_c[k].tanh();
+            }
+            assert_eq!(
+                h.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_h.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
 }
