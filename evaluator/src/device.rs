@@ -64,10 +64,15 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// libtorch intra-op threads for each of `workers` CPU workers so that the workers together
-/// do not use more threads than there are cores (oversubscription slows every worker down).
+/// libtorch intra-op threads for each of `workers` CPU workers of this process, so that together
+/// they use no more threads than the process may: libtorch's current setting (`--threads`, else
+/// its default of one per core) shared out among them. Oversubscription slows every worker down,
+/// and badly so across processes: two worker processes of `--threads 1` that each gave its one
+/// training thread all cores spent most of their CPU time spinning in OpenMP's barriers.
+/// Read before the workers start (each sets the setting, which libtorch keeps process-wide).
 pub fn threads_per_worker(workers: usize) -> usize {
-    (available_cores() / workers.max(1)).max(1)
+    let budget = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
+    (budget / workers.max(1)).max(1)
 }
 
 #[cfg(test)]
@@ -93,12 +98,18 @@ mod tests {
     }
 
     #[test]
-    fn threads_never_exceed_cores() {
-        let cores = available_cores();
-        for workers in 1..=8 {
-            let t = threads_per_worker(workers);
-            assert!(t >= 1);
-            assert!(t * workers <= cores.max(workers), "{workers} workers × {t} threads on {cores} cores");
-        }
+    fn workers_share_the_process_thread_setting() {
+        let previous = tch::get_num_threads();
+        // `--threads 1` in a worker process: its one training thread gets one thread, not every
+        // core (the defect this guards against).
+        tch::set_num_threads(1);
+        assert_eq!(threads_per_worker(1), 1);
+        assert_eq!(threads_per_worker(4), 1, "never zero");
+        tch::set_num_threads(4);
+        assert_eq!(threads_per_worker(1), 4);
+        assert_eq!(threads_per_worker(2), 2);
+        assert_eq!(threads_per_worker(3), 1);
+        tch::set_num_threads(previous);
+        assert!(threads_per_worker(1) >= 1);
     }
 }
