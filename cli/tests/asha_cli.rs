@@ -73,6 +73,49 @@ fn an_oracle_asha_search_promotes_the_best_through_its_rungs() {
 }
 
 #[test]
+fn a_second_asha_search_of_measured_candidates_still_promotes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("a.db");
+    let db = db.to_str().expect("path");
+    let search = |name: &str| {
+        json(&[
+            "search",
+            "--db",
+            db,
+            "--name",
+            name,
+            "--evaluator",
+            "oracle",
+            "--fidelity",
+            "asha",
+            "--rungs",
+            "2",
+            "--eta",
+            "3",
+            "--trials",
+            "9",
+            "--finalists",
+            "0",
+            "--seed",
+            "4",
+            "--workers",
+            "1",
+            "--json",
+        ])
+    };
+    search("first");
+    let out = search("second");
+    assert_eq!(out["status"], "complete");
+    let trials = exported(db, "second");
+    let at = |rung: u64| trials.iter().filter(|t| t["setting"] == rung).collect::<Vec<_>>();
+    assert_eq!(at(0).len(), 9);
+    assert!(at(0).iter().all(|t| !t["reused_from"].is_null()), "the same seed proposes the same candidates");
+    // At least ⌊9/3⌋ = 3 promoted (more when an early leader is overtaken), although no rung-0
+    // result was trained in this run.
+    assert!(at(1).len() >= 3, "{} promoted", at(1).len());
+}
+
+#[test]
 fn ctrl_c_and_resume_of_an_asha_search_promote_nothing_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("r.db");

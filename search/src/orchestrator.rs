@@ -665,6 +665,9 @@ impl<'a> Search<'a> {
         }
         if !immediate.is_empty() {
             self.observe(&immediate)?;
+            // Reused results rank in their rung like trained ones: a multi-fidelity run whose
+            // candidates were all measured before must still promote.
+            self.promote()?;
         } else {
             self.checkpoint()?;
         }
