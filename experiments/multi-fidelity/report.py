@@ -1,8 +1,8 @@
 """Plain against ASHA at equal images: the summary of experiments/multi-fidelity from its raw files.
 
 Usage: python3 report.py EXPERIMENT_DIR > EXPERIMENT_DIR/results/summary.md
-Reads results/runs.json, results/trials-export.json (images each trial trained), results/
-NAME-pick.json and results/picks/NAME-sSEED.json. No figure is typed by hand.
+Reads results/NAME-runs.json, NAME-export.json (images each trial trained), NAME-pick.json and
+results/picks/NAME-sSEED.json for every search NAME. No figure is typed by hand.
 """
 import glob
 import json
@@ -11,12 +11,13 @@ import statistics
 import sys
 
 results = os.path.join(sys.argv[1], "results")
-runs = {r["name"]: r for r in json.load(open(os.path.join(results, "runs.json")))}
-exported = json.load(open(os.path.join(results, "trials-export.json")))
-images = {}
-for t in exported:
-    if t["state"] == "complete" and t.get("reused_from") is None:
-        images[t["run_id"]] = images.get(t["run_id"], 0) + (t.get("extra") or {}).get("images_seen", 0)
+runs, images = {}, {}
+for path in glob.glob(os.path.join(results, "*-runs.json")):
+    name = os.path.basename(path)[: -len("-runs.json")]
+    runs[name] = next(r for r in json.load(open(path)) if r["name"] == name)
+    exported = json.load(open(os.path.join(results, f"{name}-export.json")))
+    images[name] = sum((t.get("extra") or {}).get("images_seen", 0) for t in exported
+                       if t["state"] == "complete" and t.get("reused_from") is None)
 
 
 def picks_of(name):
@@ -48,8 +49,8 @@ for name in sorted(runs, key=lambda n: (n.split("-s")[1], n)):
     picks = [p for p in picks_of(name) if p.get("status") == "complete"]
     tests = [p["test_accuracy"] for p in picks]
     rewards = [p["reward"] for p in picks]
-    by_kind[kind].append((tests, rewards, images.get(run["id"], 0)))
-    print(f"| {name} | {run['trials_done']} | {images.get(run['id'], 0):,} | {run['duration_seconds'] / 60:.1f} | "
+    by_kind[kind].append((tests, rewards, images.get(name, 0)))
+    print(f"| {name} | {run['trials_done']} | {images.get(name, 0):,} | {run['duration_seconds'] / 60:.1f} | "
           f"{pick['trial']} ({pick['setting']}), {100 * pick['accuracy']:.2f}% | {pick['flops'] / 1e6:.1f}M | "
           f"{fmt(tests)} | {fmt(rewards, 1, 4)} |")
 

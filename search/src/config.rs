@@ -152,7 +152,8 @@ mod tests {
         assert_eq!(config.evaluator, EvaluatorKind::Train);
         // Stored before the precision setting: those runs trained in fp32.
         let fp32 = crate::proxy::PrecisionSetting::Fp32;
-        assert_eq!(config.proxy, Some(ProxySettings { precision: fp32, ..ProxySettings::default() }));
+        let stored = ProxySettings { precision: fp32, epochs: 2, ..ProxySettings::default() };
+        assert_eq!(config.proxy, Some(stored));
         let again: SearchConfig =
             read_stored(&serde_json::to_value(&config).expect("writes")).expect("reads back");
         assert_eq!(again, config);
