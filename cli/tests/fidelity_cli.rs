@@ -105,7 +105,19 @@ fn bad_fidelity_requests_are_refused_before_anything_is_trained() {
     let db = db.to_str().expect("path");
     fails_naming(&["fidelity", "--db", db, "--seeds", "1"], "--seeds");
     fails_naming(
-        &["fidelity", "--db", db, "--reference-epochs", "2", "--reference-train-images", "2000"],
+        &[
+            "fidelity",
+            "--db",
+            db,
+            "--epochs",
+            "2",
+            "--train-images",
+            "2000",
+            "--reference-epochs",
+            "2",
+            "--reference-train-images",
+            "2000",
+        ],
         "reference setting equals the cheap proxy",
     );
     fails_naming(&["fidelity", "--db", db, "--include", "b3"], "--include b3");
