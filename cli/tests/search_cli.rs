@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{effnas, json};
+use common::{effnas, json, oracle_search};
 
 fn trials(db: &str, run: &str) -> Vec<Value> {
     json(&["trials", "--db", db, "--run", run, "--json"]).as_array().cloned().expect("a list")
@@ -37,26 +37,22 @@ fn oracle_search_ends_with_exactly_the_requested_trials() {
     let db = dir.path().join("oracle.db");
     let db = db.to_str().expect("path");
     for strategy in ["random", "evolution", "rl"] {
-        let summary = json(&[
-            "search",
-            "--db",
+        let summary = oracle_search(
             db,
-            "--evaluator",
-            "oracle",
-            "--finalists",
-            "0",
-            "--strategy",
-            strategy,
-            "--trials",
-            "60",
-            "--workers",
-            "4",
-            "--seed",
-            "2",
-            "--name",
-            strategy,
-            "--json",
-        ]);
+            &[
+                "--strategy",
+                strategy,
+                "--trials",
+                "60",
+                "--workers",
+                "4",
+                "--seed",
+                "2",
+                "--name",
+                strategy,
+                "--json",
+            ],
+        );
         assert_eq!(summary["status"], "complete");
         // The search and its workers closed the database (before any query here opens it): the
         // file alone holds the run, since SQLite removes its write-ahead log when the last
@@ -81,25 +77,21 @@ fn included_networks_are_trained_and_ranked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("include.db");
     let db = db.to_str().expect("path");
-    let summary = json(&[
-        "search",
-        "--db",
+    let summary = oracle_search(
         db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--strategy",
-        "random",
-        "--trials",
-        "20",
-        "--hard",
-        "--include",
-        "b0",
-        "--include",
-        "mnasnet-a1",
-        "--json",
-    ]);
+        &[
+            "--strategy",
+            "random",
+            "--trials",
+            "20",
+            "--hard",
+            "--include",
+            "b0",
+            "--include",
+            "mnasnet-a1",
+            "--json",
+        ],
+    );
     let run = summary["run"].to_string();
     let rows = trials(db, &run);
     assert_eq!(rows.len(), 20);
@@ -121,22 +113,8 @@ fn max_flops_rejects_before_training() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("limit.db");
     let db = db.to_str().expect("path");
-    let summary = json(&[
-        "search",
-        "--db",
-        db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--strategy",
-        "random",
-        "--trials",
-        "40",
-        "--max-flops",
-        "300e6",
-        "--json",
-    ]);
+    let summary =
+        oracle_search(db, &["--strategy", "random", "--trials", "40", "--max-flops", "300e6", "--json"]);
     let rows = trials(db, &summary["run"].to_string());
     assert_eq!(rows.len(), 40);
     for row in &rows {
@@ -332,36 +310,32 @@ fn rl_flags_are_stored_in_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("rl.db");
     let db = db.to_str().expect("path");
-    let summary = json(&[
-        "search",
-        "--db",
+    let summary = oracle_search(
         db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--strategy",
-        "rl",
-        "--trials",
-        "12",
-        "--workers",
-        "1",
-        "--rl-batch",
-        "4",
-        "--rl-lr",
-        "0.05",
-        "--rl-entropy",
-        "0.02",
-        "--rl-baseline-decay",
-        "0.5",
-        "--rl-epochs",
-        "2",
-        "--rl-algorithm",
-        "reinforce",
-        "--name",
-        "tuned",
-        "--json",
-    ]);
+        &[
+            "--strategy",
+            "rl",
+            "--trials",
+            "12",
+            "--workers",
+            "1",
+            "--rl-batch",
+            "4",
+            "--rl-lr",
+            "0.05",
+            "--rl-entropy",
+            "0.02",
+            "--rl-baseline-decay",
+            "0.5",
+            "--rl-epochs",
+            "2",
+            "--rl-algorithm",
+            "reinforce",
+            "--name",
+            "tuned",
+            "--json",
+        ],
+    );
     assert_eq!(summary["status"], "complete", "{summary}");
     let runs = json(&["runs", "--db", db, "--json"]);
     let rl = &runs[0]["config"]["plan"]["strategy"];

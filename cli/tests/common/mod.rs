@@ -79,6 +79,14 @@ pub fn run_one_trials(db: &str) -> Vec<Value> {
     serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
 }
 
+/// `effnas search --db DB --evaluator oracle --finalists 0 REST…`, its JSON output: the oracle
+/// search most of these tests start from.
+pub fn oracle_search(db: &str, rest: &[&str]) -> Value {
+    let mut args = vec!["search", "--db", db, "--evaluator", "oracle", "--finalists", "0"];
+    args.extend_from_slice(rest);
+    json(&args)
+}
+
 /// Every trial of `run` in `db`, in full, as `effnas export --format json` writes them.
 pub fn exported(db: &str, run: &str) -> Vec<Value> {
     json(&["export", "--db", db, "--run", run, "--format", "json"]).as_array().cloned().expect("a list")
