@@ -43,6 +43,16 @@ pub enum SearchError {
     Score(#[from] ScoreError),
     #[error("architecture: {0}")]
     Space(#[from] effnas_space::SpaceError),
+    /// A trial this search queued and was waiting for is gone from the database. effnas never
+    /// deletes trials, so the database lost a write it had confirmed: it was restored from an
+    /// older copy, or a server that acknowledges commits before they are safe
+    /// (`synchronous_commit = off`) crashed. Waiting on would wait forever.
+    #[error(
+        "trial {trial} is no longer in the database, though this search queued it: the database \
+         lost a write it had confirmed (restored from an older copy, or a PostgreSQL server with \
+         synchronous_commit = off that crashed)"
+    )]
+    TrialVanished { trial: TrialId },
     /// The run could not go on (the database stayed locked, the evaluator failed…): the run was
     /// left resumable, and the message says how to resume it.
     #[error("{error}; {note}")]

@@ -10,7 +10,7 @@ use effnas_space::ArchSpec;
 use effnas_store::{BlockingStore, Trial, TrialId, TrialState, MAX_ATTEMPTS};
 
 use crate::evaluate::{Evaluation, Evaluator, Outcome, Recorded, TrialFailure};
-use crate::orchestrator::Result;
+use crate::orchestrator::{Result, SearchError};
 
 const MIN_POLL: Duration = Duration::from_millis(2);
 const MAX_POLL: Duration = Duration::from_millis(100);
@@ -71,7 +71,11 @@ impl StoreWorkers {
             self.next_sweep = Instant::now() + self.sweep_every;
         }
         let ids: Vec<TrialId> = self.watching.iter().copied().collect();
-        for trial in self.store.trials_by_id(&ids)? {
+        let trials = self.store.trials_by_id(&ids)?;
+        if let Some(&trial) = ids.iter().find(|id| !trials.iter().any(|t| t.id == **id)) {
+            return Err(SearchError::TrialVanished { trial });
+        }
+        for trial in trials {
             if let Some(outcome) = recorded(&trial) {
                 self.watching.remove(&trial.id);
                 self.ready.push_back(Evaluation { trial: trial.id, outcome: Outcome::Recorded(outcome) });
