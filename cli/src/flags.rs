@@ -139,6 +139,19 @@ pub fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The longest duration a flag takes: a year of seconds. Longer is no use, and a duration past
+/// what the clock can count would end the program instead of being refused.
+pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
+/// A duration in seconds (a lease, an idle time, a poll): above 0, at most [`MAX_SECONDS`].
+pub fn seconds(text: &str) -> Result<f64, String> {
+    let value = positive(text)?;
+    if value > MAX_SECONDS {
+        return Err(format!("out of range (above 0, at most {MAX_SECONDS} seconds: a year)"));
+    }
+    Ok(value)
+}
+
 /// A width or depth multiplier: above 0, at most [`MAX_MULTIPLIER`].
 pub fn multiplier(text: &str) -> Result<f64, String> {
     let value = positive(text)?;

@@ -24,7 +24,7 @@ pub struct WorkerArgs {
 
     /// Seconds a worker's claim on a trial lasts without renewal; a worker that dies loses its
     /// trial to another after this long.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = crate::flags::positive)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = crate::flags::seconds)]
     pub lease: f64,
 }
 

@@ -215,6 +215,7 @@ fn bench_infer_reports_every_batch_size_and_refuses_bad_input() -> TestResult {
     let printed =
         effnas(&["bench-infer", spec, "--batch", "1,3", "--resolution", "16", "--runs", "3", "--json"])?;
     let report: serde_json::Value = serde_json::from_str(&printed)?;
+    assert_eq!(report["batch_norms"], "folded", "the deployed form by default: {printed}");
     let timings = report["timings"].as_array().ok_or("no timings")?;
     assert_eq!(timings.len(), 2, "{printed}");
     for (t, batch) in timings.iter().zip([1, 3]) {
@@ -225,6 +226,11 @@ fn bench_infer_reports_every_batch_size_and_refuses_bad_input() -> TestResult {
         let (median, p90) = (t["median_ms"].as_f64().unwrap_or(-1.0), t["p90_ms"].as_f64().unwrap_or(-1.0));
         assert!(median > 0.0 && p90 >= median, "{t}");
     }
+    let separate =
+        effnas(&["bench-infer", spec, "--resolution", "16", "--runs", "2", "--separate-norms", "--json"])?;
+    let separate: serde_json::Value = serde_json::from_str(&separate)?;
+    assert_eq!(separate["batch_norms"], "separate");
+    assert_eq!(separate["timings"].as_array().map(Vec::len), Some(3), "the default batches 1, 8, 64");
     for (args, culprit) in [
         (vec!["bench-infer", spec, "--batch", "0"], "--batch"),
         (vec!["bench-infer", "no-such-preset"], "no-such-preset"),

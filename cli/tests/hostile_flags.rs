@@ -61,6 +61,19 @@ fn train_search_and_compound_refuse_the_same_values_naming_the_flag() {
     fails_naming(&["train", "b0", "--crop-padding", "100000"], "--crop-padding");
     fails_naming(&["search", "--db", db, "--max-flops", "0"], "--max-flops");
     fails_naming(&["trials", "--db", db, "--max-flops", "0"], "--max-flops");
+    // Durations past what the clock counts (1e300 s once panicked) or not above 0.
+    for (args, flag) in [
+        (&["worker", "--db", db][..], "--lease"),
+        (&["worker", "--db", db][..], "--idle-exit"),
+        (&["worker", "--db", db][..], "--poll"),
+        (&["search", "--db", db, "--evaluator", "oracle"][..], "--lease"),
+    ] {
+        for value in ["1e300", "0", "inf"] {
+            let mut args = args.to_vec();
+            args.extend([flag, value]);
+            fails_naming(&args, flag);
+        }
+    }
     assert!(!Path::new(db).exists(), "a refused command created the database");
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::procs::{
     assert_exactly_once, assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training,
-    ok, run, start, stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run,
+    ok, ready_workers_for_any_run, run, start, stop_workers, trials, trials_in_state, wait_until, worker,
     worker_until_stopped, Proc, SLOW_PROXY,
 };
 use common::TINY_PROXY;
@@ -114,10 +114,9 @@ fn password(url: &str) -> String {
 #[test]
 fn worker_processes_on_postgres_complete_every_trial_exactly_once() {
     let db = PgDb::new();
-    // The workers first, serving any run, so all three are up when trials arrive (an oracle
-    // trial takes microseconds: a worker that started late could find the queue empty); they
-    // are stopped once the search has ended.
-    let workers: Vec<Proc> = (0..3).map(|_| worker_for_any_run(&db.url)).collect();
+    // The workers first, serving any run, all three looking for work before trials arrive;
+    // they are stopped once the search has ended.
+    let workers = ready_workers_for_any_run(&db.url, 3);
     let search = external_search(&db.url, "60", &["--evaluator", "oracle", "--workers", "3"]);
     let out = search.finish();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

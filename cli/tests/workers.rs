@@ -9,9 +9,9 @@ mod common;
 use std::path::Path;
 
 use common::procs::{
-    assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training, ok, start,
-    stop_workers, trials, trials_in_state, wait_until, worker, worker_for_any_run, worker_until_stopped,
-    Proc, SLOW_PROXY,
+    assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training, ok,
+    ready_workers_for_any_run, start, stop_workers, trials, trials_in_state, wait_until, worker,
+    worker_until_stopped, Proc, SLOW_PROXY,
 };
 use common::{effnas, json, TINY_PROXY};
 use serde_json::Value;
@@ -21,12 +21,11 @@ fn worker_processes_complete_every_trial_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("shared.db");
     let db = db.to_str().expect("path");
-    // The workers first, serving any run, so all three are up when trials arrive (an oracle
-    // trial takes microseconds: on a busy machine a worker that started late found the queue
-    // already drained by the first); stopped once the search has ended. An empty file is a
-    // database to be created, which a worker (that never creates one) may open.
+    // The workers first, serving any run, all three looking for work before trials arrive;
+    // stopped once the search has ended. An empty file is a database to be created, which a
+    // worker (that never creates one) may open.
     std::fs::write(db, b"").expect("empty database file");
-    let workers: Vec<Proc> = (0..3).map(|_| worker_for_any_run(db)).collect();
+    let workers = ready_workers_for_any_run(db, 3);
     let search = external_search(db, "60", &["--evaluator", "oracle", "--workers", "3"]);
     let out = search.finish();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -107,6 +107,8 @@ pub fn serve(
     let mut idle_since = Instant::now();
     let mut idle_pause = FIRST_IDLE_PAUSE;
     let mut next_sweep = Instant::now();
+    let runs = options.run.map_or_else(|| "any running run".to_owned(), |run| format!("run {run}"));
+    tracing::info!(worker = %options.name, "waiting for trials of {runs}");
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() >= next_sweep {
             if let Some(swept) = patiently(stop, || store.requeue_expired(MAX_ATTEMPTS))? {

@@ -1,7 +1,9 @@
 //! `effnas bench-infer`: inference speed of a network, as the paper reports it next to FLOPS:
 //! median and 90th-percentile latency and throughput for each batch size, in eval mode without
 //! gradients, after warm-up passes. The measurement is `effnas_evaluator::train::time_inference`,
-//! the same code that gives a search's and `train`'s latency figure (batch 1).
+//! the same code that gives a search's and `train`'s latency figure (batch 1), with every batch
+//! norm folded into the convolution before it (`--separate-norms` times them as passes of their
+//! own, as evaluation during training and PyTorch's eager modules run them).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use effnas_evaluator::device::{device_name, resolve_device};
 use effnas_evaluator::model::Model;
-use effnas_evaluator::train::{time_inference, InferenceTiming};
+use effnas_evaluator::train::{time_inference_with, BatchNorms, InferenceTiming};
 use serde::Serialize;
 use tch::Device;
 
@@ -43,6 +45,11 @@ pub struct Args {
     /// Timed forward passes per batch size.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub runs: u32,
+    /// Run each batch norm as a pass of its own over its convolution's output (as evaluation
+    /// during training, and PyTorch's eager modules, do) instead of folded into the
+    /// convolution's weights, the deployed form that is the default.
+    #[arg(long)]
+    pub separate_norms: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -58,6 +65,7 @@ struct Report {
     device: String,
     threads: i32,
     warmup: usize,
+    batch_norms: BatchNorms,
     timings: Vec<InferenceTiming>,
 }
 
@@ -84,11 +92,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("--resolution {}: {e}", arch.resolution);
     }
     let cost = effnas_space::cost(&arch);
+    let norms = if args.separate_norms { BatchNorms::Separate } else { BatchNorms::Folded };
     let mut timings = Vec::new();
     for &batch in &args.batch {
-        let timing =
-            time_inference(&model, batch as usize, Some(arch.resolution), args.warmup, args.runs as usize)
-                .with_context(|| format!("batch {batch}"))?;
+        let (resolution, warmup, runs) = (Some(arch.resolution), args.warmup, args.runs as usize);
+        let timing = time_inference_with(&model, batch as usize, resolution, warmup, runs, norms)
+            .with_context(|| format!("batch {batch}"))?;
         timings.push(timing);
     }
     let report = Report {
@@ -99,6 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         device: device_name(device),
         threads: tch::get_num_threads(),
         warmup: args.warmup,
+        batch_norms: norms,
         timings,
     };
     if args.json {
@@ -111,13 +121,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn render(report: &Report) -> String {
     let mut text = format!(
-        "{}: {} parameters, {} multiply-adds at {} px; {} ({} threads), eval mode, no gradients, {} warm-up passes\n",
+        "{}: {} parameters, {} multiply-adds at {} px; {} ({} threads), eval mode, no gradients, batch norms {}, {} warm-up passes\n",
         report.network,
         report.params,
         report.flops,
         report.timings.first().map_or(0, |t| t.resolution),
         report.device,
         report.threads,
+        if report.batch_norms == BatchNorms::Folded { "folded" } else { "separate" },
         report.warmup
     );
     let mut table = Table::new(["batch", "runs", "median ms", "p90 ms", "images/s"]);

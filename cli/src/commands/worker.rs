@@ -34,12 +34,18 @@ pub struct Args {
     pub run: Option<String>,
 
     /// Exit after this many seconds without a trial to claim (default: keep waiting).
-    #[arg(long, value_name = "SECONDS", value_parser = flags::positive)]
+    #[arg(long, value_name = "SECONDS", value_parser = flags::seconds)]
     pub idle_exit: Option<f64>,
+
+    /// The longest pause between looks for work while the queue is empty: the pause starts at
+    /// 2 ms after a trial and doubles up to this. Shorter picks up new trials sooner when
+    /// trials take milliseconds (the oracle, a benchmark's table), at the cost of more queries.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5, value_parser = flags::seconds)]
+    pub poll: f64,
 
     /// Seconds a claimed trial stays this worker's without renewal (renewed every third of it
     /// while training); after that another worker may take it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = flags::positive)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = flags::seconds)]
     pub lease: f64,
 
     #[command(flatten)]
@@ -83,6 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     options.run = run;
     options.lease = Duration::from_secs_f64(args.lease);
     options.idle_exit = args.idle_exit.map(Duration::from_secs_f64);
+    options.poll = Duration::from_secs_f64(args.poll);
     options.device = args.device.clone();
     let served = serve(&store, &options, &stop, log);
     // Closed before exit: the last connection out checkpoints the write-ahead log into the file.

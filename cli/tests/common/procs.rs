@@ -8,6 +8,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,9 @@ pub const SLOW_PROXY: &[&str] = &[
 pub struct Proc {
     child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// What it printed on stderr so far (a test may wait for a line, [`Proc::wait_for_stderr`]).
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
     what: String,
 }
 
@@ -52,13 +55,43 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>
     })
 }
 
+/// Appends what `pipe` gives to `seen` as it comes, until the pipe closes.
+fn collect(pipe: Option<impl Read + Send + 'static>, seen: &Arc<Mutex<Vec<u8>>>) -> Option<JoinHandle<()>> {
+    let seen = Arc::clone(seen);
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                seen.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    })
+}
+
 impl Proc {
     /// Starts `command` with its output piped; `what` names it in failures.
     pub fn spawn(mut command: Command, what: String) -> Proc {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("effnas starts");
-        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-        Proc { child, stdout, stderr, what }
+        let stdout = drain(child.stdout.take());
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_reader = collect(child.stderr.take(), &stderr);
+        Proc { child, stdout, stderr, stderr_reader, what }
+    }
+
+    /// Waits (at most 120 s) until the process has printed `text` on stderr, e.g. a worker's
+    /// "waiting for trials" once it has opened the database and looks for work.
+    pub fn wait_for_stderr(&self, text: &str) {
+        let started = Instant::now();
+        while !String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(text) {
+            let printed = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{} never printed {text:?}: {printed}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn id(&self) -> u32 {
@@ -104,12 +137,11 @@ impl Proc {
     }
 
     fn output(&mut self, status: ExitStatus) -> Output {
-        let join = |handle: Option<JoinHandle<Vec<u8>>>| handle.map(|h| h.join().unwrap_or_default());
-        Output {
-            status,
-            stdout: join(self.stdout.take()).unwrap_or_default(),
-            stderr: join(self.stderr.take()).unwrap_or_default(),
+        let stdout = self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
         }
+        Output { status, stdout, stderr: std::mem::take(&mut *self.stderr.lock().unwrap()) }
     }
 }
 
@@ -191,10 +223,29 @@ pub fn worker_until_stopped(db: &str, lease: &str) -> Proc {
     worker(db, lease, "240")
 }
 
-/// A worker for any run, until it is stopped.
+/// A worker for any run, until it is stopped; it logs at info level (its claims, and
+/// [`WORKER_READY`] once it looks for work).
 pub fn worker_for_any_run(db: &str) -> Proc {
-    start(db, &["worker", "--lease", "30", "--idle-exit", "240", "--json", "--threads", "1"])
+    // Looking for work every 10 ms at most: an oracle trial takes microseconds, so with the
+    // default half-second pause one worker could drain a whole run while the others sleep.
+    let args =
+        ["worker", "--lease", "30", "--idle-exit", "240", "--poll", "0.01", "--json", "--threads", "1"];
+    let mut worker = command(db, &args);
+    worker.env("RUST_LOG", "info");
+    Proc::spawn(worker, format!("effnas {args:?}"))
 }
+
+/// `n` workers for any run, returned once every one has opened the database and looks for
+/// work: on a busy machine a worker still starting could find the queue already drained by the
+/// others (an oracle trial takes microseconds), and a test of shared work would see none.
+pub fn ready_workers_for_any_run(db: &str, n: usize) -> Vec<Proc> {
+    let workers: Vec<Proc> = (0..n).map(|_| worker_for_any_run(db)).collect();
+    workers.iter().for_each(|w| w.wait_for_stderr(WORKER_READY));
+    workers
+}
+
+/// What a worker logs once it looks for trials.
+pub const WORKER_READY: &str = "waiting for trials";
 
 /// Stops workers as a scheduler would (SIGTERM) and returns their summaries.
 pub fn stop_workers(workers: Vec<Proc>) -> Vec<Value> {

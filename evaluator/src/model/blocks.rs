@@ -10,7 +10,7 @@
 //! mode, which torchvision's ResNet uses too, BN weight 1 and bias 0, linear uniform ±1/√out).
 //! Every forward is fallible (`f_*` calls): an out-of-memory or shape error is a value.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use effnas_space::{BlockSpec, Op, Shortcut};
 use tch::{nn::Path, Kind, TchError, Tensor};
@@ -159,13 +159,38 @@ impl Conv2d {
     }
 
     pub fn forward(&self, xs: &Tensor) -> TResult<Tensor> {
-        let weight = weight_as(&self.weight, xs.kind())?;
-        let bias = match &self.bias {
+        self.forward_with(xs, &self.weight, self.bias.as_ref())
+    }
+
+    /// This convolution's geometry with other weights (a batch norm folded in).
+    fn forward_with(&self, xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> TResult<Tensor> {
+        let weight = weight_as(weight, xs.kind())?;
+        let bias = match bias {
             Some(b) => Some(weight_as(b, xs.kind())?),
             None => None,
         };
         xs.f_conv2d(&weight, bias.as_ref(), [self.stride], [self.padding], [1], self.groups)
     }
+
+    /// Weights and bias of this convolution followed by the per-channel affine map
+    /// `y ↦ scale·y + shift`: the kernel of each output channel times its scale, the bias
+    /// times it plus the shift.
+    fn folded(&self, scale: &Tensor, shift: &Tensor) -> TResult<FoldedNorm> {
+        let weight = self.weight.f_mul(&scale.f_view([-1, 1, 1, 1])?)?;
+        let bias = match &self.bias {
+            Some(b) => b.f_mul(scale)?.f_add(shift)?,
+            None => shift.shallow_clone(),
+        };
+        Ok(FoldedNorm { weight, bias })
+    }
+}
+
+/// A convolution with the batch norm after it folded in, for inference (see
+/// [`ConvNormAct::fold_norm`]).
+#[derive(Debug)]
+struct FoldedNorm {
+    weight: Tensor,
+    bias: Tensor,
 }
 
 /// Batch norm over channels with its running statistics and torchvision's
@@ -209,6 +234,14 @@ impl BatchNorm {
         })
     }
 
+    /// Outside training batch norm is the per-channel affine map `y ↦ scale·y + shift` with
+    /// `scale = γ / √(running_var + eps)` and `shift = β − running_mean · scale`.
+    fn scale_shift(&self) -> TResult<(Tensor, Tensor)> {
+        let scale = self.weight.f_div(&self.running_var.f_add_scalar(self.config.eps)?.f_sqrt()?)?;
+        let shift = self.bias.f_sub(&self.running_mean.f_mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+
     /// Sets the momentum of the next updates; `None` restores the configured one.
     pub fn set_momentum(&self, momentum: Option<f64>) {
         self.momentum.set(momentum.unwrap_or(self.config.momentum));
@@ -235,6 +268,8 @@ pub struct ConvNormAct {
     conv: Conv2d,
     norm: BatchNorm,
     activation: Activation,
+    /// Set by [`ConvNormAct::fold_norm`]: evaluation-mode passes use it instead of the two.
+    folded: RefCell<Option<FoldedNorm>>,
 }
 
 impl ConvNormAct {
@@ -255,6 +290,7 @@ impl ConvNormAct {
             conv: Conv2d::new(conv, shape, Bias::Without)?,
             norm: BatchNorm::new(bn, shape.c_out, norm)?,
             activation,
+            folded: RefCell::new(None),
         })
     }
 
@@ -263,8 +299,34 @@ impl ConvNormAct {
     }
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> TResult<Tensor> {
+        if !train {
+            if let Some(folded) = &*self.folded.borrow() {
+                let ys = self.conv.forward_with(xs, &folded.weight, Some(&folded.bias))?;
+                return self.activation.apply(ys, train);
+            }
+        }
         let ys = self.norm.forward(&self.conv.forward(xs)?, train)?;
         self.activation.apply(ys, train)
+    }
+
+    /// Folds the batch norm's current statistics and affine weights into a copy of the
+    /// convolution's weights, which evaluation-mode passes then use: one convolution with a
+    /// bias instead of a convolution and a pass of batch norm over its output (the usual
+    /// deployment form). The model's own weights are untouched and training passes are
+    /// unchanged; a later change to the weights is not seen until [`ConvNormAct::unfold_norm`]
+    /// and a new fold.
+    pub fn fold_norm(&self) -> TResult<()> {
+        let folded = tch::no_grad(|| {
+            let (scale, shift) = self.norm.scale_shift()?;
+            self.conv.folded(&scale, &shift)
+        })?;
+        *self.folded.borrow_mut() = Some(folded);
+        Ok(())
+    }
+
+    /// Drops the folded weights: evaluation-mode passes use the convolution and batch norm again.
+    pub fn unfold_norm(&self) {
+        self.folded.borrow_mut().take();
     }
 }
 
@@ -500,16 +562,19 @@ impl Layer {
         Ok(Layer { branch, shortcut, drop_rate, after_add })
     }
 
-    /// Every batch norm of the layer.
-    pub fn norms(&self) -> Vec<&BatchNorm> {
-        let mut norms: Vec<&BatchNorm> = self.branch.convolutions().map(ConvNormAct::norm).collect();
+    /// Every convolution of the layer with its batch norm (the branch's, then the shortcut's).
+    pub fn conv_norm_acts(&self) -> Vec<&ConvNormAct> {
+        let mut convs: Vec<&ConvNormAct> = self.branch.convolutions().collect();
         match &self.shortcut {
-            LayerShortcut::Pool { project: Some(c), .. } | LayerShortcut::Projection(c) => {
-                norms.push(c.norm())
-            }
+            LayerShortcut::Pool { project: Some(c), .. } | LayerShortcut::Projection(c) => convs.push(c),
             LayerShortcut::Pool { project: None, .. } | LayerShortcut::Identity | LayerShortcut::None => {}
         }
-        norms
+        convs
+    }
+
+    /// Every batch norm of the layer.
+    pub fn norms(&self) -> Vec<&BatchNorm> {
+        self.conv_norm_acts().into_iter().map(ConvNormAct::norm).collect()
     }
 
     /// `train` selects batch statistics; `stochastic` enables stochastic depth.

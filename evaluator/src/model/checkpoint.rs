@@ -297,20 +297,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::quarter_b0;
-
-    fn randomise_batch_norm(model: &Model) -> std::result::Result<(), tch::TchError> {
-        tch::no_grad(|| {
-            for (name, var) in model.vs.variables() {
-                if name.ends_with("running_mean") || name.ends_with(".bias") {
-                    var.shallow_clone().f_copy_(&var.f_randn_like()?.f_mul_scalar(0.1)?)?;
-                } else if name.ends_with("running_var") {
-                    var.shallow_clone().f_copy_(&var.f_rand_like()?.f_add_scalar(0.5)?)?;
-                }
-            }
-            Ok(())
-        })
-    }
+    use crate::model::{quarter_b0, randomise_batch_norm};
 
     /// save → load gives the same logits, the metadata back, and eps 1e-5 is honoured.
     #[test]

@@ -216,6 +216,30 @@ impl Network {
         self.forward_mode(xs, train, train)
     }
 
+    /// Runs `f` with every batch norm folded into the convolution before it
+    /// ([`ConvNormAct::fold_norm`]): evaluation-mode passes inside `f` run one convolution
+    /// with a bias where they ran a convolution and a batch norm, the same function up to
+    /// rounding. For measuring inference as a deployed network runs it; the folding happens
+    /// once, before `f`, and is undone after it (also when `f` panics), so training outside is
+    /// unaffected. Training-mode passes inside `f` use the batch norms as usual.
+    pub fn with_folded_norms<T>(&self, f: impl FnOnce() -> T) -> Result<T, TchError> {
+        /// Unfolds what was folded, however the scope ends.
+        struct Unfold<'a>(Vec<&'a ConvNormAct>);
+        impl Drop for Unfold<'_> {
+            fn drop(&mut self) {
+                self.0.iter().for_each(|c| c.unfold_norm());
+            }
+        }
+        let mut convs = vec![&self.stem];
+        convs.extend(self.layers.iter().flat_map(Layer::conv_norm_acts));
+        convs.extend(self.head.as_ref());
+        let folded = Unfold(convs);
+        for conv in &folded.0 {
+            conv.fold_norm()?;
+        }
+        Ok(f())
+    }
+
     /// The batch norms that train (those of frozen parts are left out).
     fn norms(&self) -> Vec<&blocks::BatchNorm> {
         let mut norms = Vec::new();
@@ -407,9 +431,82 @@ pub(crate) fn quarter_b0(
     Ok(arch)
 }
 
+/// Gives every batch norm random running statistics and bias (a fresh network's are 0 and 1,
+/// which hide mistakes in code that uses them).
+#[cfg(test)]
+pub(crate) fn randomise_batch_norm(model: &Model) -> std::result::Result<(), TchError> {
+    tch::no_grad(|| {
+        for (name, var) in model.vs.variables() {
+            if name.ends_with("running_mean") || name.ends_with(".bias") {
+                var.shallow_clone().f_copy_(&var.f_randn_like()?.f_mul_scalar(0.1)?)?;
+            } else if name.ends_with("running_var") {
+                var.shallow_clone().f_copy_(&var.f_rand_like()?.f_add_scalar(0.5)?)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn largest_gap(a: &Tensor, b: &Tensor) -> std::result::Result<f64, TchError> {
+        (a - b).f_abs()?.f_max()?.f_double_value(&[])
+    }
+
+    /// Inside `with_folded_norms` evaluation passes give the logits of the unfolded network (B0
+    /// with SiLU and squeeze-and-excitation, ResNet-18 with ReLU and projection shortcuts); they
+    /// really run the folded weights (a change to the running statistics made inside the scope
+    /// is not seen there, and is seen after it); and training passes are unchanged.
+    #[test]
+    fn folded_batch_norms_give_the_same_logits() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        tch::manual_seed(11);
+        let quarter = effnas_space::Multipliers { width: 0.25, depth: 1.0, resolution: 1.0 };
+        let mut resnet =
+            effnas_space::scale(&effnas_space::presets::preset("resnet-18").ok_or("preset")?, quarter)?;
+        resnet.num_classes = 10;
+        for (name, arch) in [("b0", quarter_b0(10, 64)?), ("resnet-18", resnet)] {
+            let model = Model::new(&arch, Device::Cpu)?;
+            randomise_batch_norm(&model)?;
+            let xs = Tensor::f_randn([4, 3, 64, 64], (Kind::Float, Device::Cpu))?;
+            // A training pass first: it moves the running statistics, which the plain pass reads.
+            let trained = model.forward(&xs, true)?;
+            let plain = tch::no_grad(|| model.forward(&xs, false))?;
+            let variances: Vec<Tensor> = model
+                .vs
+                .variables()
+                .into_iter()
+                .filter(|(name, _)| name.ends_with("running_var"))
+                .map(|(_, v)| v)
+                .collect();
+            let (folded, stale, in_training) = model.net.with_folded_norms(|| {
+                let folded = tch::no_grad(|| model.forward(&xs, false))?;
+                tch::no_grad(|| {
+                    variances.iter().try_for_each(|v| v.shallow_clone().f_mul_scalar_(4.0).map(drop))
+                })?;
+                let stale = tch::no_grad(|| model.forward(&xs, false))?;
+                let in_training = model.forward(&xs, true)?;
+                Ok::<_, Box<dyn std::error::Error>>((folded, stale, in_training))
+            })??;
+            let scale = plain.f_abs()?.f_max()?.f_double_value(&[])?;
+            let gap = largest_gap(&folded, &plain)?;
+            assert!(gap < 1e-4 * scale.max(1.0), "{}: folded logits differ by {gap} (scale {scale})", name);
+            assert_eq!(largest_gap(&stale, &folded)?, 0.0, "{}: the fold was not used", name);
+            let after = tch::no_grad(|| model.forward(&xs, false))?;
+            assert!(
+                largest_gap(&after, &plain)? > 1e-3,
+                "{}: the statistics changed in the scope are not seen after it",
+                name
+            );
+            assert!(
+                largest_gap(&in_training, &trained)? < 1e-4 * scale.max(1.0),
+                "{}: a training pass changed",
+                name
+            );
+        }
+        Ok(())
+    }
 
     /// After `to_channels_last`, every kernel has NHWC strides and so does every activation
     /// between the stem and the pooling (strides behave on the CPU as on a GPU), and the logits

@@ -50,9 +50,49 @@ pub struct InferenceTiming {
 
 /// Times `runs` forward passes of a batch of `batch` random images at `resolution` (the model's
 /// own when `None`) on the model's device, after `warmup` untimed ones, each pass synchronised
-/// on a GPU. The one inference measurement of effnas: the latency of a search's and `train`'s
-/// results ([`measure_latency`]) and `effnas bench-infer` both come from it.
+/// on a GPU, with every batch norm folded into the convolution before it
+/// ([`crate::model::Network::with_folded_norms`]; a deployed network is folded, torchvision's
+/// eager modules are not). The one inference measurement of effnas: the latency of a search's
+/// and `train`'s results ([`measure_latency`]) and `effnas bench-infer` both come from it.
 pub fn time_inference(
+    model: &Model,
+    batch: usize,
+    resolution: Option<u32>,
+    warmup: usize,
+    runs: usize,
+) -> Result<InferenceTiming> {
+    time_inference_with(model, batch, resolution, warmup, runs, BatchNorms::Folded)
+}
+
+/// How inference runs the batch norms after convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNorms {
+    /// Folded into the convolution's weights and bias once, before timing: the deployed form.
+    Folded,
+    /// A pass of batch norm over each convolution's output, as evaluation during training
+    /// runs them (and as PyTorch's eager modules do).
+    Separate,
+}
+
+/// [`time_inference`] with the batch norms run as `norms` says.
+pub fn time_inference_with(
+    model: &Model,
+    batch: usize,
+    resolution: Option<u32>,
+    warmup: usize,
+    runs: usize,
+    norms: BatchNorms,
+) -> Result<InferenceTiming> {
+    match norms {
+        BatchNorms::Folded => {
+            model.net.with_folded_norms(|| timed_passes(model, batch, resolution, warmup, runs))?
+        }
+        BatchNorms::Separate => timed_passes(model, batch, resolution, warmup, runs),
+    }
+}
+
+fn timed_passes(
     model: &Model,
     batch: usize,
     resolution: Option<u32>,

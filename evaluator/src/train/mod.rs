@@ -27,7 +27,9 @@ use tracing::{debug, info, info_span, warn};
 
 pub use config::{Augment, ProxyConfig, Schedule};
 pub use data::{resize_uint8, Normalizer, ProxyData};
-pub use measure::{evaluate, measure_latency, time_inference, InferenceTiming};
+pub use measure::{
+    evaluate, measure_latency, time_inference, time_inference_with, BatchNorms, InferenceTiming,
+};
 
 use crate::device::device_name;
 use crate::error::{EvalError, Result};
