@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::procs::{
     assert_exactly_once, assert_rescued, assert_shared_exactly_once, external_search, freeze_while_training,
     ok, ready_workers_for_any_run, run, start, stop_workers, trials, trials_in_state, wait_until, worker,
-    worker_until_stopped, Proc, SLOW_PROXY,
+    worker_until_stopped, SLOW_PROXY,
 };
 use common::TINY_PROXY;
 
