@@ -1,6 +1,9 @@
 """The scaling study's tables and figure, from archs/points.tsv and results/trainings/*.json.
 
-Usage: python3 report.py EXPERIMENT_DIR   (writes results/points.md, points.json, figure8.svg)
+Usage: python3 report.py EXPERIMENT_DIR [TRAININGS_DIR]
+writes points.md, points.json and figure8.svg beside the trainings' folder (results/ for the
+default results/trainings/), or into TRAININGS_DIR itself when one is given (a folder of
+trainings kept apart, such as results/cpu-check/).
 Every number is read from the trainings' JSON (`effnas train --json`); none is typed by hand.
 A point's accuracy is the mean over its seeds; its spread is the standard deviation across them.
 """
@@ -12,10 +15,11 @@ import statistics
 import sys
 
 here = sys.argv[1]
-results = os.path.join(here, "results")
+trainings = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "results", "trainings")
+results = trainings if len(sys.argv) > 2 else os.path.join(here, "results")
 points = list(csv.DictReader(open(os.path.join(here, "archs", "points.tsv")), delimiter="\t"))
 runs = {}
-for path in glob.glob(os.path.join(results, "trainings", "*-s[0-9].json")):
+for path in glob.glob(os.path.join(trainings, "*-s[0-9].json")):
     point, seed = os.path.basename(path)[:-5].rsplit("-s", 1)
     result = json.load(open(path))
     if result.get("status") == "complete" and result.get("test_accuracy") is not None:
@@ -35,7 +39,8 @@ for p in points:
 json.dump(rows, open(os.path.join(results, "points.json"), "w"), indent=1)
 
 with open(os.path.join(results, "points.md"), "w") as md:
-    md.write("Written by `experiments/scaling-dimensions/run report` from `results/trainings/*.json`.\n\n")
+    source = os.path.relpath(trainings, here)
+    md.write(f"Written by `experiments/scaling-dimensions/run report` from `{source}/*.json`.\n\n")
     md.write("| point | method | target | multiply-adds | × base | seeds | test accuracy (mean ± std) | per seed |\n")
     md.write("|---|---|---|---|---|---|---|---|\n")
     for r in rows:
