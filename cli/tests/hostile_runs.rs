@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{effnas, json, stdout_of};
+use common::{effnas, json, oracle_search, stdout_of};
 use effnas_store::Store;
 use serde_json::Value;
 
@@ -143,19 +143,7 @@ fn resume_of_a_run_leased_elsewhere_is_refused_for_search_and_compound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("leased.db");
     let db = path(&db);
-    stdout_of(&[
-        "search",
-        "--db",
-        db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--trials",
-        "4",
-        "--workers",
-        "1",
-    ]);
+    oracle_search(db, &["--trials", "4", "--workers", "1", "--json"]);
     stdout_of(&[
         "compound",
         "--db",
@@ -197,19 +185,7 @@ fn a_trial_that_keeps_killing_its_process_ends_as_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("oom.db");
     let db = path(&db);
-    stdout_of(&[
-        "search",
-        "--db",
-        db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--trials",
-        "6",
-        "--workers",
-        "1",
-    ]);
+    oracle_search(db, &["--trials", "6", "--workers", "1", "--json"]);
     let ids: Vec<i64> = trials(db, "1").iter().map(|t| t["id"].as_i64().expect("id")).collect();
     // As a process killed mid-trial leaves them: the run running, two trials in flight, one
     // of them on its third attempt.
@@ -333,19 +309,7 @@ fn a_search_whose_trials_all_fail_ends_failed() {
     let run = &runs(db)[0];
     assert_eq!((&run["status"], run["trials_failed"].as_u64()), (&Value::from("failed"), Some(4)), "{run}");
     // One complete trial is enough for a complete run.
-    stdout_of(&[
-        "search",
-        "--db",
-        db,
-        "--evaluator",
-        "oracle",
-        "--finalists",
-        "0",
-        "--trials",
-        "2",
-        "--workers",
-        "1",
-    ]);
+    oracle_search(db, &["--trials", "2", "--workers", "1", "--json"]);
     assert_eq!(runs(db)[1]["status"], "complete");
 }
 
