@@ -38,34 +38,40 @@ pub const SLOW_PROXY: &[&str] = &[
 /// block it).
 pub struct Proc {
     child: Child,
-    stdout: Option<JoinHandle<Vec<u8>>>,
+    stdout: Collected,
     /// What it printed on stderr so far (a test may wait for a line, [`Proc::wait_for_stderr`]).
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_reader: Option<JoinHandle<()>>,
+    stderr: Collected,
     what: String,
 }
 
-fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
-    pipe.map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    })
+/// What a pipe gave so far, appended by a thread as it comes, until the pipe closes.
+struct Collected {
+    seen: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
 }
 
-/// Appends what `pipe` gives to `seen` as it comes, until the pipe closes.
-fn collect(pipe: Option<impl Read + Send + 'static>, seen: &Arc<Mutex<Vec<u8>>>) -> Option<JoinHandle<()>> {
-    let seen = Arc::clone(seen);
-    pipe.map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                seen.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        })
-    })
+impl Collected {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Collected {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::clone(&seen);
+        let reader = pipe.map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    shared.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        Collected { seen, reader }
+    }
+
+    /// Everything, once the pipe has closed (the process has ended).
+    fn take(&mut self) -> Vec<u8> {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
 }
 
 impl Proc {
@@ -73,18 +79,19 @@ impl Proc {
     pub fn spawn(mut command: Command, what: String) -> Proc {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("effnas starts");
-        let stdout = drain(child.stdout.take());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stderr_reader = collect(child.stderr.take(), &stderr);
-        Proc { child, stdout, stderr, stderr_reader, what }
+        let (stdout, stderr) = (Collected::start(child.stdout.take()), Collected::start(child.stderr.take()));
+        Proc { child, stdout, stderr, what }
     }
 
     /// Waits (at most 120 s) until the process has printed `text` on stderr, e.g. a worker's
     /// "waiting for trials" once it has opened the database and looks for work.
     pub fn wait_for_stderr(&self, text: &str) {
         let started = Instant::now();
-        while !String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(text) {
-            let printed = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        loop {
+            let printed = String::from_utf8_lossy(&self.stderr.seen.lock().unwrap()).into_owned();
+            if printed.contains(text) {
+                return;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
                 "{} never printed {text:?}: {printed}",
@@ -137,11 +144,7 @@ impl Proc {
     }
 
     fn output(&mut self, status: ExitStatus) -> Output {
-        let stdout = self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        Output { status, stdout, stderr: std::mem::take(&mut *self.stderr.lock().unwrap()) }
+        Output { status, stdout: self.stdout.take(), stderr: self.stderr.take() }
     }
 }
 
