@@ -56,7 +56,9 @@ with open(os.path.join(results, "points.md"), "w") as md:
 
 # Figure 8: accuracy against multiply-adds, one panel per base, one line per method (the base
 # point starts every line).
-colours = {"width": "#1f77b4", "depth": "#2ca02c", "resolution": "#d62728", "compound": "#000000"}
+labels = {"grid": "own grid (α 1.0, β 1.1, γ 1.3)"}
+colours = {"width": "#1f77b4", "depth": "#2ca02c", "resolution": "#d62728", "compound": "#000000",
+           "grid": "#9467bd"}
 bases = [b for b in dict.fromkeys(r["base"] for r in rows)]
 panel_w, panel_h, pad = 360, 280, 50
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{len(bases) * panel_w}" height="{panel_h + 40}" '
@@ -84,6 +86,8 @@ for i, base in enumerate(bases):
     base_row = next((r for r in mine if r["method"] == "base"), None)
     for legend, (method, colour) in enumerate(colours.items()):
         line = sorted([r for r in mine if r["method"] == method], key=lambda r: r["ratio"])
+        if not line:
+            continue
         if base_row:
             line = [base_row] + line
         pts = " ".join(f"{X(r['ratio']):.1f},{Y(r['test_mean']):.1f}" for r in line)
@@ -93,7 +97,7 @@ for i, base in enumerate(bases):
                 svg.append(f'<line x1="{X(r["ratio"]):.1f}" x2="{X(r["ratio"]):.1f}" y1="{Y(r["test_mean"] - r["test_std"]):.1f}" '
                            f'y2="{Y(r["test_mean"] + r["test_std"]):.1f}" stroke="{colour}"/>')
             svg.append(f'<circle cx="{X(r["ratio"]):.1f}" cy="{Y(r["test_mean"]):.1f}" r="2.5" fill="{colour}"/>')
-        svg.append(f'<text x="{X(xmax) - 70}" y="{Y(ymin) - 10 - 13 * legend}" fill="{colour}">{method}</text>')
+        svg.append(f'<text x="{X(xmax) - 70}" y="{Y(ymin) - 10 - 13 * legend}" fill="{colour}">{labels.get(method, method)}</text>')
 svg.append("</svg>")
 open(os.path.join(results, "figure8.svg"), "w").write("\n".join(svg))
 print(f"wrote {results}/points.md, points.json, figure8.svg ({sum(r['seeds'] for r in rows)} trainings)")
