@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Result, StoreError};
 use crate::lease::{RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 use crate::model::{
-    Checkpoint, Claim, ClaimedTrial, EpochMetrics, FailureKind, Fenced, NewTrial, Requeued, Run, RunId,
-    RunStatus, Trial, TrialFilter, TrialId, TrialMetrics,
+    BatchKey, Checkpoint, Claim, ClaimedTrial, EpochMetrics, FailureKind, Fenced, NewTrial, Requeued, Run,
+    RunId, RunStatus, Trial, TrialFilter, TrialId, TrialMetrics,
 };
 use crate::open::OpenOptions;
 use crate::Store;
@@ -259,14 +259,18 @@ impl BlockingStore {
         self.call(|| self.store.fail_trial(trial, kind, message))
     }
 
-    /// [`Store::insert_trial`].
+    /// [`Store::insert_trial`], at most once across its retries (see
+    /// [`BlockingStore::insert_trials`]).
     pub fn insert_trial(&self, run: RunId, trial: &NewTrial) -> Result<TrialId> {
-        self.call(|| self.store.insert_trial(run, trial))
+        let ids = self.insert_trials(run, std::slice::from_ref(trial))?;
+        Ok(ids[0])
     }
 
-    /// [`Store::insert_trials`].
+    /// [`Store::insert_trials`]. Its retries share one [`BatchKey`], so a retry after a commit
+    /// whose answer was lost returns the trials already queued instead of queuing them again.
     pub fn insert_trials(&self, run: RunId, trials: &[NewTrial]) -> Result<Vec<TrialId>> {
-        self.call(|| self.store.insert_trials(run, trials))
+        let key = BatchKey::new();
+        self.call(|| self.store.insert_trials_once(run, trials, &key))
     }
 
     /// [`Store::insert_failed_trial`].

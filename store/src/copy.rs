@@ -162,6 +162,7 @@ const TRIALS: Table = Table {
         col("lease_until", Text),
         col("setting", Int),
         reference("parent_id", Refers::Trial),
+        col("queued_batch", Text),
     ],
     of_run: "run_id = $1",
     order: "id",

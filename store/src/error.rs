@@ -66,6 +66,11 @@ pub enum StoreError {
     #[error("{location}: the database server stayed unreachable for {waited_secs:.0} s of retries (set EFFNAS_DB_RETRY to wait longer): {reason}")]
     StillUnreachable { location: String, waited_secs: f64, reason: String },
 
+    /// A batch key came back with a different number of trials than its first call queued:
+    /// the key was reused for another batch (a caller's mistake; keys are made per call).
+    #[error("trial batch {key} was queued with {queued} trials, and is asked again with {asked}; a batch key belongs to one call")]
+    BatchMismatch { key: String, queued: usize, asked: usize },
+
     #[error("no run with id or name {} (list them with `effnas runs`)", Echo(.0))]
     RunNotFound(String),
 

@@ -99,9 +99,9 @@ pub use dashboard::{ColumnRange, TrialColumn, TrialPage, TrialQuery};
 pub use error::{Result, StoreError};
 pub use lease::{host_name, RunOwner, RUN_LEASE, RUN_LEASE_RENEW};
 pub use model::{
-    AttemptOutcome, Checkpoint, Claim, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind, Fenced,
-    NewCompoundPoint, NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming, RunStatus,
-    ScaledModel, Trial, TrialAttempt, TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
+    AttemptOutcome, BatchKey, Checkpoint, Claim, ClaimedTrial, CompoundPoint, EpochMetrics, FailureKind,
+    Fenced, NewCompoundPoint, NewRun, NewScaledModel, NewTrial, Requeued, Run, RunId, RunKind, RunNaming,
+    RunStatus, ScaledModel, Trial, TrialAttempt, TrialFilter, TrialId, TrialMetrics, TrialSort, TrialState,
 };
 pub use open::{latest_version, latest_versions, OpenOptions};
 pub use pareto::pareto_front;

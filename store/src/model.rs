@@ -244,6 +244,35 @@ impl Run {
     }
 }
 
+/// The key of one call that queues trials ([`crate::Store::insert_trials_once`]), made once and
+/// kept across the call's retries: a retry after a commit whose answer was lost (the server's
+/// connection dropped just then) finds the trials the first try queued, instead of queuing the
+/// batch again. Host, process, time and a counter make it unique among the store's writers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchKey(String);
+
+impl BatchKey {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let count = NEXT.fetch_add(1, Ordering::Relaxed);
+        BatchKey(format!("{}/{}/{nanos:x}/{count}", crate::host_name(), std::process::id()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for BatchKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A trial to queue: an architecture to train under one set of proxy settings.
 #[derive(Debug, Clone)]
 pub struct NewTrial {

@@ -6,8 +6,8 @@ use tracing::instrument;
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialAttempt, TrialFilter,
-    TrialId, TrialMetrics, TrialState,
+    BatchKey, ClaimedTrial, EpochMetrics, FailureKind, NewTrial, Requeued, RunId, Trial, TrialAttempt,
+    TrialFilter, TrialId, TrialMetrics, TrialState,
 };
 use crate::{from_sql_int, time, to_sql_int, Backend, Conn, Store};
 
@@ -192,18 +192,21 @@ fn finite_or_null(value: Option<f64>) -> Option<f64> {
     value.filter(|v| v.is_finite())
 }
 
+/// Inserts one trial; `batch` is the key of the call that queued it, if it was queued (see
+/// [`Store::insert_trials_once`]).
 async fn insert_prepared(
     conn: Conn<'_>,
     run: RunId,
     p: &PreparedTrial<'_>,
     state: TrialState,
     now: &str,
+    batch: Option<&BatchKey>,
 ) -> sqlx::Result<i64> {
     on_conn!(conn, c => {
         sqlx::query_scalar(
             "INSERT INTO trials (run_id, arch, arch_hash, blocks, resolution, proxy_key, step, state, created_at, params, flops,
-                                 setting, parent_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                                 setting, parent_id, queued_batch)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(run.0)
         .bind(&p.arch_json)
@@ -218,6 +221,7 @@ async fn insert_prepared(
         .bind(p.flops)
         .bind(i64::from(p.trial.setting))
         .bind(p.trial.parent.map(|t| t.0))
+        .bind(batch.map(BatchKey::as_str))
         .fetch_one(c)
         .await
     })
@@ -479,15 +483,46 @@ impl Store {
         Ok(ids[0])
     }
 
-    /// Queues trials in one transaction (all or none), in order; returns their ids.
-    #[instrument(skip_all, fields(run = %run, count = trials.len()), err(level = "debug"))]
+    /// Queues trials in one transaction (all or none), in order; returns their ids. A caller
+    /// that retries the call on a dropped connection uses [`Store::insert_trials_once`].
     pub async fn insert_trials(&self, run: RunId, trials: &[NewTrial]) -> Result<Vec<TrialId>> {
+        self.insert_trials_once(run, trials, &BatchKey::new()).await
+    }
+
+    /// [`Store::insert_trials`], at most once per `key`: when trials of `run` were already
+    /// queued under it (a retry of a call whose commit went through though its answer was
+    /// lost), returns their ids and queues nothing.
+    #[instrument(skip_all, fields(run = %run, count = trials.len()), err(level = "debug"))]
+    pub async fn insert_trials_once(
+        &self,
+        run: RunId,
+        trials: &[NewTrial],
+        key: &BatchKey,
+    ) -> Result<Vec<TrialId>> {
         let prepared = trials.iter().map(prepare).collect::<Result<Vec<_>>>()?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
+        let queued: Vec<i64> = on_conn!(tx.conn(), c => {
+            sqlx::query_scalar("SELECT id FROM trials WHERE run_id = $1 AND queued_batch = $2 ORDER BY id")
+                .bind(run.0)
+                .bind(key.as_str())
+                .fetch_all(c)
+                .await
+        })
+        .map_err(|e| self.db_error(e))?;
+        if !queued.is_empty() {
+            if queued.len() != prepared.len() {
+                return Err(StoreError::BatchMismatch {
+                    key: key.as_str().to_owned(),
+                    queued: queued.len(),
+                    asked: prepared.len(),
+                });
+            }
+            return Ok(queued.into_iter().map(TrialId).collect());
+        }
         let mut ids = Vec::with_capacity(prepared.len());
         for p in &prepared {
-            let id = insert_prepared(tx.conn(), run, p, TrialState::Pending, &now)
+            let id = insert_prepared(tx.conn(), run, p, TrialState::Pending, &now, Some(key))
                 .await
                 .map_err(|e| self.run_error(run, e))?;
             ids.push(TrialId(id));
@@ -510,7 +545,7 @@ impl Store {
         let checked = check_metrics(metrics)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now)
+        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now, None)
             .await
             .map_err(|e| self.run_error(run, e))?;
         for epoch in epochs {
@@ -534,7 +569,7 @@ impl Store {
         let prepared = prepare(trial)?;
         let now = time::now();
         let mut tx = self.begin_write().await?;
-        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now)
+        let id = insert_prepared(tx.conn(), run, &prepared, TrialState::Running, &now, None)
             .await
             .map_err(|e| self.run_error(run, e))?;
         mark_failed(tx.conn(), id, None, kind, message, &now).await.map_err(|e| self.db_error(e))?;

@@ -525,7 +525,23 @@ async fn schema_7_keeps_the_latest_attempt_of_every_trial_that_ran() {
     let db = TempDb::new();
     let old = Store::open_at_schema_version(&db.url(), SCHEMA_6).await.unwrap();
     let run = search_run(&old, "before").await;
-    let ids = old.insert_trials(run, &[trial(1), trial(2), trial(3)]).await.unwrap();
+    // Queued as a schema-6 build queued them (this build's insert names a schema-8 column).
+    let mut conn = db.raw().await;
+    let arch = serde_json::to_string(&common::arch(1)).unwrap();
+    for id in 1..=3 {
+        sqlx::query(
+            "INSERT INTO trials (id, run_id, arch, arch_hash, blocks, resolution, proxy_key, state, created_at, params, flops)
+             VALUES ($1, $2, $3, 'abc', 'r1_k3_s11_e1_i32_o16', 32, 'p', 'pending', '2025-01-01T00:00:01.000Z', 10, 20)",
+        )
+        .bind(id)
+        .bind(run.0)
+        .bind(&arch)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+    let ids = [TrialId(1), TrialId(2), TrialId(3)];
     let done = old.claim_trial(run, "w1").await.unwrap().unwrap();
     old.complete_trial(done.id, &common::metrics(0.7, 1_000)).await.unwrap();
     old.claim_next(Some(run), "w2", Duration::from_secs(60)).await.unwrap().unwrap();

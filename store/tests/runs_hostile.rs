@@ -1,6 +1,7 @@
 //! Runs under hostile conditions: a second process resuming a live run (the run lease), trials
 //! that kill their process (the attempt limit), another process holding the database locked
-//! (the retry), and names that are duplicates, all digits or full of control characters.
+//! (the retry), a batch of trials queued again by a retried call, and names that are duplicates,
+//! all digits or full of control characters.
 #![allow(clippy::unwrap_used)]
 
 #[macro_use]
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{search_run, trial, TempDb};
 use effnas_store::{
-    escape_control, BlockingStore, FailureKind, NewRun, OpenOptions, RetryPolicy, RunKind, RunOwner,
-    RunStatus, StoreError, TrialState, MAX_ATTEMPTS,
+    escape_control, BatchKey, BlockingStore, FailureKind, NewRun, OpenOptions, RetryPolicy, RunKind,
+    RunOwner, RunStatus, StoreError, TrialFilter, TrialState, MAX_ATTEMPTS,
 };
 use sqlx::Connection;
 
@@ -108,6 +109,39 @@ on_both_backends! {
         assert!(message.contains("each of its 3 attempts"), "{message}");
         // The other trial is next, untouched by the recoveries.
         assert_eq!(store.claim_trial(run, "orchestrator").await.unwrap().unwrap().id, ids[1]);
+    }
+}
+
+on_both_backends! {
+    /// A call that queues trials and is retried after its commit went through (the connection
+    /// dropped before the answer came) carries the same key: it gets the trials the first try
+    /// queued, and the run does not train a second copy of the batch.
+    #[tokio::test]
+    async fn a_batch_queued_again_under_its_key_is_not_queued_twice(db) {
+        let store = db.open().await;
+        let run = search_run(&store, "retried").await;
+        let count = |store: &effnas_store::Store| {
+            let store = store.clone();
+            async move { store.trials(run, &TrialFilter::default()).await.unwrap().len() }
+        };
+        let key = BatchKey::new();
+        let first = store.insert_trials_once(run, &[trial(1), trial(2)], &key).await.unwrap();
+        let again = store.insert_trials_once(run, &[trial(1), trial(2)], &key).await.unwrap();
+        assert_eq!(again, first);
+        assert_eq!(count(&store).await, 2);
+        // Another call has another key: the same architectures are queued again, as asked.
+        let other = store.insert_trials(run, &[trial(1), trial(2)]).await.unwrap();
+        assert!(other.iter().all(|id| !first.contains(id)), "{other:?} {first:?}");
+        assert_eq!(count(&store).await, 4);
+        // A key used again for a different batch is a caller's mistake: refused, nothing added.
+        let refused = store.insert_trials_once(run, &[trial(3)], &key).await.unwrap_err();
+        assert!(matches!(refused, StoreError::BatchMismatch { queued: 2, asked: 1, .. }), "{refused:?}");
+        assert!(refused.to_string().contains(key.as_str()), "{refused}");
+        assert_eq!(count(&store).await, 4);
+        // Keys are not shared between runs.
+        let elsewhere = search_run(&store, "another").await;
+        let there = store.insert_trials_once(elsewhere, &[trial(1), trial(2)], &key).await.unwrap();
+        assert!(there.iter().all(|id| !first.contains(id)));
     }
 }
 
