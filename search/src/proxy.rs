@@ -194,6 +194,11 @@ impl ProxySettings {
         }
     }
 
+    /// Whether every device of the run is the CPU.
+    pub fn on_cpu_only(&self) -> bool {
+        self.device.split(',').all(|d| d.trim() == "cpu")
+    }
+
     /// Whether every device of the run is a GPU.
     pub fn on_gpus_only(&self) -> bool {
         self.device.split(',').all(|d| d.trim().starts_with("cuda"))

@@ -4,7 +4,7 @@
 
 use effnas_search::proxy::{PrecisionSetting, ProxySettings};
 
-use super::train::{LayoutChoice, PrecisionChoice};
+use super::train::{DeviceKinds, LayoutChoice, PrecisionChoice};
 
 use crate::flags;
 
@@ -50,8 +50,8 @@ pub struct ProxyArgs {
     /// are not reused.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
-    /// Memory layout of kernels and activations: auto is channels-last (NHWC) for bf16 on GPUs,
-    /// contiguous otherwise. Speed only, not part of the proxy key.
+    /// Memory layout of kernels and activations: auto is channels-last (NHWC) for bf16 on GPUs
+    /// and for fp32 on the CPU, contiguous otherwise. Speed only, not part of the proxy key.
     #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
     pub layout: LayoutChoice,
     /// Stride of every proxy network's stem (1 or 2), instead of the architecture's own: 1
@@ -85,7 +85,14 @@ impl ProxyArgs {
             channels_last: false,
             stem_stride: self.stem_stride,
         };
-        settings.channels_last = self.layout.channels_last(settings.precision(), settings.on_gpus_only());
+        let devices = if settings.on_gpus_only() {
+            DeviceKinds::Gpus
+        } else if settings.on_cpu_only() {
+            DeviceKinds::Cpu
+        } else {
+            DeviceKinds::Mixed
+        };
+        settings.channels_last = self.layout.channels_last(settings.precision(), devices);
         settings
     }
 }
@@ -107,12 +114,19 @@ mod tests {
         parsed.expect("flags parse").proxy.settings()
     }
 
-    /// The defaults: bf16 and channels-last on GPUs, fp32 and contiguous on the CPU; each can be
-    /// forced either way.
+    /// The defaults: bf16 and channels-last on GPUs, fp32 and channels-last on the CPU,
+    /// contiguous for fp32 on GPUs, bf16 on the CPU and a mix of devices; each can be forced
+    /// either way.
     #[test]
     fn precision_and_layout_follow_the_devices_unless_told() {
         let cpu = settings(&[]);
-        assert_eq!((cpu.precision(), cpu.channels_last), (Precision::Fp32, false));
+        assert_eq!((cpu.precision(), cpu.channels_last), (Precision::Fp32, true));
+        let bf16_cpu = settings(&["--precision", "bf16"]);
+        assert_eq!((bf16_cpu.precision(), bf16_cpu.channels_last), (Precision::Bf16, false));
+        let mixed = settings(&["--device", "cuda,cpu"]);
+        assert_eq!((mixed.precision(), mixed.channels_last), (Precision::Fp32, false));
+        let contiguous_cpu = settings(&["--layout", "contiguous"]);
+        assert_eq!((contiguous_cpu.precision(), contiguous_cpu.channels_last), (Precision::Fp32, false));
         let gpu = settings(&["--device", "cuda"]);
         assert_eq!((gpu.precision(), gpu.channels_last), (Precision::Bf16, true));
         let fp32_gpu = settings(&["--device", "cuda", "--precision", "fp32"]);

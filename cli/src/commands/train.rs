@@ -48,8 +48,8 @@ pub enum PrecisionChoice {
 /// The memory layout of kernels and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LayoutChoice {
-    /// Channels-last for bf16 on CUDA (measured faster there: docs/BENCHMARKS.md), contiguous
-    /// otherwise.
+    /// Channels-last for bf16 on CUDA and for fp32 on the CPU (each measured faster there:
+    /// docs/BENCHMARKS.md), contiguous otherwise.
     Auto,
     /// NHWC strides (`model.to(memory_format=torch.channels_last)` in PyTorch).
     ChannelsLast,
@@ -57,11 +57,23 @@ pub enum LayoutChoice {
     Contiguous,
 }
 
+/// What a run's devices are, for the defaults that depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKinds {
+    Cpu,
+    Gpus,
+    /// Some of each: the layout that was measured on neither mix, contiguous.
+    Mixed,
+}
+
 impl LayoutChoice {
-    /// Whether to train channels-last in `precision` on devices that are all GPUs or not.
-    pub fn channels_last(self, precision: Precision, all_gpus: bool) -> bool {
+    /// Whether to train channels-last in `precision` on `devices`.
+    pub fn channels_last(self, precision: Precision, devices: DeviceKinds) -> bool {
         match self {
-            LayoutChoice::Auto => all_gpus && precision == Precision::Bf16,
+            LayoutChoice::Auto => matches!(
+                (devices, precision),
+                (DeviceKinds::Gpus, Precision::Bf16) | (DeviceKinds::Cpu, Precision::Fp32)
+            ),
             LayoutChoice::ChannelsLast => true,
             LayoutChoice::Contiguous => false,
         }
@@ -149,7 +161,8 @@ pub struct Args {
     /// Arithmetic: bf16 (activations and convolutions, fp32 weights) or fp32.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
-    /// Memory layout: auto is channels-last for bf16 on CUDA, contiguous otherwise.
+    /// Memory layout: auto is channels-last for bf16 on CUDA and for fp32 on the CPU, contiguous
+    /// otherwise.
     #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
     pub layout: LayoutChoice,
     #[command(flatten)]
@@ -263,7 +276,10 @@ pub fn proxy_config(args: &Args, device: Device) -> ProxyConfig {
         weight_decay: args.weight_decay,
         label_smoothing: args.label_smoothing,
         precision,
-        channels_last: args.layout.channels_last(precision, matches!(device, Device::Cuda(_))),
+        channels_last: args.layout.channels_last(
+            precision,
+            if matches!(device, Device::Cuda(_)) { DeviceKinds::Gpus } else { DeviceKinds::Cpu },
+        ),
         augment: Augment { flip: args.flip, crop_padding: args.crop_padding },
         seed: args.seed,
         time_limit: args.time_limit,

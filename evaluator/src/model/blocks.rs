@@ -350,7 +350,9 @@ impl SqueezeExcite {
     }
 
     pub fn forward(&self, xs: &Tensor) -> TResult<Tensor> {
-        let scale = xs.f_mean_dim(&[2i64, 3][..], true, None::<Kind>)?;
+        // Pooled as torchvision pools (not `mean`): on channels-last input the pooled map keeps
+        // channels-last strides, so the 1 × 1 convolutions after it run without reorders.
+        let scale = xs.f_adaptive_avg_pool2d([1, 1])?;
         let scale = self.activation.forward(self.fc1.forward(&scale)?)?;
         let scale = self.fc2.forward(&scale)?.f_sigmoid()?;
         xs.f_mul(&scale)

@@ -395,24 +395,37 @@ impl Model {
     }
 }
 
-/// `xs` (`[N, C, H, W]`) with NHWC strides: permuted to NHWC, made contiguous, permuted back.
+/// `xs` (`[N, C, H, W]`) with exactly the NHWC strides of [`is_channels_last`]: permuted to
+/// NHWC and made contiguous (no copy when the memory already has that order), then given the
+/// strides PyTorch's `to(memory_format=torch.channels_last)` writes, dimensions of size one
+/// included.
 pub fn channels_last(xs: &Tensor) -> Result<Tensor, TchError> {
     if xs.dim() != 4 || is_channels_last(xs) {
         return Ok(xs.shallow_clone());
     }
-    xs.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])
+    let nhwc = xs.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?;
+    if is_channels_last(&nhwc) {
+        return Ok(nhwc);
+    }
+    // Only the strides of dimensions of size one differ: the same memory, restrided (no
+    // offset given: the tensor's own).
+    nhwc.f_as_strided(nhwc.size(), nhwc_strides(&nhwc.size()), None::<i64>)
 }
 
-/// Whether a 4-D tensor has channels-last strides: `[H·W·C, 1, W·C, C]` (dimensions of size one
-/// may have any stride).
+/// Whether a 4-D tensor has the channels-last strides `[H·W·C, 1, W·C, C]`, every dimension
+/// included. A dimension of size one could take any stride without moving a byte, but
+/// libtorch's kernels choose their layout from the strides: a 1 × 1 kernel or a `[N, C, 1, 1]`
+/// activation strided `[C, 1, 1, 1]` is read as contiguous, and on the CPU each convolution
+/// that meets one reorders its data to a blocked layout and back (measured with oneDNN's
+/// verbose log; docs/BENCHMARKS.md).
 pub fn is_channels_last(xs: &Tensor) -> bool {
-    let (size, stride) = (xs.size(), xs.stride());
-    if size.len() != 4 {
-        return false;
-    }
+    let size = xs.size();
+    size.len() == 4 && xs.stride() == nhwc_strides(&size)
+}
+
+fn nhwc_strides(size: &[i64]) -> Vec<i64> {
     let (c, h, w) = (size[1], size[2], size[3]);
-    let expected = [h * w * c, 1, w * c, c];
-    (0..4).all(|d| size[d] == 1 || stride[d] == expected[d])
+    vec![h * w * c, 1, w * c, c]
 }
 
 /// EfficientNet-B0 at width 0.25 (all 213 of its tensors, little arithmetic) for `classes` and
@@ -513,7 +526,8 @@ mod tests {
     /// are those of the contiguous network.
     #[test]
     fn channels_last_is_kept_through_the_network() -> std::result::Result<(), Box<dyn std::error::Error>> {
-        // At 64 px B0's last stage is still 2 × 2.
+        // At 64 px B0's last stage is still 2 × 2 (a 1 × 1 activation's strides are ambiguous,
+        // and libtorch's element-wise operations give them contiguous ones, in PyTorch too).
         let mut model = Model::new(&quarter_b0(10, 64)?, Device::Cpu)?;
         let xs = Tensor::f_randn([4, 3, 64, 64], (Kind::Float, Device::Cpu))?;
         let contiguous = model.forward(&xs, false)?;
@@ -549,8 +563,15 @@ mod tests {
         assert_eq!(relaid.stride(), vec![60, 1, 15, 3]);
         assert!(is_channels_last(&relaid));
         assert_eq!(relaid.size(), t.size());
-        // One channel: both layouts at once.
-        assert!(is_channels_last(&Tensor::f_zeros([2, 1, 4, 5], (Kind::Float, Device::Cpu))?));
+        // Dimensions of size one get the strides libtorch reads as channels-last too: a 1 × 1
+        // kernel, a pooled activation, one channel.
+        for size in [[16, 8, 1, 1], [2, 8, 1, 1], [2, 1, 4, 5]] {
+            let t = Tensor::f_randn(size, (Kind::Float, Device::Cpu))?;
+            assert!(!is_channels_last(&t), "{size:?}: {:?}", t.stride());
+            let relaid = channels_last(&t)?;
+            assert!(is_channels_last(&relaid), "{size:?}: {:?}", relaid.stride());
+            assert!(relaid.f_equal(&t)?, "{size:?}: values changed");
+        }
         Ok(())
     }
 }
