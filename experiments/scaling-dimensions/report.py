@@ -97,7 +97,7 @@ for i, base in enumerate(bases):
                 svg.append(f'<line x1="{X(r["ratio"]):.1f}" x2="{X(r["ratio"]):.1f}" y1="{Y(r["test_mean"] - r["test_std"]):.1f}" '
                            f'y2="{Y(r["test_mean"] + r["test_std"]):.1f}" stroke="{colour}"/>')
             svg.append(f'<circle cx="{X(r["ratio"]):.1f}" cy="{Y(r["test_mean"]):.1f}" r="2.5" fill="{colour}"/>')
-        svg.append(f'<text x="{X(xmax) - 70}" y="{Y(ymin) - 10 - 13 * legend}" fill="{colour}">{labels.get(method, method)}</text>')
+        svg.append(f'<text x="{x0 + panel_w - 175}" y="{Y(ymin) - 10 - 13 * legend}" fill="{colour}">{labels.get(method, method)}</text>')
 svg.append("</svg>")
 open(os.path.join(results, "figure8.svg"), "w").write("\n".join(svg))
 print(f"wrote {results}/points.md, points.json, figure8.svg ({sum(r['seeds'] for r in rows)} trainings)")
