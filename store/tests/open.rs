@@ -456,18 +456,12 @@ async fn schema_md_documents_every_table_and_column() {
     }
 }
 
-#[tokio::test]
-async fn schema_6_admits_fidelity_runs_and_keeps_every_row_and_foreign_key() {
-    let db = TempDb::new();
-    let old = Store::open_at_schema_version(&db.url(), SCHEMA_5).await.unwrap();
-    let run = search_run(&old, "before").await;
-    let other = search_run(&old, "other").await;
-    old.save_checkpoint(run, 1, &serde_json::json!({"step": 1}), None).await.unwrap();
-    old.close().await;
-    // Trials as a schema-5 build wrote them (no setting, no parent).
+/// Pending trials (id, run) written with the columns every schema has, as an old build queued
+/// them: this build's own insert names columns an older schema lacks.
+async fn queue_as_an_old_build(db: &TempDb, trials: &[(i64, RunId)]) {
     let mut conn = db.raw().await;
     let arch = serde_json::to_string(&common::arch(1)).unwrap();
-    for (id, run) in [(1, run), (2, run), (3, other)] {
+    for &(id, run) in trials {
         sqlx::query(
             "INSERT INTO trials (id, run_id, arch, arch_hash, blocks, resolution, proxy_key, state, created_at, params, flops)
              VALUES ($1, $2, $3, 'abc', 'r1_k3_s11_e1_i32_o16', 32, 'p', 'pending', '2025-01-01T00:00:01.000Z', 10, 20)",
@@ -480,6 +474,18 @@ async fn schema_6_admits_fidelity_runs_and_keeps_every_row_and_foreign_key() {
         .unwrap();
     }
     conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn schema_6_admits_fidelity_runs_and_keeps_every_row_and_foreign_key() {
+    let db = TempDb::new();
+    let old = Store::open_at_schema_version(&db.url(), SCHEMA_5).await.unwrap();
+    let run = search_run(&old, "before").await;
+    let other = search_run(&old, "other").await;
+    old.save_checkpoint(run, 1, &serde_json::json!({"step": 1}), None).await.unwrap();
+    old.close().await;
+    // Trials as a schema-5 build wrote them (no setting, no parent).
+    queue_as_an_old_build(&db, &[(1, run), (2, run), (3, other)]).await;
 
     let store = db.open().await;
     assert_eq!(store.schema_version().await.unwrap(), latest_version());
@@ -526,21 +532,7 @@ async fn schema_7_keeps_the_latest_attempt_of_every_trial_that_ran() {
     let old = Store::open_at_schema_version(&db.url(), SCHEMA_6).await.unwrap();
     let run = search_run(&old, "before").await;
     // Queued as a schema-6 build queued them (this build's insert names a schema-8 column).
-    let mut conn = db.raw().await;
-    let arch = serde_json::to_string(&common::arch(1)).unwrap();
-    for id in 1..=3 {
-        sqlx::query(
-            "INSERT INTO trials (id, run_id, arch, arch_hash, blocks, resolution, proxy_key, state, created_at, params, flops)
-             VALUES ($1, $2, $3, 'abc', 'r1_k3_s11_e1_i32_o16', 32, 'p', 'pending', '2025-01-01T00:00:01.000Z', 10, 20)",
-        )
-        .bind(id)
-        .bind(run.0)
-        .bind(&arch)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    conn.close().await.unwrap();
+    queue_as_an_old_build(&db, &[(1, run), (2, run), (3, run)]).await;
     let ids = [TrialId(1), TrialId(2), TrialId(3)];
     let done = old.claim_trial(run, "w1").await.unwrap().unwrap();
     old.complete_trial(done.id, &common::metrics(0.7, 1_000)).await.unwrap();
