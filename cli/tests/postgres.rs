@@ -78,31 +78,30 @@ impl Drop for PgDb {
     }
 }
 
-/// Runs one statement on the test server's own database.
-fn admin(sql: &str) {
+/// Runs `work` on a connection to the test server's own database, in a runtime of its own;
+/// panics naming `what` if it fails.
+fn on_server<T>(what: &str, work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>) -> T {
     use sqlx::Connection;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime
         .block_on(async {
             let mut conn = sqlx::PgConnection::connect(&server()).await?;
-            sqlx::raw_sql(sql).execute(&mut conn).await?;
-            conn.close().await
+            let value = work(&mut conn).await?;
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(value)
         })
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Runs one statement on the test server's own database.
+fn admin(sql: &str) {
+    on_server(sql, async |conn| sqlx::raw_sql(sql).execute(conn).await.map(drop));
 }
 
 /// A setting of the test's server (`SHOW name`).
 fn setting(name: &str) -> String {
-    use sqlx::Connection;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime
-        .block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&server()).await?;
-            let value: String = sqlx::query_scalar(&format!("SHOW {name}")).fetch_one(&mut conn).await?;
-            conn.close().await?;
-            Ok::<_, sqlx::Error>(value)
-        })
-        .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
+    let show = format!("SHOW {name}");
+    on_server(&show, async |conn| sqlx::query_scalar(&show).fetch_one(conn).await)
 }
 
 /// The password of a `postgres://user:password@host/db` URL ("" when it has none).
