@@ -83,12 +83,17 @@ impl Proc {
         Proc { child, stdout, stderr, what }
     }
 
+    /// What the process printed on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.seen.lock().unwrap()).into_owned()
+    }
+
     /// Waits (at most 120 s) until the process has printed `text` on stderr, e.g. a worker's
     /// "waiting for trials" once it has opened the database and looks for work.
     pub fn wait_for_stderr(&self, text: &str) {
         let started = Instant::now();
         loop {
-            let printed = String::from_utf8_lossy(&self.stderr.seen.lock().unwrap()).into_owned();
+            let printed = self.stderr_text();
             if printed.contains(text) {
                 return;
             }
@@ -212,9 +217,9 @@ pub fn external_search(db: &str, trials: &str, extra: &[&str]) -> Proc {
 }
 
 /// A worker for run 1 with a lease of `lease` seconds that ends after `idle_exit` seconds
-/// without a trial to claim.
+/// without a trial to claim; it logs its claims ([`WORKER_CLAIMED`]) at info level.
 pub fn worker(db: &str, lease: &str, idle_exit: &str) -> Proc {
-    start(
+    logging_worker(
         db,
         &["worker", "--run", "1", "--lease", lease, "--idle-exit", idle_exit, "--json", "--threads", "1"],
     )
@@ -231,9 +236,15 @@ pub fn worker_until_stopped(db: &str, lease: &str) -> Proc {
 pub fn worker_for_any_run(db: &str) -> Proc {
     // Looking for work every 10 ms at most: an oracle trial takes microseconds, so with the
     // default half-second pause one worker could drain a whole run while the others sleep.
-    let args =
-        ["worker", "--lease", "30", "--idle-exit", "240", "--poll", "0.01", "--json", "--threads", "1"];
-    let mut worker = command(db, &args);
+    logging_worker(
+        db,
+        &["worker", "--lease", "30", "--idle-exit", "240", "--poll", "0.01", "--json", "--threads", "1"],
+    )
+}
+
+/// `effnas ARGS` on `db`, logging at info level.
+fn logging_worker(db: &str, args: &[&str]) -> Proc {
+    let mut worker = command(db, args);
     worker.env("RUST_LOG", "info");
     Proc::spawn(worker, format!("effnas {args:?}"))
 }
@@ -256,21 +267,31 @@ pub fn stop_workers(workers: Vec<Proc>) -> Vec<Value> {
     workers.into_iter().map(|w| ok(&w.finish())).collect()
 }
 
-/// Waits until `worker` trains a trial of run 1, freezes it (SIGSTOP) there and returns that
-/// trial as it stands, still running. A trial seen running may have finished by the time the
-/// worker is frozen: then the worker is let go on and the next one is waited for.
+/// What a worker logs once it has claimed a trial.
+pub const WORKER_CLAIMED: &str = "claimed";
+
+/// Waits until `worker` (started by [`worker`]) claims a trial of run 1, freezes it (SIGSTOP)
+/// there and returns that trial as it stands, still running.
+///
+/// The worker is frozen as soon as it logs the claim, not once a query shows the trial
+/// running: a tiny proxy can train in less time than a query process takes to start, and a
+/// run of one trial would then never be seen running. A trial that has finished all the same
+/// by the time the worker is frozen lets the worker go on to its next claim.
 pub fn freeze_while_training(db: &str, worker: &Proc) -> Value {
     let started = Instant::now();
+    let mut claims_seen = 0;
     loop {
         assert!(started.elapsed() < Duration::from_secs(120), "the worker never trained a trial");
-        if trials_in_state(db, "running").is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
+        let claims = worker.stderr_text().matches(WORKER_CLAIMED).count();
+        if claims == claims_seen {
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         }
         worker.signal("-STOP");
         if let Some(trial) = trials_in_state(db, "running").into_iter().next() {
             return trial;
         }
+        claims_seen = claims;
         worker.signal("-CONT");
     }
 }
