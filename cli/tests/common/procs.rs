@@ -189,7 +189,14 @@ pub fn trials(db: &str) -> Vec<Value> {
 /// Run 1's trials in `state`; none while they cannot be read (the database not made yet, a
 /// server restarting).
 pub fn trials_in_state(db: &str, state: &str) -> Vec<Value> {
-    let out = run(db, &["trials", "--run", "1", "--state", state, "--json"]);
+    readable_trials(db, &["--state", state])
+}
+
+/// Run 1's trials selected by `filter`; none while they cannot be read.
+fn readable_trials(db: &str, filter: &[&str]) -> Vec<Value> {
+    let mut args = vec!["trials", "--run", "1", "--json"];
+    args.extend(filter);
+    let out = run(db, &args);
     serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
 }
 
@@ -203,16 +210,15 @@ pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 /// A search that only queues (`--external-workers`) run 1's trials on `db`; returned once it
-/// has made the run.
+/// has queued its first trial (a worker started earlier, between the run and its first trial,
+/// could reach its idle exit on a busy machine).
 pub fn external_search(db: &str, trials: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["search", "--external-workers", "--trials", trials, "--finalists", "0", "--json"];
     args.extend(extra);
     let search = start(db, &args);
     // A query is not asked before the search has made a SQLite file.
     let made = || db.contains("://") || std::path::Path::new(db).exists();
-    wait_until("the search queueing its trials", || {
-        made() && command(db, &["trials", "--run", "1"]).status().is_ok_and(|s| s.success())
-    });
+    wait_until("the search queueing its trials", || made() && !readable_trials(db, &[]).is_empty());
     search
 }
 
