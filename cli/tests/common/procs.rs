@@ -287,8 +287,9 @@ pub fn freeze_while_training(db: &str, worker: &Proc) -> Value {
     let started = Instant::now();
     let mut claims_seen = 0;
     loop {
-        assert!(started.elapsed() < Duration::from_secs(120), "the worker never trained a trial");
-        let claims = worker.stderr_text().matches(WORKER_CLAIMED).count();
+        let printed = worker.stderr_text();
+        assert!(started.elapsed() < Duration::from_secs(120), "the worker never trained a trial: {printed}");
+        let claims = printed.matches(WORKER_CLAIMED).count();
         if claims == claims_seen {
             std::thread::sleep(Duration::from_millis(5));
             continue;
